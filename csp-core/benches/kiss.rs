@@ -1,0 +1,1 @@
+fn main() {} // TODO(helper): criterion bench
