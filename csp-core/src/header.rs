@@ -27,6 +27,9 @@ pub enum Version {
 /// The largest header of any version: room a buffer keeps in front of the data.
 pub const MAX_HEADER_LEN: usize = 6;
 
+/// An emitted header: the bytes, of which the first `.1` are valid.
+pub type HeaderBytes = ([u8; MAX_HEADER_LEN], usize);
+
 impl Version {
     /// Bytes the header takes on the wire.
     pub const fn header_len(self) -> usize {
@@ -333,13 +336,13 @@ impl Header {
         let out = buf
             .get_mut(..len)
             .ok_or(HeaderError::Truncated { needed: len, got })?;
-        let raw = self.to_raw(version)?;
+        let raw = self.pack(version)?;
         out.copy_from_slice(&raw.to_be_bytes()[8 - len..]);
         Ok(len)
     }
 
     /// The header's bytes, checked for `version`, as a small array plus length.
-    pub fn to_bytes(&self, version: Version) -> Result<([u8; MAX_HEADER_LEN], usize), HeaderError> {
+    pub fn to_bytes(&self, version: Version) -> Result<HeaderBytes, HeaderError> {
         let mut buf = [0u8; MAX_HEADER_LEN];
         let len = self.emit(&mut buf, version)?;
         Ok((buf, len))
@@ -347,10 +350,10 @@ impl Header {
 
     /// Checks that every field fits `version`.
     pub fn check(&self, version: Version) -> Result<(), HeaderError> {
-        self.to_raw(version).map(|_| ())
+        self.pack(version).map(|_| ())
     }
 
-    fn to_raw(&self, version: Version) -> Result<u64, HeaderError> {
+    fn pack(self, version: Version) -> Result<u64, HeaderError> {
         let max = version.max_addr();
         for addr in [self.src, self.dst] {
             if addr.0 > max {

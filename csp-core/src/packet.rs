@@ -9,7 +9,7 @@
 
 use core::fmt;
 
-use crate::header::{Header, HeaderError, HeaderView, Version, MAX_HEADER_LEN};
+use crate::header::{Header, HeaderBytes, HeaderError, HeaderView, Version, MAX_HEADER_LEN};
 
 /// Offset of the first data byte in the storage.
 const DATA: usize = MAX_HEADER_LEN;
@@ -178,10 +178,7 @@ impl<const N: usize> Packet<N> {
 
     /// The header bytes for `version` and the data, without touching the
     /// buffer: what a CRC or HMAC that covers the header needs.
-    pub fn header_and_data(
-        &self,
-        version: Version,
-    ) -> Result<(([u8; MAX_HEADER_LEN], usize), &[u8]), PacketError> {
+    pub fn header_and_data(&self, version: Version) -> Result<(HeaderBytes, &[u8]), PacketError> {
         Ok((self.header.to_bytes(version)?, self.data()))
     }
 }
