@@ -13,6 +13,19 @@ fn header() -> Header {
     }
 }
 
+/// The yardstick every core number in docs/PERFORMANCE.md is divided by:
+/// copying a 200-byte frame, the least any packet path must do.
+fn baseline(c: &mut Criterion) {
+    let src = [0x55u8; 200];
+    let mut dst = [0u8; 200];
+    c.bench_function("baseline/memcpy_200B", |b| {
+        b.iter(|| {
+            dst.copy_from_slice(black_box(&src));
+            black_box(&dst);
+        })
+    });
+}
+
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("header");
     g.throughput(Throughput::Elements(1));
@@ -45,5 +58,5 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+criterion_group!(benches, baseline, bench);
 criterion_main!(benches);
