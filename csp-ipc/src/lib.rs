@@ -1,0 +1,650 @@
+//! The protocol between `csp-muxd` and the processes that share its CSP node.
+//!
+//! One home for the IPC wire format: the daemon (host-muxd) and the client
+//! library (host-lib) both encode and decode through this crate, so the two
+//! ends can not drift apart. The format is described for people in
+//! `docs/ipc.md`; this code is the reference.
+//!
+//! A frame is `len:u16 BE | type:u8 | body`, where `len` counts the type byte
+//! and the body. Decoding is total: any byte string yields messages, "need
+//! more bytes", or an [`IpcError`]; nothing a client sends is trusted.
+#![cfg_attr(not(feature = "std"), no_std)]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use core::fmt;
+
+/// Protocol version spoken by this crate; HELLO carries it and the daemon
+/// refuses any other.
+pub const VERSION: u16 = 1;
+
+/// Bytes in front of every frame's type byte (the length field).
+pub const LEN_PREFIX: usize = 2;
+
+/// Largest `len` a frame may declare (type byte + body). Big enough for any
+/// CSP packet the daemon carries (6-byte header + up to 4 KiB of data and
+/// trailers, plus slack); a larger length is a protocol error, so a client
+/// can never make the daemon buffer more than this per connection.
+pub const MAX_FRAME_LEN: usize = 4200;
+
+/// Longest text (client name, error message, control reply line set) carried.
+pub const MAX_TEXT_LEN: usize = 4096;
+
+/// Port value in REGISTER meaning "every port" (`CSP_ANY`, libcsp's 255).
+pub const PORT_ANY: u8 = 255;
+/// Port value in REGISTER meaning "any free ephemeral port, daemon's choice".
+pub const PORT_EPHEMERAL: u8 = 254;
+/// Address value in REGISTER meaning "the daemon's own address".
+pub const ADDR_DAEMON: u16 = 0;
+
+mod code {
+    pub const HELLO: u8 = 0x01;
+    pub const REGISTER: u8 = 0x02;
+    pub const UNREGISTER: u8 = 0x03;
+    pub const DATA: u8 = 0x04;
+    pub const CONTROL: u8 = 0x05;
+    pub const HELLO_ACK: u8 = 0x81;
+    pub const REGISTER_ACK: u8 = 0x82;
+    pub const UNREGISTER_ACK: u8 = 0x83;
+    pub const CONTROL_REPLY: u8 = 0x85;
+    pub const BYE: u8 = 0x86;
+    pub const ERROR: u8 = 0xEE;
+}
+
+/// Result of REGISTER / UNREGISTER.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Status {
+    /// Done.
+    Ok = 0,
+    /// Another client holds that (address, port).
+    PortInUse = 1,
+    /// Port or address out of range, or not allowed for clients.
+    Invalid = 2,
+    /// UNREGISTER of something this client does not hold.
+    NotRegistered = 3,
+    /// The daemon's port table is full.
+    TableFull = 4,
+    /// No free port left in the ephemeral range.
+    NoEphemeralPort = 5,
+    /// The address is not one of the daemon's.
+    NotLocalAddr = 6,
+}
+
+impl Status {
+    fn from_u8(v: u8) -> Option<Status> {
+        Some(match v {
+            0 => Status::Ok,
+            1 => Status::PortInUse,
+            2 => Status::Invalid,
+            3 => Status::NotRegistered,
+            4 => Status::TableFull,
+            5 => Status::NoEphemeralPort,
+            6 => Status::NotLocalAddr,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Status::Ok => "ok",
+            Status::PortInUse => "port in use by another application",
+            Status::Invalid => "invalid address or port",
+            Status::NotRegistered => "not registered",
+            Status::TableFull => "port table full",
+            Status::NoEphemeralPort => "no free ephemeral port",
+            Status::NotLocalAddr => "address is not the daemon's",
+        })
+    }
+}
+
+/// Control requests a client may make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Control {
+    /// Node address, links, uptime, registered applications.
+    Status = 1,
+    /// Counters per link, per client, per route.
+    Stats = 2,
+    /// The routing table.
+    Routes = 3,
+}
+
+impl Control {
+    fn from_u8(v: u8) -> Option<Control> {
+        Some(match v {
+            1 => Control::Status,
+            2 => Control::Stats,
+            3 => Control::Routes,
+            _ => return None,
+        })
+    }
+}
+
+/// Why the daemon closes a connection or refuses a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ErrorCode {
+    /// The frame's type byte is unknown.
+    UnknownType = 1,
+    /// The frame's length is zero, too large, or wrong for its type.
+    BadLength = 2,
+    /// HELLO with a protocol version the daemon does not speak.
+    BadVersion = 3,
+    /// A message other than HELLO before HELLO.
+    NoHello = 4,
+    /// DATA whose source (address, port) the client has not registered.
+    Spoofed = 5,
+    /// DATA that is not a valid CSP packet.
+    BadPacket = 6,
+    /// The body does not parse (bad text, bad field value).
+    BadBody = 7,
+    /// Anything else.
+    Other = 255,
+}
+
+impl ErrorCode {
+    fn from_u8(v: u8) -> Option<ErrorCode> {
+        Some(match v {
+            1 => ErrorCode::UnknownType,
+            2 => ErrorCode::BadLength,
+            3 => ErrorCode::BadVersion,
+            4 => ErrorCode::NoHello,
+            5 => ErrorCode::Spoofed,
+            6 => ErrorCode::BadPacket,
+            7 => ErrorCode::BadBody,
+            255 => ErrorCode::Other,
+            _ => return None,
+        })
+    }
+}
+
+/// Why a daemon says goodbye.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ByeReason {
+    /// The daemon is shutting down (SIGINT/SIGTERM).
+    Shutdown = 1,
+    /// The client fell too far behind or broke the protocol.
+    Dropped = 2,
+}
+
+/// One IPC message. Byte fields borrow from the decoded buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Message<'a> {
+    /// Client -> daemon, first message: protocol version and a name for logs.
+    Hello {
+        /// Protocol version the client speaks.
+        version: u16,
+        /// Free-form client name (UTF-8), shown in `csp status`.
+        name: &'a str,
+    },
+    /// Daemon -> client: the version accepted and the node it joined.
+    HelloAck {
+        /// Protocol version the daemon speaks.
+        version: u16,
+        /// The daemon's CSP address.
+        node_addr: u16,
+        /// Largest CSP data length (after the header) the daemon carries.
+        mtu: u16,
+    },
+    /// Client -> daemon: bind a CSP (address, port).
+    Register {
+        /// Local CSP address ([`ADDR_DAEMON`] = the daemon's).
+        addr: u16,
+        /// 0..=63, [`PORT_ANY`] or [`PORT_EPHEMERAL`].
+        port: u8,
+    },
+    /// Daemon -> client: the outcome of REGISTER with what was assigned.
+    RegisterAck {
+        /// Outcome.
+        status: Status,
+        /// Address bound.
+        addr: u16,
+        /// Port bound (the chosen one for an ephemeral request).
+        port: u8,
+    },
+    /// Client -> daemon: release a binding.
+    Unregister {
+        /// Address.
+        addr: u16,
+        /// Port.
+        port: u8,
+    },
+    /// Daemon -> client: outcome of UNREGISTER.
+    UnregisterAck {
+        /// Outcome.
+        status: Status,
+        /// Address.
+        addr: u16,
+        /// Port.
+        port: u8,
+    },
+    /// Either way: one CSP packet, a v2 header (6 bytes) then data and
+    /// trailers. IPC always uses the v2 header whatever the links speak.
+    Data {
+        /// Header and data.
+        frame: &'a [u8],
+    },
+    /// Client -> daemon: a control request.
+    Control(Control),
+    /// Daemon -> client: the answer to a control request, as text.
+    ControlReply {
+        /// The request answered.
+        request: Control,
+        /// UTF-8 text, one item per line.
+        text: &'a str,
+    },
+    /// Daemon -> client: the connection ends now.
+    Bye(ByeReason),
+    /// Daemon -> client: a protocol error (the connection is closed after
+    /// errors on framing; other errors are reported and serving continues).
+    Error {
+        /// What went wrong.
+        code: ErrorCode,
+        /// A message for a person.
+        message: &'a str,
+    },
+}
+
+/// A frame that can not be decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IpcError {
+    /// Declared length zero or above [`MAX_FRAME_LEN`]: framing is lost.
+    BadLength(usize),
+    /// Unknown type byte.
+    UnknownType(u8),
+    /// A body of the wrong size or content for its type.
+    BadBody(u8),
+    /// Output buffer too small for the encoded frame.
+    BufferTooSmall,
+    /// A field too long to encode (text above [`MAX_TEXT_LEN`], frame above the maximum).
+    TooLong,
+}
+
+impl IpcError {
+    /// The code the daemon answers this error with.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            IpcError::BadLength(_) | IpcError::TooLong => ErrorCode::BadLength,
+            IpcError::UnknownType(_) => ErrorCode::UnknownType,
+            IpcError::BadBody(_) | IpcError::BufferTooSmall => ErrorCode::BadBody,
+        }
+    }
+
+    /// True if the byte stream can no longer be trusted to be framed, so the
+    /// connection must be closed; otherwise the frame is skipped.
+    pub fn is_fatal(&self) -> bool {
+        // Every decode error is fatal: a peer that sends an unknown type or a
+        // malformed body is not speaking this protocol, and keeping it around
+        // only hides bugs.
+        true
+    }
+}
+
+impl fmt::Display for IpcError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IpcError::BadLength(n) => {
+                write!(f, "frame length {n} outside 1..={MAX_FRAME_LEN}")
+            }
+            IpcError::UnknownType(t) => write!(f, "unknown frame type {t:#04x}"),
+            IpcError::BadBody(t) => write!(f, "malformed body for frame type {t:#04x}"),
+            IpcError::BufferTooSmall => f.write_str("output buffer too small"),
+            IpcError::TooLong => f.write_str("field too long to encode"),
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for IpcError {}
+
+/// Decode the first frame in `buf`.
+///
+/// Returns `Ok(None)` when more bytes are needed, `Ok(Some((message,
+/// consumed)))` for a complete frame. A declared length out of range is
+/// reported as soon as the two length bytes are in, so a hostile length never
+/// makes the reader wait for (or buffer) megabytes.
+pub fn decode(buf: &[u8]) -> Result<Option<(Message<'_>, usize)>, IpcError> {
+    let Some(len_bytes) = buf.get(..LEN_PREFIX) else {
+        return Ok(None);
+    };
+    let len = u16::from_be_bytes([len_bytes[0], len_bytes[1]]) as usize;
+    if len == 0 || len > MAX_FRAME_LEN {
+        return Err(IpcError::BadLength(len));
+    }
+    let Some(frame) = buf.get(LEN_PREFIX..LEN_PREFIX + len) else {
+        return Ok(None);
+    };
+    let (ty, body) = (frame[0], &frame[1..]);
+    let msg = decode_body(ty, body)?;
+    Ok(Some((msg, LEN_PREFIX + len)))
+}
+
+fn decode_body(ty: u8, body: &[u8]) -> Result<Message<'_>, IpcError> {
+    let bad = IpcError::BadBody(ty);
+    let u16_at = |i: usize| -> Result<u16, IpcError> {
+        body.get(i..i + 2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]))
+            .ok_or(bad)
+    };
+    let exact = |n: usize| if body.len() == n { Ok(()) } else { Err(bad) };
+    let text = |b: &'_ [u8]| -> Result<(), IpcError> {
+        if b.len() > MAX_TEXT_LEN {
+            return Err(bad);
+        }
+        Ok(())
+    };
+    Ok(match ty {
+        code::HELLO => {
+            let version = u16_at(0)?;
+            let name = &body[2..];
+            text(name)?;
+            Message::Hello {
+                version,
+                name: core::str::from_utf8(name).map_err(|_| bad)?,
+            }
+        }
+        code::HELLO_ACK => {
+            exact(6)?;
+            Message::HelloAck {
+                version: u16_at(0)?,
+                node_addr: u16_at(2)?,
+                mtu: u16_at(4)?,
+            }
+        }
+        code::REGISTER | code::UNREGISTER => {
+            exact(3)?;
+            let (addr, port) = (u16_at(0)?, body[2]);
+            if ty == code::REGISTER {
+                Message::Register { addr, port }
+            } else {
+                Message::Unregister { addr, port }
+            }
+        }
+        code::REGISTER_ACK | code::UNREGISTER_ACK => {
+            exact(4)?;
+            let status = Status::from_u8(body[0]).ok_or(bad)?;
+            let (addr, port) = (u16_at(1)?, body[3]);
+            if ty == code::REGISTER_ACK {
+                Message::RegisterAck { status, addr, port }
+            } else {
+                Message::UnregisterAck { status, addr, port }
+            }
+        }
+        code::DATA => Message::Data { frame: body },
+        code::CONTROL => {
+            exact(1)?;
+            Message::Control(Control::from_u8(body[0]).ok_or(bad)?)
+        }
+        code::CONTROL_REPLY => {
+            let request = body.first().and_then(|&b| Control::from_u8(b)).ok_or(bad)?;
+            text(&body[1..])?;
+            Message::ControlReply {
+                request,
+                text: core::str::from_utf8(&body[1..]).map_err(|_| bad)?,
+            }
+        }
+        code::BYE => {
+            exact(1)?;
+            Message::Bye(match body[0] {
+                1 => ByeReason::Shutdown,
+                2 => ByeReason::Dropped,
+                _ => return Err(bad),
+            })
+        }
+        code::ERROR => {
+            let code = body
+                .first()
+                .and_then(|&b| ErrorCode::from_u8(b))
+                .ok_or(bad)?;
+            text(&body[1..])?;
+            Message::Error {
+                code,
+                message: core::str::from_utf8(&body[1..]).map_err(|_| bad)?,
+            }
+        }
+        other => return Err(IpcError::UnknownType(other)),
+    })
+}
+
+/// Encode `msg` into `out`, returning the number of bytes written.
+pub fn encode(msg: &Message<'_>, out: &mut [u8]) -> Result<usize, IpcError> {
+    let mut w = Writer {
+        out,
+        pos: LEN_PREFIX,
+    };
+    match *msg {
+        Message::Hello { version, name } => {
+            w.u8(code::HELLO)?;
+            w.u16(version)?;
+            w.text(name)?;
+        }
+        Message::HelloAck {
+            version,
+            node_addr,
+            mtu,
+        } => {
+            w.u8(code::HELLO_ACK)?;
+            w.u16(version)?;
+            w.u16(node_addr)?;
+            w.u16(mtu)?;
+        }
+        Message::Register { addr, port } => {
+            w.u8(code::REGISTER)?;
+            w.u16(addr)?;
+            w.u8(port)?;
+        }
+        Message::Unregister { addr, port } => {
+            w.u8(code::UNREGISTER)?;
+            w.u16(addr)?;
+            w.u8(port)?;
+        }
+        Message::RegisterAck { status, addr, port } => {
+            w.u8(code::REGISTER_ACK)?;
+            w.u8(status as u8)?;
+            w.u16(addr)?;
+            w.u8(port)?;
+        }
+        Message::UnregisterAck { status, addr, port } => {
+            w.u8(code::UNREGISTER_ACK)?;
+            w.u8(status as u8)?;
+            w.u16(addr)?;
+            w.u8(port)?;
+        }
+        Message::Data { frame } => {
+            w.u8(code::DATA)?;
+            w.bytes(frame)?;
+        }
+        Message::Control(c) => {
+            w.u8(code::CONTROL)?;
+            w.u8(c as u8)?;
+        }
+        Message::ControlReply { request, text } => {
+            w.u8(code::CONTROL_REPLY)?;
+            w.u8(request as u8)?;
+            w.text(text)?;
+        }
+        Message::Bye(reason) => {
+            w.u8(code::BYE)?;
+            w.u8(reason as u8)?;
+        }
+        Message::Error { code: c, message } => {
+            w.u8(code::ERROR)?;
+            w.u8(c as u8)?;
+            w.text(message)?;
+        }
+    }
+    let len = w.pos - LEN_PREFIX;
+    if len > MAX_FRAME_LEN {
+        return Err(IpcError::TooLong);
+    }
+    w.out[..LEN_PREFIX].copy_from_slice(&(len as u16).to_be_bytes());
+    Ok(w.pos)
+}
+
+/// Encode into a fresh `Vec` (host convenience).
+#[cfg(feature = "std")]
+pub fn encode_to_vec(msg: &Message<'_>) -> Result<std::vec::Vec<u8>, IpcError> {
+    let mut buf = std::vec![0u8; LEN_PREFIX + MAX_FRAME_LEN];
+    let n = encode(msg, &mut buf)?;
+    buf.truncate(n);
+    Ok(buf)
+}
+
+struct Writer<'o> {
+    out: &'o mut [u8],
+    pos: usize,
+}
+
+impl Writer<'_> {
+    fn bytes(&mut self, b: &[u8]) -> Result<(), IpcError> {
+        let end = self.pos + b.len();
+        if end - LEN_PREFIX > MAX_FRAME_LEN {
+            return Err(IpcError::TooLong);
+        }
+        self.out
+            .get_mut(self.pos..end)
+            .ok_or(IpcError::BufferTooSmall)?
+            .copy_from_slice(b);
+        self.pos = end;
+        Ok(())
+    }
+    fn u8(&mut self, v: u8) -> Result<(), IpcError> {
+        self.bytes(&[v])
+    }
+    fn u16(&mut self, v: u16) -> Result<(), IpcError> {
+        self.bytes(&v.to_be_bytes())
+    }
+    fn text(&mut self, s: &str) -> Result<(), IpcError> {
+        if s.len() > MAX_TEXT_LEN {
+            return Err(IpcError::TooLong);
+        }
+        self.bytes(s.as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn all_messages() -> std::vec::Vec<Message<'static>> {
+        std::vec![
+            Message::Hello {
+                version: VERSION,
+                name: "archiver"
+            },
+            Message::HelloAck {
+                version: 1,
+                node_addr: 1,
+                mtu: 256
+            },
+            Message::Register {
+                addr: 0,
+                port: PORT_EPHEMERAL
+            },
+            Message::RegisterAck {
+                status: Status::PortInUse,
+                addr: 1,
+                port: 10
+            },
+            Message::Unregister { addr: 1, port: 10 },
+            Message::UnregisterAck {
+                status: Status::Ok,
+                addr: 1,
+                port: 10
+            },
+            Message::Data {
+                frame: &[0x80, 0, 0x40, 0x04, 0xa5, 0, 1, 2, 3]
+            },
+            Message::Control(Control::Stats),
+            Message::ControlReply {
+                request: Control::Routes,
+                text: "0/0 udp\n"
+            },
+            Message::Bye(ByeReason::Shutdown),
+            Message::Error {
+                code: ErrorCode::Spoofed,
+                message: "port 10 is not yours"
+            },
+        ]
+    }
+
+    #[test]
+    fn every_message_round_trips() {
+        for m in all_messages() {
+            let bytes = encode_to_vec(&m).unwrap();
+            assert_eq!(decode(&bytes).unwrap(), Some((m, bytes.len())));
+            // Every strict prefix asks for more bytes instead of failing.
+            for cut in 0..bytes.len() {
+                assert_eq!(decode(&bytes[..cut]).unwrap(), None, "{m:?} cut at {cut}");
+            }
+        }
+    }
+
+    #[test]
+    fn framing_errors() {
+        assert_eq!(decode(&[0, 0]), Err(IpcError::BadLength(0)));
+        assert_eq!(decode(&[0xff, 0xff]), Err(IpcError::BadLength(65535)));
+        assert_eq!(decode(&[0, 1, 0x42]), Err(IpcError::UnknownType(0x42)));
+        assert_eq!(
+            decode(&[0, 2, code::CONTROL, 9]),
+            Err(IpcError::BadBody(code::CONTROL))
+        );
+        assert_eq!(
+            decode(&[0, 3, code::REGISTER, 0, 1]),
+            Err(IpcError::BadBody(code::REGISTER))
+        );
+        assert_eq!(
+            decode(&[0, 4, code::HELLO, 0, 1, 0xff]),
+            Err(IpcError::BadBody(code::HELLO)),
+            "name must be UTF-8"
+        );
+        let mut small = [0u8; 4];
+        assert_eq!(
+            encode(
+                &Message::Hello {
+                    version: 1,
+                    name: "x"
+                },
+                &mut small
+            ),
+            Err(IpcError::BufferTooSmall)
+        );
+        let big = [0u8; MAX_FRAME_LEN];
+        assert_eq!(
+            encode_to_vec(&Message::Data { frame: &big }),
+            Err(IpcError::TooLong)
+        );
+    }
+
+    #[test]
+    fn two_frames_back_to_back() {
+        let mut bytes = encode_to_vec(&Message::Control(Control::Status)).unwrap();
+        let first = bytes.len();
+        bytes.extend(encode_to_vec(&Message::Bye(ByeReason::Dropped)).unwrap());
+        let (m, n) = decode(&bytes).unwrap().unwrap();
+        assert_eq!((m, n), (Message::Control(Control::Status), first));
+        let (m, _) = decode(&bytes[n..]).unwrap().unwrap();
+        assert_eq!(m, Message::Bye(ByeReason::Dropped));
+    }
+
+    proptest! {
+        #[test]
+        fn decode_is_total(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            match decode(&bytes) {
+                Ok(Some((m, n))) => {
+                    prop_assert!(n <= bytes.len());
+                    // Whatever decodes re-encodes to the same bytes.
+                    let again = encode_to_vec(&m).unwrap();
+                    prop_assert_eq!(&again[..], &bytes[..n]);
+                }
+                Ok(None) => prop_assert!(bytes.len() < LEN_PREFIX + MAX_FRAME_LEN),
+                Err(_) => {}
+            }
+        }
+    }
+}
