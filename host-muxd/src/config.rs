@@ -1,0 +1,423 @@
+//! The daemon's configuration: one TOML file, every key with an embedded
+//! default, so `csp-muxd` with no arguments runs (address 1, UDP on 9700,
+//! the default socket). `docs/config.md` describes it for operators;
+//! [`DEFAULT_CONFIG`] is what `--print-default-config` prints, and a test
+//! checks that it parses to exactly the built-in defaults.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Deserializer};
+
+/// The commented default configuration.
+pub const DEFAULT_CONFIG: &str = include_str!("default-config.toml");
+
+/// Everything the daemon reads from its config file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// This CSP node.
+    pub node: NodeConfig,
+    /// The local socket applications connect to.
+    pub ipc: IpcConfig,
+    /// Port numbers handed to applications.
+    pub ports: PortsConfig,
+    /// The UDP link (libcsp 2.x compatible).
+    pub udp: UdpConfig,
+    /// Routes, one entry per string: `ADDR[/BITS] LINK [VIA | HOST:PORT]`.
+    pub routes: Vec<toml::Spanned<String>>,
+    /// Routes in libcsp's route-string syntax (`"0/0 UDP, 10 UDP 4"`),
+    /// added after `routes`.
+    pub route_string: Option<toml::Spanned<String>>,
+    /// The built-in services.
+    pub services: ServicesConfig,
+}
+
+/// This CSP node's identity.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// The daemon's CSP address (v2 range 1..=16382; 0 is "localhost" and
+    /// the top address is broadcast).
+    #[serde(deserialize_with = "de_node_addr")]
+    pub address: u16,
+    /// Hostname reported by CMP ident (at most 19 bytes).
+    pub hostname: String,
+    /// Model reported by CMP ident (at most 29 bytes).
+    pub model: String,
+    /// Revision reported by CMP ident (at most 19 bytes).
+    pub revision: String,
+}
+
+/// What happens when a client's queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Overflow {
+    /// Drop the oldest queued packet to make room (fresh telemetry wins).
+    DropOldest,
+    /// Drop the packet that does not fit (what is queued stays in order).
+    DropNewest,
+}
+
+/// The IPC endpoint.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IpcConfig {
+    /// Unix socket path; empty means the default
+    /// (`$XDG_RUNTIME_DIR/csp-muxd.sock`, else `/tmp/csp-muxd-$UID.sock`).
+    pub socket: Option<PathBuf>,
+    /// Packets queued per client before the overflow policy applies.
+    #[serde(deserialize_with = "de_queue_len")]
+    pub queue_len: usize,
+    /// Overflow policy for a full client queue.
+    pub overflow: Overflow,
+    /// Most clients connected at once; more are refused.
+    pub max_clients: usize,
+    /// Optional TCP listener; must be a loopback address.
+    pub tcp_listen: Option<SocketAddr>,
+    /// Shared token a TCP client must present as its HELLO name; required
+    /// when `tcp_listen` is set.
+    pub tcp_token: Option<String>,
+}
+
+/// Port allocation.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PortsConfig {
+    /// First port of the ephemeral range (ports handed out on request).
+    pub ephemeral_first: u8,
+    /// Last port of the ephemeral range (inclusive, at most 63).
+    pub ephemeral_last: u8,
+}
+
+/// The UDP link.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UdpConfig {
+    /// Whether the link is opened at all.
+    pub enabled: bool,
+    /// Local address and port to bind.
+    pub bind: SocketAddr,
+    /// Peer for routes that name `udp` without HOST:PORT.
+    pub peer: Option<SocketAddr>,
+    /// CSP header version on this link (1 or 2).
+    #[serde(deserialize_with = "de_header_version")]
+    pub version: u8,
+}
+
+/// Built-in services on the daemon's own address.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServicesConfig {
+    /// Answer ping, uptime, memfree, buffer free and ident.
+    pub enabled: bool,
+    /// Command run (through `sh -c`) on a reboot/shutdown request; without
+    /// it such requests are logged and ignored.
+    pub reboot_hook: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            node: NodeConfig::default(),
+            ipc: IpcConfig::default(),
+            ports: PortsConfig::default(),
+            udp: UdpConfig::default(),
+            routes: Vec::new(),
+            route_string: None,
+            services: ServicesConfig::default(),
+        }
+    }
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            address: 1,
+            hostname: "csp-muxd".into(),
+            model: "csp-rs ground".into(),
+            revision: env!("CARGO_PKG_VERSION").into(),
+        }
+    }
+}
+
+impl Default for IpcConfig {
+    fn default() -> Self {
+        IpcConfig {
+            socket: None,
+            queue_len: 256,
+            overflow: Overflow::DropOldest,
+            max_clients: 64,
+            tcp_listen: None,
+            tcp_token: None,
+        }
+    }
+}
+
+impl Default for PortsConfig {
+    fn default() -> Self {
+        PortsConfig {
+            ephemeral_first: 32,
+            ephemeral_last: 63,
+        }
+    }
+}
+
+impl Default for UdpConfig {
+    fn default() -> Self {
+        UdpConfig {
+            enabled: true,
+            bind: SocketAddr::from(([0, 0, 0, 0], 9700)),
+            peer: None,
+            version: 2,
+        }
+    }
+}
+
+impl Default for ServicesConfig {
+    fn default() -> Self {
+        ServicesConfig {
+            enabled: true,
+            reboot_hook: None,
+        }
+    }
+}
+
+fn de_node_addr<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
+    let v = i64::deserialize(d)?;
+    if (1..=16382).contains(&v) {
+        Ok(v as u16)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "address {v} out of range 1..=16382 (0 is localhost, 16383 broadcast)"
+        )))
+    }
+}
+
+fn de_queue_len<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let v = i64::deserialize(d)?;
+    if (1..=65536).contains(&v) {
+        Ok(v as usize)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "queue_len {v} out of range 1..=65536"
+        )))
+    }
+}
+
+fn de_header_version<'de, D: Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
+    let v = i64::deserialize(d)?;
+    match v {
+        1 | 2 => Ok(v as u8),
+        _ => Err(serde::de::Error::custom(format!(
+            "header version {v}: must be 1 or 2"
+        ))),
+    }
+}
+
+/// A configuration error: where and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// File the error is in (None for the embedded default).
+    pub path: Option<PathBuf>,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// The key concerned, when known.
+    pub key: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.path {
+            Some(p) => write!(f, "{}", p.display())?,
+            None => f.write_str("config")?,
+        }
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if let Some(key) = &self.key {
+            write!(f, ": key `{key}`")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// 1-based line of byte offset `at` in `text`.
+pub fn line_of(text: &str, at: usize) -> usize {
+    text.as_bytes()[..at.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+impl Config {
+    /// Parse config text. `path` only labels errors.
+    pub fn parse(text: &str, path: Option<&Path>) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| line_of(text, s.start));
+            ConfigError {
+                path: path.map(Path::to_path_buf),
+                line,
+                key: key_at(text, e.span().map(|s| s.start)),
+                message: e.message().to_string(),
+            }
+        })?;
+        config.validate(text, path)?;
+        Ok(config)
+    }
+
+    /// Read and parse a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            path: Some(path.to_path_buf()),
+            line: None,
+            key: None,
+            message: format!("cannot read: {e}"),
+        })?;
+        Config::parse(&text, Some(path))
+    }
+
+    /// Checks that span several keys (serde checks single values).
+    fn validate(&self, text: &str, path: Option<&Path>) -> Result<(), ConfigError> {
+        let err = |key: &str, message: String| ConfigError {
+            path: path.map(Path::to_path_buf),
+            line: find_key_line(text, key),
+            key: Some(key.to_string()),
+            message,
+        };
+        let p = &self.ports;
+        if p.ephemeral_first > p.ephemeral_last || p.ephemeral_last > 63 {
+            return Err(err(
+                "ports.ephemeral_last",
+                format!(
+                    "ephemeral range {}..={} must be ascending and within 0..=63",
+                    p.ephemeral_first, p.ephemeral_last
+                ),
+            ));
+        }
+        for (key, value, max) in [
+            ("node.hostname", &self.node.hostname, 19),
+            ("node.model", &self.node.model, 29),
+            ("node.revision", &self.node.revision, 19),
+        ] {
+            if value.len() > max {
+                return Err(err(key, format!("longer than {max} bytes")));
+            }
+        }
+        if let Some(addr) = self.ipc.tcp_listen {
+            if !addr.ip().is_loopback() {
+                return Err(err(
+                    "ipc.tcp_listen",
+                    format!(
+                        "{addr} is not a loopback address; the IPC endpoint stays on this machine"
+                    ),
+                ));
+            }
+            if self.ipc.tcp_token.as_deref().is_none_or(str::is_empty) {
+                return Err(err(
+                    "ipc.tcp_token",
+                    "a token is required when ipc.tcp_listen is set".into(),
+                ));
+            }
+        }
+        if self.ipc.max_clients == 0 {
+            return Err(err("ipc.max_clients", "must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Line of `dotted.key`'s last component as written in the file (best
+/// effort: the first line that assigns it).
+fn find_key_line(text: &str, dotted: &str) -> Option<usize> {
+    let last = dotted.rsplit('.').next()?;
+    text.lines()
+        .position(|l| {
+            let l = l.trim_start();
+            l.strip_prefix(last)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map(|i| i + 1)
+}
+
+/// The key assigned on the line containing byte `at`, if that line is an
+/// assignment.
+fn key_at(text: &str, at: Option<usize>) -> Option<String> {
+    let at = at?.min(text.len());
+    let start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[start..].lines().next()?;
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim();
+    (!key.is_empty() && !key.starts_with('#')).then(|| key.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_is_the_builtin_default() {
+        let parsed = Config::parse(DEFAULT_CONFIG, None).unwrap();
+        assert_eq!(parsed, Config::default());
+        assert_eq!(Config::parse("", None).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn errors_name_key_and_line() {
+        let e = Config::parse("[node]\nhostname = \"x\"\naddress = 20000\n", None).unwrap_err();
+        assert_eq!(e.line, Some(3), "{e}");
+        assert_eq!(e.key.as_deref(), Some("address"), "{e}");
+        assert!(e.message.contains("out of range"), "{e}");
+
+        let e = Config::parse("[udp]\nbind = \"0.0.0.0:9700\"\nversoin = 2\n", None).unwrap_err();
+        assert_eq!(e.line, Some(3), "{e}");
+        assert!(e.message.contains("unknown field `versoin`"), "{e}");
+
+        let e = Config::parse("[ipc]\noverflow = \"drop-all\"\n", None).unwrap_err();
+        assert_eq!(e.line, Some(2), "{e}");
+        assert!(e.to_string().contains("overflow"), "{e}");
+
+        let e = Config::parse("[ports]\nephemeral_first = 40\nephemeral_last = 30\n", None)
+            .unwrap_err();
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (Some(3), Some("ports.ephemeral_last"))
+        );
+
+        let e = Config::parse(
+            "[ipc]\ntcp_listen = \"0.0.0.0:9701\"\ntcp_token = \"t\"\n",
+            None,
+        )
+        .unwrap_err();
+        assert!(e.message.contains("loopback"), "{e}");
+        let e = Config::parse("[ipc]\ntcp_listen = \"127.0.0.1:9701\"\n", None).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("ipc.tcp_token"));
+    }
+
+    #[test]
+    fn values_are_read() {
+        let c = Config::parse(
+            "routes = [\"0/0 udp 127.0.0.1:9801\"]\n[node]\naddress = 7\n[udp]\nversion = 1\nbind = \"127.0.0.1:9800\"\n[ipc]\noverflow = \"drop-newest\"\nqueue_len = 4\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.node.address, 7);
+        assert_eq!(c.udp.version, 1);
+        assert_eq!(c.ipc.overflow, Overflow::DropNewest);
+        assert_eq!(c.ipc.queue_len, 4);
+        assert_eq!(c.routes[0].get_ref(), "0/0 udp 127.0.0.1:9801");
+        assert_eq!(
+            line_of(
+                "routes = [\"0/0 udp 127.0.0.1:9801\"]\n",
+                c.routes[0].span().start
+            ),
+            1
+        );
+    }
+}
