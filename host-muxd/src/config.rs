@@ -14,7 +14,7 @@ use serde::{Deserialize, Deserializer};
 pub const DEFAULT_CONFIG: &str = include_str!("default-config.toml");
 
 /// Everything the daemon reads from its config file.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// This CSP node.
@@ -115,20 +115,6 @@ pub struct ServicesConfig {
     /// Command run (through `sh -c`) on a reboot/shutdown request; without
     /// it such requests are logged and ignored.
     pub reboot_hook: Option<String>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            node: NodeConfig::default(),
-            ipc: IpcConfig::default(),
-            ports: PortsConfig::default(),
-            udp: UdpConfig::default(),
-            routes: Vec::new(),
-            route_string: None,
-            services: ServicesConfig::default(),
-        }
-    }
 }
 
 impl Default for NodeConfig {
