@@ -5,3 +5,4 @@
 //! event loop that ties it together is not in place yet.
 
 pub mod config;
+pub mod endpoint;

@@ -1,0 +1,154 @@
+//! The Unix socket applications connect to: where it lives, how it is
+//! created (mode 0660, a stale file from a dead daemon replaced, a live
+//! daemon never displaced) and removed again on shutdown.
+
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// `$XDG_RUNTIME_DIR/csp-muxd.sock`, else `/tmp/csp-muxd-$UID.sock`.
+/// The client library computes the same default, so both ends meet without
+/// configuration.
+pub fn default_socket_path() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(dir) if !dir.is_empty() => Path::new(&dir).join("csp-muxd.sock"),
+        _ => PathBuf::from(format!("/tmp/csp-muxd-{}.sock", current_uid())),
+    }
+}
+
+/// Our uid: the owner of our own /proc entry (no unsafe libc call needed).
+fn current_uid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").map_or(0, |m| m.uid())
+}
+
+/// Why the endpoint could not be opened.
+#[derive(Debug)]
+pub enum EndpointError {
+    /// Another daemon answers on that socket.
+    InUse(PathBuf),
+    /// The path exists and is not a socket: refuse to delete someone's file.
+    NotASocket(PathBuf),
+    /// Any other I/O failure.
+    Io(PathBuf, io::Error),
+}
+
+impl std::fmt::Display for EndpointError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EndpointError::InUse(p) => write!(
+                f,
+                "{} is in use: another csp-muxd is running there (stop it or use --socket)",
+                p.display()
+            ),
+            EndpointError::NotASocket(p) => {
+                write!(
+                    f,
+                    "{} exists and is not a socket; not removing it",
+                    p.display()
+                )
+            }
+            EndpointError::Io(p, e) => write!(f, "{}: {e}", p.display()),
+        }
+    }
+}
+
+impl std::error::Error for EndpointError {}
+
+/// Bind the listening socket at `path`.
+///
+/// A leftover socket file nobody listens on (a daemon that was killed) is
+/// replaced; one with a live listener is an error, so two daemons never
+/// fight over the same path.
+pub fn bind(path: &Path) -> Result<mio::net::UnixListener, EndpointError> {
+    let io_err = |e| EndpointError::Io(path.to_path_buf(), e);
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) => {
+            use std::os::unix::fs::FileTypeExt;
+            if !meta.file_type().is_socket() {
+                return Err(EndpointError::NotASocket(path.to_path_buf()));
+            }
+            match std::os::unix::net::UnixStream::connect(path) {
+                Ok(_) => return Err(EndpointError::InUse(path.to_path_buf())),
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                    log::info!("replacing stale socket {}", path.display());
+                    std::fs::remove_file(path).map_err(io_err)?;
+                }
+                Err(e) => return Err(io_err(e)),
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err(e)),
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io_err)?;
+    }
+    let listener = mio::net::UnixListener::bind(path).map_err(io_err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(io_err)?;
+    Ok(listener)
+}
+
+/// Remove the socket file if it is still ours (a socket at that path).
+pub fn remove(path: &Path) {
+    use std::os::unix::fs::FileTypeExt;
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
+        if let Err(e) = std::fs::remove_file(path) {
+            log::warn!("could not remove {}: {e}", path.display());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::FileTypeExt;
+
+    #[test]
+    fn stale_socket_is_replaced_live_one_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/muxd.sock");
+
+        // A socket file whose listener is gone: what a killed daemon leaves.
+        {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            let _l = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        }
+        assert!(std::fs::symlink_metadata(&path)
+            .unwrap()
+            .file_type()
+            .is_socket());
+
+        let live = bind(&path).expect("stale socket replaced");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o660);
+
+        match bind(&path) {
+            Err(EndpointError::InUse(p)) => assert_eq!(p, path),
+            other => panic!("expected InUse, got {other:?}"),
+        }
+        drop(live);
+        remove(&path);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn regular_file_is_not_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("precious");
+        std::fs::write(&path, b"data").unwrap();
+        assert!(matches!(bind(&path), Err(EndpointError::NotASocket(_))));
+        assert_eq!(std::fs::read(&path).unwrap(), b"data");
+    }
+
+    #[test]
+    fn default_path_prefers_xdg_runtime_dir() {
+        // Only inspects the shape; the environment is not modified (tests run
+        // in parallel threads).
+        let p = default_socket_path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            name == "csp-muxd.sock" || name.starts_with("csp-muxd-"),
+            "{name}"
+        );
+    }
+}
