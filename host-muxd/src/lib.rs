@@ -4,5 +4,6 @@
 //! Being built (issue: host-muxd). What is here works and is tested; the
 //! event loop that ties it together is not in place yet.
 
+pub mod client;
 pub mod config;
 pub mod endpoint;

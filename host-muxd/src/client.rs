@@ -1,0 +1,398 @@
+//! One connected application: its stream, a bounded read buffer, bounded
+//! outgoing queues, and what it has registered.
+//!
+//! Nothing from a client is trusted: frames are decoded by `csp-ipc` (total,
+//! length-limited), and a client that stops reading can only fill its own
+//! queue, whose overflow policy then drops packets and counts them: it never
+//! blocks the loop or another client.
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+
+use csp_ipc::{IpcError, Message};
+
+use crate::config::Overflow;
+
+/// Unix or TCP stream, both non-blocking mio sources.
+#[derive(Debug)]
+pub enum Stream {
+    /// Local Unix socket (the normal case).
+    Unix(mio::net::UnixStream),
+    /// Loopback TCP (optional, token protected).
+    Tcp(mio::net::TcpStream),
+}
+
+impl Stream {
+    /// The stream as a mio event source.
+    pub fn source(&mut self) -> &mut dyn mio::event::Source {
+        match self {
+            Stream::Unix(s) => s,
+            Stream::Tcp(s) => s,
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.read(buf),
+            Stream::Tcp(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.write(buf),
+            Stream::Tcp(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A request decoded from a client, owned so the daemon can act on it while
+/// the client's buffers are reused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// HELLO.
+    Hello {
+        /// Protocol version.
+        version: u16,
+        /// Client name (or, over TCP, the token).
+        name: String,
+    },
+    /// REGISTER.
+    Register {
+        /// Address (0 = the daemon's).
+        addr: u16,
+        /// Port, `PORT_ANY` or `PORT_EPHEMERAL`.
+        port: u8,
+    },
+    /// UNREGISTER.
+    Unregister {
+        /// Address.
+        addr: u16,
+        /// Port.
+        port: u8,
+    },
+    /// DATA: a CSP packet with a v2 header.
+    Data(Vec<u8>),
+    /// A control request.
+    Control(csp_ipc::Control),
+    /// A message only the daemon may send (HELLO_ACK, ...): a protocol error.
+    Unexpected(&'static str),
+}
+
+impl Request {
+    fn from_message(m: &Message<'_>) -> Request {
+        match *m {
+            Message::Hello { version, name } => Request::Hello {
+                version,
+                name: name.to_string(),
+            },
+            Message::Register { addr, port } => Request::Register { addr, port },
+            Message::Unregister { addr, port } => Request::Unregister { addr, port },
+            Message::Data { frame } => Request::Data(frame.to_vec()),
+            Message::Control(c) => Request::Control(c),
+            Message::HelloAck { .. } => Request::Unexpected("HELLO_ACK"),
+            Message::RegisterAck { .. } => Request::Unexpected("REGISTER_ACK"),
+            Message::UnregisterAck { .. } => Request::Unexpected("UNREGISTER_ACK"),
+            Message::ControlReply { .. } => Request::Unexpected("CONTROL_REPLY"),
+            Message::Bye(_) => Request::Unexpected("BYE"),
+            Message::Error { .. } => Request::Unexpected("ERROR"),
+        }
+    }
+}
+
+/// Per-client counters, shown by `csp status`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClientStats {
+    /// Packets received from the client.
+    pub rx_packets: u64,
+    /// Packets queued to the client.
+    pub tx_packets: u64,
+    /// Packets dropped because the client's queue was full.
+    pub dropped_overflow: u64,
+    /// DATA refused: source not registered by this client, or not a packet.
+    pub rejected: u64,
+}
+
+/// What reading from a client produced.
+#[derive(Debug)]
+pub enum ReadOutcome {
+    /// The client is still connected (requests may have been collected).
+    Open,
+    /// The client closed its end.
+    Closed,
+    /// The byte stream broke the protocol; answer with this error and close.
+    ProtocolError(IpcError),
+}
+
+/// Control frames (acks, errors, replies) a client may have pending. They are
+/// never dropped by the overflow policy; a client that lets this many pile
+/// up is not reading at all and is disconnected.
+const MAX_CONTROL_FRAMES: usize = 64;
+
+/// One connected application.
+#[derive(Debug)]
+pub struct Client {
+    /// The stream.
+    pub stream: Stream,
+    /// Name from HELLO (empty before).
+    pub name: String,
+    /// True once HELLO was accepted.
+    pub hello_done: bool,
+    /// (address, port) pairs this client holds, `csp_ipc::PORT_ANY` included.
+    pub bindings: Vec<(u16, u8)>,
+    /// Counters.
+    pub stats: ClientStats,
+    rbuf: Vec<u8>,
+    rlen: usize,
+    data_queue: VecDeque<Vec<u8>>,
+    control_queue: VecDeque<Vec<u8>>,
+    /// The frame being written and how much of it is out.
+    writing: Option<(Vec<u8>, usize)>,
+    queue_len: usize,
+    overflow: Overflow,
+}
+
+impl Client {
+    /// A new client on `stream` with the configured queue bound and policy.
+    pub fn new(stream: Stream, queue_len: usize, overflow: Overflow) -> Client {
+        Client {
+            stream,
+            name: String::new(),
+            hello_done: false,
+            bindings: Vec::new(),
+            stats: ClientStats::default(),
+            rbuf: vec![0; csp_ipc::LEN_PREFIX + csp_ipc::MAX_FRAME_LEN],
+            rlen: 0,
+            data_queue: VecDeque::new(),
+            control_queue: VecDeque::new(),
+            writing: None,
+            queue_len,
+            overflow,
+        }
+    }
+
+    /// Read everything available (the poll is edge-triggered, so the socket
+    /// is drained until it would block) and decode it into `requests`.
+    pub fn read(&mut self, requests: &mut Vec<Request>) -> ReadOutcome {
+        loop {
+            match self.stream.read(&mut self.rbuf[self.rlen..]) {
+                Ok(0) => return ReadOutcome::Closed,
+                Ok(n) => {
+                    self.rlen += n;
+                    if let Err(e) = self.decode(requests) {
+                        return ReadOutcome::ProtocolError(e);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadOutcome::Open,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return ReadOutcome::Closed,
+            }
+        }
+    }
+
+    /// Decode whole frames from the front of the read buffer. The buffer holds
+    /// one maximum frame, so after this there is always room to read more.
+    fn decode(&mut self, requests: &mut Vec<Request>) -> Result<(), IpcError> {
+        let mut at = 0;
+        while let Some((msg, used)) = csp_ipc::decode(&self.rbuf[at..self.rlen])? {
+            requests.push(Request::from_message(&msg));
+            at += used;
+        }
+        self.rbuf.copy_within(at..self.rlen, 0);
+        self.rlen -= at;
+        Ok(())
+    }
+
+    /// Queue a control frame (ack, reply, error). Returns false if the client
+    /// has so many pending that it must be disconnected.
+    pub fn send_control(&mut self, msg: &Message<'_>) -> bool {
+        if self.control_queue.len() >= MAX_CONTROL_FRAMES {
+            return false;
+        }
+        match csp_ipc::encode_to_vec(msg) {
+            Ok(frame) => self.control_queue.push_back(frame),
+            Err(e) => log::error!("client {}: cannot encode {msg:?}: {e}", self.name),
+        }
+        true
+    }
+
+    /// Queue a CSP packet (v2 header + data) for the client, applying the
+    /// overflow policy when the queue is full.
+    pub fn send_packet(&mut self, frame: &[u8]) {
+        let Ok(encoded) = csp_ipc::encode_to_vec(&Message::Data { frame }) else {
+            self.stats.dropped_overflow += 1;
+            return;
+        };
+        if self.data_queue.len() >= self.queue_len {
+            self.stats.dropped_overflow += 1;
+            match self.overflow {
+                Overflow::DropNewest => return,
+                Overflow::DropOldest => {
+                    self.data_queue.pop_front();
+                }
+            }
+        }
+        self.data_queue.push_back(encoded);
+        self.stats.tx_packets += 1;
+    }
+
+    /// Packets waiting to be written.
+    pub fn queued_packets(&self) -> usize {
+        self.data_queue.len()
+    }
+
+    /// Write as much as the socket takes; control frames go first.
+    /// Returns an error only when the connection is broken.
+    pub fn flush(&mut self) -> io::Result<()> {
+        loop {
+            if self.writing.is_none() {
+                self.writing = self
+                    .control_queue
+                    .pop_front()
+                    .or_else(|| self.data_queue.pop_front())
+                    .map(|f| (f, 0));
+            }
+            let Some((frame, done)) = self.writing.as_mut() else {
+                return Ok(());
+            };
+            match self.stream.write(&frame[*done..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    *done += n;
+                    if *done == frame.len() {
+                        self.writing = None;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// True if nothing is left to write.
+    pub fn is_flushed(&self) -> bool {
+        self.writing.is_none() && self.control_queue.is_empty() && self.data_queue.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use csp_ipc::{ByeReason, Control};
+
+    fn pair(queue_len: usize, overflow: Overflow) -> (Client, std::os::unix::net::UnixStream) {
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        let client = Client::new(
+            Stream::Unix(mio::net::UnixStream::from_std(a)),
+            queue_len,
+            overflow,
+        );
+        (client, b)
+    }
+
+    fn read_frames(peer: &mut std::os::unix::net::UnixStream) -> Vec<Vec<u8>> {
+        peer.set_nonblocking(true).unwrap();
+        let mut all = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match peer.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => all.extend_from_slice(&buf[..n]),
+                Err(_) => break,
+            }
+        }
+        let mut frames = Vec::new();
+        let mut at = 0;
+        while let Some((m, n)) = csp_ipc::decode(&all[at..]).unwrap() {
+            if let Message::Data { frame } = m {
+                frames.push(frame.to_vec());
+            }
+            at += n;
+        }
+        frames
+    }
+
+    #[test]
+    fn requests_split_across_reads_are_reassembled() {
+        let (mut c, mut peer) = pair(8, Overflow::DropOldest);
+        let mut bytes = csp_ipc::encode_to_vec(&Message::Hello {
+            version: 1,
+            name: "t",
+        })
+        .unwrap();
+        bytes.extend(csp_ipc::encode_to_vec(&Message::Control(Control::Stats)).unwrap());
+        let mut reqs = Vec::new();
+        peer.write_all(&bytes[..3]).unwrap();
+        assert!(matches!(c.read(&mut reqs), ReadOutcome::Open));
+        assert!(reqs.is_empty());
+        peer.write_all(&bytes[3..]).unwrap();
+        assert!(matches!(c.read(&mut reqs), ReadOutcome::Open));
+        assert_eq!(
+            reqs,
+            vec![
+                Request::Hello {
+                    version: 1,
+                    name: "t".into()
+                },
+                Request::Control(Control::Stats)
+            ]
+        );
+        drop(peer);
+        assert!(matches!(c.read(&mut reqs), ReadOutcome::Closed));
+    }
+
+    #[test]
+    fn garbage_is_a_protocol_error() {
+        let (mut c, mut peer) = pair(8, Overflow::DropOldest);
+        peer.write_all(&[0xff, 0xff, 1, 2, 3]).unwrap();
+        let mut reqs = Vec::new();
+        assert!(matches!(
+            c.read(&mut reqs),
+            ReadOutcome::ProtocolError(IpcError::BadLength(65535))
+        ));
+    }
+
+    #[test]
+    fn overflow_policies() {
+        for (policy, expect_first) in [(Overflow::DropOldest, 2u8), (Overflow::DropNewest, 0u8)] {
+            let (mut c, mut peer) = pair(3, policy);
+            for i in 0..5u8 {
+                c.send_packet(&[0, 0, 0, 0, 0, 0, i]);
+            }
+            assert_eq!(c.queued_packets(), 3);
+            assert_eq!(c.stats.dropped_overflow, 2);
+            c.flush().unwrap();
+            let got = read_frames(&mut peer);
+            let firsts: Vec<u8> = got.iter().map(|f| f[6]).collect();
+            assert_eq!(firsts[0], expect_first, "{policy:?}: {firsts:?}");
+            assert_eq!(firsts.len(), 3);
+        }
+    }
+
+    #[test]
+    fn control_frames_overtake_data_and_are_bounded() {
+        let (mut c, mut peer) = pair(4, Overflow::DropOldest);
+        c.send_packet(&[0, 0, 0, 0, 0, 0, 9]);
+        assert!(c.send_control(&Message::Bye(ByeReason::Shutdown)));
+        c.flush().unwrap();
+        assert!(c.is_flushed());
+        peer.set_nonblocking(true).unwrap();
+        let mut buf = [0u8; 64];
+        let n = peer.read(&mut buf).unwrap();
+        let (first, _) = csp_ipc::decode(&buf[..n]).unwrap().unwrap();
+        assert_eq!(first, Message::Bye(ByeReason::Shutdown));
+        for _ in 0..MAX_CONTROL_FRAMES {
+            assert!(c.send_control(&Message::Control(Control::Status)));
+        }
+        assert!(!c.send_control(&Message::Control(Control::Status)));
+    }
+}
