@@ -359,7 +359,9 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(10_000);
 ///   payload. The offending fragment is dropped.
 /// - A fragment at offset 0 with a total other than the current transfer's
 ///   starts a new transfer (the old one is counted as aborted); any other
-///   change of total is [`SfpError::TotalChanged`].
+///   change of total is [`SfpError::TotalChanged`]. (A new transfer of the
+///   same size can not be told from the current one: its first differing
+///   byte is a [`SfpError::Conflict`].)
 /// - After completion the next fragment starts a new transfer.
 /// - The timeout counts from the last fragment that brought new data (as
 ///   libcsp's timeout runs per read); duplicates do not keep a transfer alive.
@@ -1068,6 +1070,28 @@ mod tests {
                 }
             }
             prop_assert_eq!(out.as_deref(), Some(&p[..]));
+        }
+
+        #[test]
+        fn corrupted_repeat_is_a_conflict(
+            p in proptest::collection::vec(any::<u8>(), 2..=64),
+            mtu in 1usize..16,
+            pick in any::<usize>(),
+            flip in 1u8..=255,
+        ) {
+            let frags: Vec<_> = split(&p, mtu).unwrap().collect();
+            prop_assume!(frags.len() > 1);
+            let f = frags[pick % frags.len()];
+            let mut r = Reassembler::<64, 64>::default();
+            r.push(T0, &wire(&f)).unwrap();
+            let mut bad = f.data.to_vec();
+            let at = pick % bad.len();
+            bad[at] ^= flip;
+            prop_assert_eq!(
+                r.push(T0, &frag(f.offset, f.total, &bad)),
+                Err(SfpError::Conflict { offset: f.offset + at as u32 })
+            );
+            prop_assert_eq!(r.in_progress(), None);
         }
 
         #[test]
