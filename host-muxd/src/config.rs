@@ -85,6 +85,9 @@ pub struct IpcConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PortsConfig {
+    /// Largest port an application may register by number; the ports above
+    /// it are handed out as ephemeral (source) ports only.
+    pub max_bind: u8,
     /// First port of the ephemeral range (ports handed out on request).
     pub ephemeral_first: u8,
     /// Last port of the ephemeral range (inclusive, at most 63).
@@ -144,6 +147,7 @@ impl Default for IpcConfig {
 impl Default for PortsConfig {
     fn default() -> Self {
         PortsConfig {
+            max_bind: 31,
             ephemeral_first: 32,
             ephemeral_last: 63,
         }
@@ -269,6 +273,12 @@ impl Config {
         Config::parse(&text, Some(path))
     }
 
+    /// The port table's configuration.
+    pub fn bind_config(&self) -> Result<csp_core::bind::BindConfig, csp_core::bind::BindError> {
+        let p = &self.ports;
+        csp_core::bind::BindConfig::new(p.max_bind, p.ephemeral_first, p.ephemeral_last)
+    }
+
     /// Checks that span several keys (serde checks single values).
     fn validate(&self, text: &str, path: Option<&Path>) -> Result<(), ConfigError> {
         let err = |key: &str, message: String| ConfigError {
@@ -278,12 +288,12 @@ impl Config {
             message,
         };
         let p = &self.ports;
-        if p.ephemeral_first > p.ephemeral_last || p.ephemeral_last > 63 {
+        if self.bind_config().is_err() {
             return Err(err(
                 "ports.ephemeral_last",
                 format!(
-                    "ephemeral range {}..={} must be ascending and within 0..=63",
-                    p.ephemeral_first, p.ephemeral_last
+                    "need max_bind < ephemeral_first <= ephemeral_last <= 63, got {} < {} <= {}",
+                    p.max_bind, p.ephemeral_first, p.ephemeral_last
                 ),
             ));
         }

@@ -1,0 +1,609 @@
+//! The event loop: one mio `Poll`, a token per source, each arm calling into
+//! csp-core and draining what it produced.
+//!
+//! Packet paths (DESIGN.md "Data flow"):
+//! - client DATA -> ownership check -> [`Daemon::route`]
+//! - link frame  -> header parsed with the link's version -> [`Daemon::route`]
+//! - route: local address -> bound client, else built-in service, else
+//!   counted; other addresses -> route table -> link (header re-emitted for
+//!   the link's version, payload untouched), or counted as unroutable.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use mio::net::{TcpListener, UnixListener};
+use mio::{Events, Interest, Poll, Token};
+use signal_hook_mio::v1_0::Signals;
+
+use csp_core::bind::{BindAddr, BindError, BindPort, PortTable};
+use csp_core::header::HeaderView;
+use csp_core::route::RouteTable;
+use csp_core::{Addr, Header, Version};
+use csp_ipc::{ByeReason, Control, ErrorCode, Message, Status};
+
+use crate::client::{Client, ReadOutcome, Request, Stream};
+use crate::config::Config;
+use crate::links::Links;
+use crate::services::Services;
+use crate::stats::Stats;
+
+const LISTENER: Token = Token(0);
+const TCP_LISTENER: Token = Token(1);
+const UDP: Token = Token(2);
+const SIGNALS: Token = Token(3);
+/// Client tokens start here; everything below is a fixed source.
+const FIRST_CLIENT: usize = 16;
+
+/// Most (address, port) bindings held by all clients together.
+pub const MAX_BINDINGS: usize = 256;
+/// Most routing table entries.
+pub const MAX_ROUTES: usize = 64;
+
+/// A client handle in the port table.
+type ClientId = Token;
+
+/// The daemon: owns the node address, the links, the app table and the IPC
+/// endpoint.
+pub struct Daemon {
+    poll: Poll,
+    cfg: Config,
+    node: Addr,
+    socket_path: PathBuf,
+    listener: UnixListener,
+    tcp: Option<TcpListener>,
+    clients: HashMap<Token, Client>,
+    next_token: usize,
+    apps: PortTable<ClientId, MAX_BINDINGS>,
+    routes: RouteTable<MAX_ROUTES>,
+    links: Links,
+    services: Services,
+    stats: Stats,
+    signals: Signals,
+    started: Instant,
+    shutdown: bool,
+}
+
+impl Daemon {
+    /// Open every endpoint and link named by `cfg`; `socket_path` is where
+    /// applications connect.
+    pub fn new(cfg: Config, socket_path: PathBuf) -> Result<Daemon, Box<dyn std::error::Error>> {
+        let poll = Poll::new()?;
+        let node = Addr::new(cfg.node.address)?;
+        let bind_config = cfg.bind_config()?;
+
+        let mut links = Links::open(&cfg)?;
+        let routes = links.load_routes::<MAX_ROUTES>(&cfg)?;
+
+        let mut listener = crate::endpoint::bind(&socket_path)?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let mut tcp = match cfg.ipc.tcp_listen {
+            Some(addr) => Some(TcpListener::bind(addr)?),
+            None => None,
+        };
+        if let Some(t) = tcp.as_mut() {
+            poll.registry()
+                .register(t, TCP_LISTENER, Interest::READABLE)?;
+        }
+        if let Some(udp) = links.udp.as_mut() {
+            poll.registry()
+                .register(udp.socket(), UDP, Interest::READABLE)?;
+        }
+        let mut signals = Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+
+        let services = Services::new(&cfg);
+        Ok(Daemon {
+            poll,
+            node,
+            socket_path,
+            listener,
+            tcp,
+            clients: HashMap::new(),
+            next_token: FIRST_CLIENT,
+            apps: PortTable::new(bind_config),
+            routes,
+            links,
+            services,
+            stats: Stats::default(),
+            signals,
+            started: Instant::now(),
+            shutdown: false,
+            cfg,
+        })
+    }
+
+    /// Where the UDP link is bound (after binding port 0 in tests).
+    pub fn udp_addr(&self) -> Option<SocketAddr> {
+        self.links.udp.as_ref().and_then(|u| u.local_addr().ok())
+    }
+
+    /// Run until SIGINT or SIGTERM, then tell clients and clean up.
+    pub fn run(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(256);
+        log::info!(
+            "csp-muxd: node {} listening on {}",
+            self.node,
+            self.socket_path.display()
+        );
+        while !self.shutdown {
+            if let Err(e) = self.poll.poll(&mut events, None) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept_unix(),
+                    TCP_LISTENER => self.accept_tcp(),
+                    UDP => self.on_udp(),
+                    SIGNALS => self.on_signals(),
+                    token => self.on_client(token, event.is_readable(), event.is_writable()),
+                }
+            }
+            self.services.reap_hooks();
+        }
+        self.close();
+        Ok(())
+    }
+
+    fn on_signals(&mut self) {
+        for sig in self.signals.pending() {
+            log::info!("signal {sig}: shutting down");
+            self.shutdown = true;
+        }
+    }
+
+    /// Tell every client, flush what the sockets take, remove the socket file.
+    fn close(&mut self) {
+        for client in self.clients.values_mut() {
+            client.send_control(&Message::Bye(ByeReason::Shutdown));
+            let _ = client.flush();
+        }
+        self.clients.clear();
+        crate::endpoint::remove(&self.socket_path);
+        log::info!("csp-muxd stopped");
+    }
+
+    fn accept_unix(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((stream, _)) => self.add_client(Stream::Unix(stream)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    log::warn!("accept: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn accept_tcp(&mut self) {
+        let Some(listener) = self.tcp.as_ref() else {
+            return;
+        };
+        let mut accepted = Vec::new();
+        loop {
+            match listener.accept() {
+                Ok((stream, peer)) => {
+                    log::debug!("tcp client from {peer}");
+                    accepted.push(stream);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    log::warn!("tcp accept: {e}");
+                    break;
+                }
+            }
+        }
+        for s in accepted {
+            self.add_client(Stream::Tcp(s));
+        }
+    }
+
+    fn add_client(&mut self, stream: Stream) {
+        if self.clients.len() >= self.cfg.ipc.max_clients {
+            self.stats.clients_refused += 1;
+            log::warn!("refusing client: {} connected already", self.clients.len());
+            return; // dropping the stream closes it
+        }
+        let token = Token(self.next_token);
+        self.next_token += 1;
+        let mut client = Client::new(stream, self.cfg.ipc.queue_len, self.cfg.ipc.overflow);
+        if let Err(e) = self.poll.registry().register(
+            client.stream.source(),
+            token,
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            log::warn!("register client: {e}");
+            return;
+        }
+        self.clients.insert(token, client);
+    }
+
+    fn drop_client(&mut self, token: Token, why: &str) {
+        if let Some(mut client) = self.clients.remove(&token) {
+            let _ = self.poll.registry().deregister(client.stream.source());
+            let freed = self.apps.unbind_owner(&token);
+            log::debug!(
+                "client {} ({}) gone: {why}; {freed} binding(s) freed",
+                token.0,
+                client.name
+            );
+        }
+    }
+
+    fn on_client(&mut self, token: Token, readable: bool, writable: bool) {
+        if readable {
+            let mut requests = Vec::new();
+            let outcome = match self.clients.get_mut(&token) {
+                Some(c) => c.read(&mut requests),
+                None => return,
+            };
+            for req in requests {
+                if !self.clients.contains_key(&token) {
+                    break;
+                }
+                self.on_request(token, req);
+            }
+            match outcome {
+                ReadOutcome::Open => {}
+                ReadOutcome::Closed => return self.drop_client(token, "closed"),
+                ReadOutcome::ProtocolError(e) => {
+                    self.stats.ipc_errors += 1;
+                    let msg = e.to_string();
+                    self.fail_client(token, e.code(), &msg);
+                    return;
+                }
+            }
+        }
+        if writable || readable {
+            self.flush_client(token);
+        }
+    }
+
+    fn flush_client(&mut self, token: Token) {
+        if let Some(c) = self.clients.get_mut(&token) {
+            if let Err(e) = c.flush() {
+                self.drop_client(token, &format!("write failed: {e}"));
+            }
+        }
+    }
+
+    /// Answer with an error and close: the client broke the protocol.
+    fn fail_client(&mut self, token: Token, code: ErrorCode, message: &str) {
+        if let Some(c) = self.clients.get_mut(&token) {
+            log::info!("client {} ({}): {message}; closing", token.0, c.name);
+            c.send_control(&Message::Error { code, message });
+            let _ = c.flush();
+        }
+        self.drop_client(token, message);
+    }
+
+    /// Queue a control frame; a client that lets them pile up is dropped.
+    fn reply(&mut self, token: Token, msg: &Message<'_>) {
+        if let Some(c) = self.clients.get_mut(&token) {
+            if !c.send_control(msg) {
+                self.drop_client(token, "not reading its replies");
+            }
+        }
+    }
+
+    fn on_request(&mut self, token: Token, req: Request) {
+        let hello_done = self.clients.get(&token).is_some_and(|c| c.hello_done);
+        match req {
+            Request::Hello { version, name } => self.on_hello(token, version, name),
+            _ if !hello_done => self.fail_client(token, ErrorCode::NoHello, "HELLO must come first"),
+            Request::Hello { .. } => unreachable!("handled above"),
+            Request::Register { addr, port } => self.on_register(token, addr, port),
+            Request::Unregister { addr, port } => self.on_unregister(token, addr, port),
+            Request::Data(frame) => self.on_client_data(token, &frame),
+            Request::Control(c) => {
+                let text = self.control_text(c);
+                self.reply(token, &Message::ControlReply { request: c, text: &text });
+            }
+            Request::Unexpected(what) => self.fail_client(
+                token,
+                ErrorCode::UnknownType,
+                &format!("{what} is sent by the daemon, not to it"),
+            ),
+        }
+    }
+
+    fn on_hello(&mut self, token: Token, version: u16, name: String) {
+        let Some(c) = self.clients.get_mut(&token) else {
+            return;
+        };
+        if c.hello_done {
+            return self.fail_client(token, ErrorCode::BadBody, "second HELLO");
+        }
+        if version != csp_ipc::VERSION {
+            let msg = format!(
+                "protocol version {version} not supported (daemon speaks {})",
+                csp_ipc::VERSION
+            );
+            return self.fail_client(token, ErrorCode::BadVersion, &msg);
+        }
+        if matches!(c.stream, Stream::Tcp(_)) && self.cfg.ipc.tcp_token.as_deref() != Some(&name) {
+            return self.fail_client(token, ErrorCode::BadBody, "bad token");
+        }
+        c.hello_done = true;
+        c.name = if matches!(c.stream, Stream::Tcp(_)) {
+            "tcp".into()
+        } else {
+            name
+        };
+        let ack = Message::HelloAck {
+            version: csp_ipc::VERSION,
+            node_addr: self.node.get(),
+            mtu: crate::MAX_IPC_DATA as u16,
+        };
+        self.reply(token, &ack);
+    }
+
+    /// The daemon's own address stands in for 0; other addresses are not ours.
+    fn local_addr(&self, addr: u16) -> Option<Addr> {
+        if addr == csp_ipc::ADDR_DAEMON || addr == self.node.get() {
+            Some(self.node)
+        } else {
+            None
+        }
+    }
+
+    fn on_register(&mut self, token: Token, addr: u16, port: u8) {
+        let ack = |status, port| Message::RegisterAck {
+            status,
+            addr,
+            port,
+        };
+        let Some(local) = self.local_addr(addr) else {
+            return self.reply(token, &ack(Status::NotLocalAddr, port));
+        };
+        let result = if port == csp_ipc::PORT_EPHEMERAL {
+            self.apps
+                .bind_ephemeral(BindAddr::Addr(local), token)
+                .map(|p| p.get())
+        } else {
+            self.apps
+                .bind_raw(BindAddr::Addr(local), port, token)
+                .map(|()| port)
+        };
+        let msg = match result {
+            Ok(bound) => {
+                if let Some(c) = self.clients.get_mut(&token) {
+                    c.bindings.push((local.get(), bound));
+                }
+                Message::RegisterAck {
+                    status: Status::Ok,
+                    addr: local.get(),
+                    port: bound,
+                }
+            }
+            Err(e) => Message::RegisterAck {
+                status: bind_status(e),
+                addr: local.get(),
+                port,
+            },
+        };
+        self.reply(token, &msg);
+    }
+
+    fn on_unregister(&mut self, token: Token, addr: u16, port: u8) {
+        let status = match (self.local_addr(addr), BindPort::from_raw(port)) {
+            (None, _) => Status::NotLocalAddr,
+            (_, Err(_)) => Status::Invalid,
+            (Some(local), Ok(bp)) => {
+                if self.apps.get(BindAddr::Addr(local), bp) == Some(&token) {
+                    let _ = self.apps.unbind(BindAddr::Addr(local), bp);
+                    if let Some(c) = self.clients.get_mut(&token) {
+                        c.bindings.retain(|&b| b != (local.get(), port));
+                    }
+                    Status::Ok
+                } else {
+                    Status::NotRegistered
+                }
+            }
+        };
+        self.reply(
+            token,
+            &Message::UnregisterAck {
+                status,
+                addr,
+                port,
+            },
+        );
+    }
+
+    fn on_client_data(&mut self, token: Token, frame: &[u8]) {
+        let Ok(view) = HeaderView::new_checked(frame, Version::V2) else {
+            self.stats.rejected_packets += 1;
+            if let Some(c) = self.clients.get_mut(&token) {
+                c.stats.rejected += 1;
+            }
+            return self.reply(
+                token,
+                &Message::Error {
+                    code: ErrorCode::BadPacket,
+                    message: "DATA shorter than a v2 header",
+                },
+            );
+        };
+        let mut header = view.header();
+        if header.src == Addr::LOCAL {
+            header.src = self.node;
+        }
+        // A client may send only from an (address, port) whose traffic the
+        // port table would hand to it: no spoofing another app's port.
+        let owns = header.src == self.node && self.apps.lookup(header.src, header.sport) == Some(&token);
+        if !owns {
+            self.stats.rejected_packets += 1;
+            if let Some(c) = self.clients.get_mut(&token) {
+                c.stats.rejected += 1;
+            }
+            let msg = format!(
+                "source {}:{} is not registered by this client",
+                header.src, header.sport
+            );
+            return self.reply(
+                token,
+                &Message::Error {
+                    code: ErrorCode::Spoofed,
+                    message: &msg,
+                },
+            );
+        }
+        if let Some(c) = self.clients.get_mut(&token) {
+            c.stats.rx_packets += 1;
+        }
+        self.route(header, view.payload(), Origin::Client);
+    }
+
+    fn on_udp(&mut self) {
+        let mut frames = Vec::new();
+        let Some(udp) = self.links.udp.as_mut() else {
+            return;
+        };
+        let version = udp.version;
+        udp.recv_all(|frame, from| frames.push((frame.to_vec(), from)));
+        for (frame, from) in frames {
+            let Ok(view) = HeaderView::new_checked(&frame, version) else {
+                continue; // runts were counted by the link
+            };
+            self.links.note_rx(from);
+            self.route(view.header(), view.payload(), Origin::Link);
+        }
+    }
+
+    /// Deliver or forward one packet.
+    fn route(&mut self, header: Header, data: &[u8], origin: Origin) {
+        if header.dst == self.node || header.dst == Addr::LOCAL {
+            return self.deliver_local(header, data, origin);
+        }
+        let Some(hop) = self.routes.lookup(header.dst) else {
+            self.stats.unroutable += 1;
+            log::debug!("no route to {}", header.dst);
+            return;
+        };
+        self.stats.forwarded += 1;
+        if !self.links.send(hop.iface, &header, data) {
+            self.stats.link_errors += 1;
+        }
+    }
+
+    fn deliver_local(&mut self, mut header: Header, data: &[u8], origin: Origin) {
+        header.dst = self.node;
+        if let Some(&token) = self.apps.lookup(header.dst, header.dport) {
+            let mut frame = Vec::with_capacity(6 + data.len());
+            frame.extend_from_slice(&[0; 6]);
+            frame.extend_from_slice(data);
+            if header.emit(&mut frame, Version::V2).is_err() {
+                self.stats.rejected_packets += 1;
+                return;
+            }
+            if let Some(c) = self.clients.get_mut(&token) {
+                c.send_packet(&frame);
+            }
+            self.stats.delivered += 1;
+            self.flush_client(token);
+            return;
+        }
+        // Replies of our own services are never fed back into the services:
+        // a request from a service port to a service port must not loop.
+        if origin != Origin::Service && self.cfg.services.enabled {
+            let free = self.free_slots();
+            let uptime = self.started.elapsed().as_secs();
+            if let Some((reply, body)) = self.services.answer(&header, data, uptime, free) {
+                self.stats.service_replies += 1;
+                return self.route(reply, &body, Origin::Service);
+            }
+        }
+        self.stats.no_listener += 1;
+    }
+
+    /// Free packet slots across client queues: what "buffer free" reports.
+    fn free_slots(&self) -> u32 {
+        let total = self.cfg.ipc.queue_len * self.cfg.ipc.max_clients;
+        let used: usize = self.clients.values().map(Client::queued_packets).sum();
+        u32::try_from(total.saturating_sub(used)).unwrap_or(u32::MAX)
+    }
+
+    fn control_text(&self, c: Control) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        match c {
+            Control::Status => {
+                let _ = writeln!(out, "node {}", self.node);
+                let _ = writeln!(out, "uptime {} s", self.started.elapsed().as_secs());
+                let _ = writeln!(out, "socket {}", self.socket_path.display());
+                for line in self.links.describe() {
+                    let _ = writeln!(out, "link {line}");
+                }
+                let mut clients: Vec<_> = self.clients.iter().collect();
+                clients.sort_by_key(|(t, _)| t.0);
+                for (token, client) in clients {
+                    let ports: Vec<String> = client
+                        .bindings
+                        .iter()
+                        .map(|&(a, p)| match p {
+                            csp_ipc::PORT_ANY => format!("{a}:ANY"),
+                            p => format!("{a}:{p}"),
+                        })
+                        .collect();
+                    let _ = writeln!(
+                        out,
+                        "app {} name={:?} ports={} queued={}",
+                        token.0,
+                        client.name,
+                        ports.join(","),
+                        client.queued_packets()
+                    );
+                }
+            }
+            Control::Stats => {
+                let _ = write!(out, "{}", self.stats);
+                for line in self.links.describe_stats() {
+                    let _ = writeln!(out, "{line}");
+                }
+                let mut clients: Vec<_> = self.clients.iter().collect();
+                clients.sort_by_key(|(t, _)| t.0);
+                for (token, c) in clients {
+                    let s = c.stats;
+                    let _ = writeln!(
+                        out,
+                        "app {} rx={} tx={} dropped_overflow={} rejected={}",
+                        token.0, s.rx_packets, s.tx_packets, s.dropped_overflow, s.rejected
+                    );
+                }
+            }
+            Control::Routes => {
+                for r in self.routes.iter() {
+                    let _ = writeln!(out, "{}", r.display_with(self.routes.version(), |i| self.links.name(i)));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Where a packet entered routing; services never answer their own replies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Client,
+    Link,
+    Service,
+}
+
+fn bind_status(e: BindError) -> Status {
+    match e {
+        BindError::PortInUse(_) => Status::PortInUse,
+        BindError::PortOutOfRange { .. } | BindError::InvalidConfig => Status::Invalid,
+        BindError::TableFull => Status::TableFull,
+        BindError::NotBound => Status::NotRegistered,
+        BindError::EphemeralExhausted => Status::NoEphemeralPort,
+    }
+}

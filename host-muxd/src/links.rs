@@ -1,0 +1,234 @@
+//! The daemon's links and the interfaces the route table points at.
+//!
+//! An interface is what a route names: for UDP, the link plus one peer
+//! address (libcsp's UDP interface has exactly one peer; here every route
+//! line may name its own `HOST:PORT`, and routes naming the same peer share
+//! one interface). The route table stores only the interface id.
+
+use std::net::SocketAddr;
+
+use csp_core::route::{IfaceId, RouteTable};
+use csp_core::{Header, Version};
+
+use crate::config::{line_of, Config, ConfigError};
+use crate::udp::UdpLink;
+
+/// What an interface sends through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IfaceKind {
+    /// The UDP link, to one peer.
+    Udp {
+        /// Where datagrams go.
+        peer: SocketAddr,
+    },
+}
+
+/// One interface and its counters.
+#[derive(Debug, Clone)]
+pub struct Iface {
+    /// Name shown in routes and status (`udp:HOST:PORT`).
+    pub name: String,
+    /// How it sends.
+    pub kind: IfaceKind,
+    /// Frames sent through it.
+    pub tx_frames: u64,
+    /// Frames received from its peer.
+    pub rx_frames: u64,
+    /// Frames that could not be sent (header does not fit the link version,
+    /// socket full).
+    pub tx_errors: u64,
+}
+
+/// All links of the daemon.
+#[derive(Debug)]
+pub struct Links {
+    /// The UDP link, if enabled.
+    pub udp: Option<UdpLink>,
+    ifaces: Vec<Iface>,
+    /// Interface of routes that name `udp` without a peer (`udp.peer`).
+    udp_default: Option<IfaceId>,
+}
+
+impl Links {
+    /// Open the links the config enables.
+    pub fn open(cfg: &Config) -> std::io::Result<Links> {
+        let version = if cfg.udp.version == 1 { Version::V1 } else { Version::V2 };
+        let udp = if cfg.udp.enabled {
+            Some(UdpLink::bind(cfg.udp.bind, version).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("udp bind {}: {e}", cfg.udp.bind))
+            })?)
+        } else {
+            None
+        };
+        let mut links = Links {
+            udp,
+            ifaces: Vec::new(),
+            udp_default: None,
+        };
+        if let Some(peer) = cfg.udp.peer {
+            links.udp_default = links.udp_iface(peer);
+        }
+        Ok(links)
+    }
+
+    /// The interface for UDP peer `peer`, created on first use.
+    fn udp_iface(&mut self, peer: SocketAddr) -> Option<IfaceId> {
+        let kind = IfaceKind::Udp { peer };
+        if let Some(i) = self.ifaces.iter().position(|f| f.kind == kind) {
+            return u8::try_from(i).ok().map(IfaceId);
+        }
+        let id = u8::try_from(self.ifaces.len()).ok()?;
+        self.ifaces.push(Iface {
+            name: format!("udp:{peer}"),
+            kind,
+            tx_frames: 0,
+            rx_frames: 0,
+            tx_errors: 0,
+        });
+        Some(IfaceId(id))
+    }
+
+    /// Build the route table from `routes` (our syntax, which allows
+    /// `HOST:PORT` for UDP) and `route_string` (libcsp's syntax).
+    pub fn load_routes<const N: usize>(
+        &mut self,
+        cfg: &Config,
+    ) -> Result<RouteTable<N>, ConfigError> {
+        let mut table = RouteTable::new(Version::V2);
+        let err = |key: &str, text: &str, at: usize, message: String| ConfigError {
+            path: None,
+            line: Some(line_of(text, at)),
+            key: Some(key.to_string()),
+            message,
+        };
+        for line in &cfg.routes {
+            let text = line.get_ref().as_str();
+            let tokens: Vec<&str> = text.split_whitespace().collect();
+            // `ADDR[/BITS] udp HOST:PORT`: the third token is a peer, not a via address.
+            let (entry, iface) = match tokens.as_slice() {
+                [prefix, link, peer] if link.eq_ignore_ascii_case("udp") && peer.contains(':') => {
+                    let peer: SocketAddr = peer.parse().map_err(|_| {
+                        err("routes", text, 0, format!("{peer:?} is not HOST:PORT in {text:?}"))
+                    })?;
+                    if self.udp.is_none() {
+                        return Err(err("routes", text, 0, "route uses udp but udp.enabled is false".into()));
+                    }
+                    (format!("{prefix} {link}"), self.udp_iface(peer))
+                }
+                _ => (text.to_string(), None),
+            };
+            self.load_into(&mut table, &entry, iface)
+                .map_err(|m| err("routes", text, 0, m))?;
+        }
+        if let Some(s) = &cfg.route_string {
+            self.load_into(&mut table, s.get_ref(), None)
+                .map_err(|m| err("route_string", s.get_ref(), 0, m))?;
+        }
+        Ok(table)
+    }
+
+    fn load_into<const N: usize>(
+        &mut self,
+        table: &mut RouteTable<N>,
+        entry: &str,
+        udp_peer_iface: Option<IfaceId>,
+    ) -> Result<(), String> {
+        let udp_iface = udp_peer_iface.or(self.udp_default);
+        let udp_enabled = self.udp.is_some();
+        let mut missing_peer = false;
+        let result = table.load(entry, |name| {
+            if name.eq_ignore_ascii_case("udp") && udp_enabled {
+                missing_peer = udp_iface.is_none();
+                udp_iface
+            } else {
+                None
+            }
+        });
+        match result {
+            Ok(_) => Ok(()),
+            Err(_) if missing_peer => Err(format!(
+                "{entry:?}: route names udp without HOST:PORT and udp.peer is not set"
+            )),
+            Err(e) => Err(format!("{entry:?}: {}", e.display_in(entry))),
+        }
+    }
+
+    /// Name of an interface, for route printing.
+    pub fn name(&self, id: IfaceId) -> &str {
+        self.ifaces.get(id.0 as usize).map_or("?", |i| i.name.as_str())
+    }
+
+    /// Send `header | data` on interface `id`, with the header emitted for
+    /// the link's version. False if it could not be sent (counted).
+    pub fn send(&mut self, id: IfaceId, header: &Header, data: &[u8]) -> bool {
+        let Some(iface) = self.ifaces.get_mut(id.0 as usize) else {
+            return false;
+        };
+        match iface.kind {
+            IfaceKind::Udp { peer } => {
+                let Some(udp) = self.udp.as_mut() else {
+                    iface.tx_errors += 1;
+                    return false;
+                };
+                let mut frame = Vec::with_capacity(6 + data.len());
+                let Ok((bytes, n)) = header.to_bytes(udp.version) else {
+                    iface.tx_errors += 1;
+                    log::debug!("{}: header does not fit {:?}", iface.name, udp.version);
+                    return false;
+                };
+                frame.extend_from_slice(&bytes[..n]);
+                frame.extend_from_slice(data);
+                let ok = udp.send(&frame, peer);
+                if ok {
+                    iface.tx_frames += 1;
+                } else {
+                    iface.tx_errors += 1;
+                }
+                ok
+            }
+        }
+    }
+
+    /// Count a frame received from `from` against its interface, if any.
+    pub fn note_rx(&mut self, from: SocketAddr) {
+        if let Some(i) = self
+            .ifaces
+            .iter_mut()
+            .find(|i| i.kind == IfaceKind::Udp { peer: from })
+        {
+            i.rx_frames += 1;
+        }
+    }
+
+    /// One line per link and interface, for `csp status`.
+    pub fn describe(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(udp) = &self.udp {
+            let addr = udp.local_addr().map_or("?".to_string(), |a| a.to_string());
+            out.push(format!("udp bind={addr} version={:?}", udp.version));
+        }
+        for i in &self.ifaces {
+            out.push(format!("iface {}", i.name));
+        }
+        out
+    }
+
+    /// Counter lines per link and interface, for `csp status` stats.
+    pub fn describe_stats(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(udp) = &self.udp {
+            let s = udp.stats;
+            out.push(format!(
+                "link udp rx_frames={} rx_bytes={} rx_errors={} tx_frames={} tx_bytes={} tx_errors={}",
+                s.rx_frames, s.rx_bytes, s.rx_errors, s.tx_frames, s.tx_bytes, s.tx_errors
+            ));
+        }
+        for i in &self.ifaces {
+            out.push(format!(
+                "iface {} rx_frames={} tx_frames={} tx_errors={}",
+                i.name, i.rx_frames, i.tx_frames, i.tx_errors
+            ));
+        }
+        out
+    }
+}

@@ -1,0 +1,40 @@
+//! Daemon-wide counters, printed by the STATS control request.
+
+use std::fmt;
+
+/// Counters of packets the daemon handled or refused.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Packets delivered to a client.
+    pub delivered: u64,
+    /// Packets sent on through the route table.
+    pub forwarded: u64,
+    /// Packets for another node with no route.
+    pub unroutable: u64,
+    /// Packets for this node with no client and no service on the port.
+    pub no_listener: u64,
+    /// Replies of the built-in services.
+    pub service_replies: u64,
+    /// DATA refused: spoofed source, not a packet.
+    pub rejected_packets: u64,
+    /// Frames a link could not send.
+    pub link_errors: u64,
+    /// IPC connections closed for protocol errors.
+    pub ipc_errors: u64,
+    /// Connections refused because `ipc.max_clients` were connected.
+    pub clients_refused: u64,
+}
+
+impl fmt::Display for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "delivered {}", self.delivered)?;
+        writeln!(f, "forwarded {}", self.forwarded)?;
+        writeln!(f, "unroutable {}", self.unroutable)?;
+        writeln!(f, "no_listener {}", self.no_listener)?;
+        writeln!(f, "service_replies {}", self.service_replies)?;
+        writeln!(f, "rejected_packets {}", self.rejected_packets)?;
+        writeln!(f, "link_errors {}", self.link_errors)?;
+        writeln!(f, "ipc_errors {}", self.ipc_errors)?;
+        writeln!(f, "clients_refused {}", self.clients_refused)
+    }
+}
