@@ -394,7 +394,7 @@ impl<'a> RouteSet<'a> {
     }
 
     /// Length of the message in the form [`code`](Self::code) picks.
-    pub const fn len(&self) -> usize {
+    pub const fn message_len(&self) -> usize {
         match self.netmask {
             None => ROUTE_SET_V1_LEN,
             Some(_) => ROUTE_SET_V2_LEN,
@@ -404,7 +404,7 @@ impl<'a> RouteSet<'a> {
     /// Writes the message: v1 form if there is no netmask (then `dest` and
     /// `via` must fit 8 bits), v2 form otherwise.
     pub fn emit(&self, ty: CmpType, out: &mut [u8]) -> Result<usize, ServiceError> {
-        let len = self.len();
+        let len = self.message_len();
         head(out, ty, self.code(), len)?;
         let name_at = match self.netmask {
             None => {

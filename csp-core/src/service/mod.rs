@@ -540,7 +540,7 @@ fn cmp_request<C: ServiceContext + ?Sized>(
             };
             ctx.route_set(&route)
                 .map_err(|Declined| Step::Refused(Refusal::RouteSetDeclined))?;
-            cmp_echo(data, route.len(), out)
+            cmp_echo(data, route.message_len(), out)
         }
         CmpCode::IfStats => {
             let name = IfStats::parse_name(body)?;
