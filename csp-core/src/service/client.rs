@@ -16,6 +16,7 @@ pub const NOREPLY_PING_BYTE: u8 = 0x55;
 
 /// A service request, as one of libcsp's client helpers would send it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Request<'a> {
     /// Ping (port 1) with `size` payload bytes 0, 1, 2, ... (wrapping).
     Ping {

@@ -509,6 +509,7 @@ impl MemHead {
 
 /// What follows a [`MemHead`] when emitting a peek or poke message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum MemData<'a> {
     /// These bytes (a poke, or a peek reply).
     Bytes(&'a [u8]),

@@ -19,6 +19,32 @@
 //!
 //! The client side, building requests and reading replies, is in [`client`];
 //! the CMP message layouts both sides share are in [`cmp`].
+//!
+//! ```
+//! use csp_core::service::{client::{self, Request}, *};
+//! use csp_core::{Addr, Port, Version};
+//!
+//! let (me, ground) = (Addr::new(1).unwrap(), Addr::new(2).unwrap());
+//! let mut services = Services::new(ServiceConfig::new(Version::V2, me));
+//! let mut node = ServiceValues { uptime_s: 42, ..ServiceValues::default() };
+//!
+//! // Ground asks for the uptime...
+//! let request = Request::Uptime.header(ground, me, Port::new(20).unwrap());
+//! let mut payload = [0u8; 8];
+//! let n = Request::Uptime.emit(&mut payload).unwrap();
+//!
+//! // ...the node answers (the reply keeps the request's CRC32 flag)...
+//! let mut out = [0u8; 8];
+//! let ServiceOutcome::Reply(reply) =
+//!     services.handle(&request, &payload[..n], &mut node, &mut out)
+//! else {
+//!     panic!("uptime is always answered")
+//! };
+//! assert_eq!((reply.header.dst, reply.header.flags), (ground, request.flags));
+//!
+//! // ...and ground reads it.
+//! assert_eq!(client::parse_u32(&out[..reply.len]), Ok(42));
+//! ```
 
 use core::fmt;
 
@@ -190,6 +216,7 @@ pub trait ServiceContext {
 /// setting, no routes, no memory access): fill it and refresh `uptime_s` etc.
 /// before handling a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct ServiceValues<'a> {
     /// Seconds since boot.
     pub uptime_s: u32,
