@@ -536,6 +536,19 @@ fn dispatch<C: ServiceContext + ?Sized>(
     }
 }
 
+/// Checks the reply will fit before a hook changes anything: a route set,
+/// poke or clock set must not take effect for a request we cannot answer.
+fn room(out: &[u8], len: usize) -> Result<(), Step> {
+    if out.len() < len {
+        return Err(ServiceError::OutTooSmall {
+            needed: len,
+            got: out.len(),
+        }
+        .into());
+    }
+    Ok(())
+}
+
 /// Copies the request's first `len` bytes as the reply, marked as a reply:
 /// route set and poke answer with their own request, as libcsp does.
 fn cmp_echo(data: &[u8], len: usize, out: &mut [u8]) -> Result<Step, Step> {
@@ -565,6 +578,7 @@ fn cmp_request<C: ServiceContext + ?Sized>(
             } else {
                 RouteSet::parse_v2(body)?
             };
+            room(out, route.message_len())?;
             ctx.route_set(&route)
                 .map_err(|Declined| Step::Refused(Refusal::RouteSetDeclined))?;
             cmp_echo(data, route.message_len(), out)
@@ -574,13 +588,7 @@ fn cmp_request<C: ServiceContext + ?Sized>(
             let stats = ctx
                 .if_stats(name)
                 .ok_or(Step::NoReply(NoReply::UnknownInterface))?;
-            if out.len() < cmp::IF_STATS_LEN {
-                return Err(ServiceError::OutTooSmall {
-                    needed: cmp::IF_STATS_LEN,
-                    got: out.len(),
-                }
-                .into());
-            }
+            room(out, cmp::IF_STATS_LEN)?;
             // The name goes back as the requester wrote it.
             let head = cmp::HEAD_LEN + cmp::IFACE_LEN;
             cmp_echo(data, head, out)?;
@@ -593,6 +601,7 @@ fn cmp_request<C: ServiceContext + ?Sized>(
             }
             let mem = cmp::MemHead::parse_body(body)?;
             let len = mem.message_len();
+            room(out, len)?;
             if code == CmpCode::Poke {
                 let bytes = data
                     .get(cmp::MEM_HEAD_LEN..len)
@@ -605,14 +614,7 @@ fn cmp_request<C: ServiceContext + ?Sized>(
                 return cmp_echo(data, len, out);
             }
             // A peek request need not carry the room for its data: the reply
-            // always has `len` bytes of it.
-            if out.len() < len {
-                return Err(ServiceError::OutTooSmall {
-                    needed: len,
-                    got: out.len(),
-                }
-                .into());
-            }
+            // always has `len` bytes of it (room was checked above).
             // Address goes back big-endian as it came (libcsp's reply has it
             // in host order, a quirk no client reads).
             cmp_echo(data, cmp::MEM_HEAD_LEN, out)?;
@@ -622,6 +624,7 @@ fn cmp_request<C: ServiceContext + ?Sized>(
         }
         CmpCode::Clock => {
             let time = Timestamp::parse_body(body)?;
+            room(out, cmp::CLOCK_LEN)?;
             if time.tv_sec != 0 {
                 ctx.clock_set(time)
                     .map_err(|Declined| Step::Refused(Refusal::ClockSetDeclined))?;

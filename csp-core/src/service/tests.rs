@@ -464,6 +464,73 @@ fn peek_and_poke_refused_unless_enabled() {
 }
 
 #[test]
+fn nothing_changes_for_a_reply_that_cannot_fit() {
+    let mut s = services();
+    s.config.allow_peek_poke = true;
+    let mut hooks = Hooks {
+        clock_settable: true,
+        ..Hooks::default()
+    };
+    let mut req = [0u8; 32];
+    let mut small = [0u8; 9];
+    let n = Request::Poke {
+        addr: 0,
+        data: &[7, 7, 7],
+    }
+    .emit(&mut req)
+    .unwrap();
+    let o = s.handle(
+        &request(Port::CMP, Flags::NONE),
+        &req[..n],
+        &mut hooks,
+        &mut small,
+    );
+    assert!(matches!(
+        o,
+        ServiceOutcome::NoReply(NoReply::OutTooSmall { .. })
+    ));
+    assert_eq!(hooks.memory[..3], [0, 0, 0]);
+
+    let route = RouteSet {
+        dest: 1,
+        via: 2,
+        netmask: None,
+        iface: "CAN",
+    };
+    let n = Request::RouteSet(route).emit(&mut req).unwrap();
+    let o = s.handle(
+        &request(Port::CMP, Flags::NONE),
+        &req[..n],
+        &mut hooks,
+        &mut small,
+    );
+    assert!(matches!(
+        o,
+        ServiceOutcome::NoReply(NoReply::OutTooSmall { .. })
+    ));
+    assert!(hooks.routes.is_empty());
+
+    let n = Request::Clock(Timestamp {
+        tv_sec: 5,
+        tv_nsec: 0,
+    })
+    .emit(&mut req)
+    .unwrap();
+    let o = s.handle(
+        &request(Port::CMP, Flags::NONE),
+        &req[..n],
+        &mut hooks,
+        &mut small,
+    );
+    assert!(matches!(
+        o,
+        ServiceOutcome::NoReply(NoReply::OutTooSmall { .. })
+    ));
+    assert_eq!(hooks.clock.tv_sec, 0);
+    assert_eq!(s.counters().out_too_small, 3);
+}
+
+#[test]
 fn broadcast_request_is_answered_from_own_address() {
     let mut s = Services::new(ServiceConfig::new(Version::V1, Addr::new(9).unwrap()));
     let mut req = request(Port::PING, Flags::NONE);
