@@ -168,3 +168,22 @@ impl Vector {
         assert_eq!(got, &want, "{}: decoded header", self.id());
     }
 }
+
+/// The security trailers of a libcsp send: `inputs.opts` (`CSP_O_CRC32`,
+/// `CSP_O_HMAC`, `CSP_O_NONE`, joined by `|`), with `inputs.key_string` as the
+/// HMAC key. `None` if an option is not one of those.
+pub fn security_options(v: &Vector) -> Option<csp_core::security::SecurityOptions> {
+    let mut o = csp_core::security::SecurityOptions::NONE;
+    for opt in v.in_str("opts").split('|').map(str::trim) {
+        match opt {
+            "CSP_O_NONE" | "" => {}
+            "CSP_O_CRC32" => o.crc = true,
+            "CSP_O_HMAC" => {
+                let key = v.in_str("key_string").as_bytes();
+                o.hmac = Some(csp_core::security::HmacKey::from_key_string(key));
+            }
+            _ => return None,
+        }
+    }
+    Some(o)
+}
