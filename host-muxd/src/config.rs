@@ -259,6 +259,14 @@ impl Config {
             }
         })?;
         config.validate(text, path)?;
+        crate::links::RoutePlan::<{ crate::daemon::MAX_ROUTES }>::from_config(&config).map_err(
+            |e| ConfigError {
+                path: path.map(Path::to_path_buf),
+                line: Some(line_of(text, e.at)),
+                key: Some(e.key.to_string()),
+                message: e.message,
+            },
+        )?;
         Ok(config)
     }
 

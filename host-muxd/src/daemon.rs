@@ -26,7 +26,7 @@ use csp_ipc::{ByeReason, Control, ErrorCode, Message, Status};
 
 use crate::client::{Client, ReadOutcome, Request, Stream};
 use crate::config::Config;
-use crate::links::Links;
+use crate::links::{Links, RoutePlan};
 use crate::services::Services;
 use crate::stats::Stats;
 
@@ -74,8 +74,9 @@ impl Daemon {
         let node = Addr::new(cfg.node.address)?;
         let bind_config = cfg.bind_config()?;
 
-        let mut links = Links::open(&cfg)?;
-        let routes = links.load_routes::<MAX_ROUTES>(&cfg)?;
+        let plan = RoutePlan::<MAX_ROUTES>::from_config(&cfg).map_err(|e| e.message)?;
+        let mut links = Links::open(&cfg, plan.ifaces)?;
+        let routes = plan.table;
 
         let mut listener = crate::endpoint::bind(&socket_path)?;
         poll.registry()
@@ -92,7 +93,8 @@ impl Daemon {
             poll.registry()
                 .register(udp.socket(), UDP, Interest::READABLE)?;
         }
-        let mut signals = Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
+        let mut signals =
+            Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
 
@@ -298,14 +300,21 @@ impl Daemon {
         let hello_done = self.clients.get(&token).is_some_and(|c| c.hello_done);
         match req {
             Request::Hello { version, name } => self.on_hello(token, version, name),
-            _ if !hello_done => self.fail_client(token, ErrorCode::NoHello, "HELLO must come first"),
-            Request::Hello { .. } => unreachable!("handled above"),
+            _ if !hello_done => {
+                self.fail_client(token, ErrorCode::NoHello, "HELLO must come first")
+            }
             Request::Register { addr, port } => self.on_register(token, addr, port),
             Request::Unregister { addr, port } => self.on_unregister(token, addr, port),
             Request::Data(frame) => self.on_client_data(token, &frame),
             Request::Control(c) => {
                 let text = self.control_text(c);
-                self.reply(token, &Message::ControlReply { request: c, text: &text });
+                self.reply(
+                    token,
+                    &Message::ControlReply {
+                        request: c,
+                        text: &text,
+                    },
+                );
             }
             Request::Unexpected(what) => self.fail_client(
                 token,
@@ -356,11 +365,7 @@ impl Daemon {
     }
 
     fn on_register(&mut self, token: Token, addr: u16, port: u8) {
-        let ack = |status, port| Message::RegisterAck {
-            status,
-            addr,
-            port,
-        };
+        let ack = |status, port| Message::RegisterAck { status, addr, port };
         let Some(local) = self.local_addr(addr) else {
             return self.reply(token, &ack(Status::NotLocalAddr, port));
         };
@@ -409,14 +414,7 @@ impl Daemon {
                 }
             }
         };
-        self.reply(
-            token,
-            &Message::UnregisterAck {
-                status,
-                addr,
-                port,
-            },
-        );
+        self.reply(token, &Message::UnregisterAck { status, addr, port });
     }
 
     fn on_client_data(&mut self, token: Token, frame: &[u8]) {
@@ -439,7 +437,8 @@ impl Daemon {
         }
         // A client may send only from an (address, port) whose traffic the
         // port table would hand to it: no spoofing another app's port.
-        let owns = header.src == self.node && self.apps.lookup(header.src, header.sport) == Some(&token);
+        let owns =
+            header.src == self.node && self.apps.lookup(header.src, header.sport) == Some(&token);
         if !owns {
             self.stats.rejected_packets += 1;
             if let Some(c) = self.clients.get_mut(&token) {
@@ -582,7 +581,11 @@ impl Daemon {
             }
             Control::Routes => {
                 for r in self.routes.iter() {
-                    let _ = writeln!(out, "{}", r.display_with(self.routes.version(), |i| self.links.name(i)));
+                    let _ = writeln!(
+                        out,
+                        "{}",
+                        r.display_with(self.routes.version(), |i| self.links.name(i))
+                    );
                 }
             }
         }

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use csp_core::route::{IfaceId, RouteTable};
 use csp_core::{Header, Version};
 
-use crate::config::{line_of, Config, ConfigError};
+use crate::config::Config;
 use crate::udp::UdpLink;
 
 /// What an interface sends through.
@@ -39,36 +39,70 @@ pub struct Iface {
     pub tx_errors: u64,
 }
 
-/// All links of the daemon.
-#[derive(Debug)]
-pub struct Links {
-    /// The UDP link, if enabled.
-    pub udp: Option<UdpLink>,
-    ifaces: Vec<Iface>,
-    /// Interface of routes that name `udp` without a peer (`udp.peer`).
-    udp_default: Option<IfaceId>,
+/// A route configuration problem: the config key, the byte offset of the
+/// offending string in the config file, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteConfigError {
+    /// `routes` or `route_string`.
+    pub key: &'static str,
+    /// Byte offset of the string in the config text.
+    pub at: usize,
+    /// What is wrong, naming the bad token.
+    pub message: String,
 }
 
-impl Links {
-    /// Open the links the config enables.
-    pub fn open(cfg: &Config) -> std::io::Result<Links> {
-        let version = if cfg.udp.version == 1 { Version::V1 } else { Version::V2 };
-        let udp = if cfg.udp.enabled {
-            Some(UdpLink::bind(cfg.udp.bind, version).map_err(|e| {
-                std::io::Error::new(e.kind(), format!("udp bind {}: {e}", cfg.udp.bind))
-            })?)
-        } else {
-            None
-        };
-        let mut links = Links {
-            udp,
+/// The interfaces the routes need and the route table pointing at them,
+/// worked out from the configuration alone (no sockets), so a bad route is
+/// a config error reported with its line before anything is opened.
+#[derive(Debug)]
+pub struct RoutePlan<const N: usize> {
+    /// The table.
+    pub table: RouteTable<N>,
+    /// Interfaces, indexed by [`IfaceId`].
+    pub ifaces: Vec<Iface>,
+}
+
+impl<const N: usize> RoutePlan<N> {
+    /// Routes from `routes` (our syntax, which allows `HOST:PORT` for UDP)
+    /// and then `route_string` (libcsp's syntax).
+    pub fn from_config(cfg: &Config) -> Result<RoutePlan<N>, RouteConfigError> {
+        let mut plan = RoutePlan {
+            table: RouteTable::new(Version::V2),
             ifaces: Vec::new(),
-            udp_default: None,
         };
-        if let Some(peer) = cfg.udp.peer {
-            links.udp_default = links.udp_iface(peer);
+        let udp_default = match cfg.udp.peer {
+            Some(peer) if cfg.udp.enabled => plan.udp_iface(peer),
+            _ => None,
+        };
+        for line in &cfg.routes {
+            let text = line.get_ref().as_str();
+            let err = |message| RouteConfigError {
+                key: "routes",
+                at: line.span().start,
+                message,
+            };
+            let tokens: Vec<&str> = text.split_whitespace().collect();
+            // `ADDR[/BITS] udp HOST:PORT`: the third token is a peer, not a via address.
+            let (entry, iface) = match tokens.as_slice() {
+                [prefix, link, peer] if link.eq_ignore_ascii_case("udp") && peer.contains(':') => {
+                    let peer: SocketAddr = peer
+                        .parse()
+                        .map_err(|_| err(format!("{peer:?} is not HOST:PORT in {text:?}")))?;
+                    (format!("{prefix} {link}"), plan.udp_iface(peer))
+                }
+                _ => (text.to_string(), udp_default),
+            };
+            plan.load(cfg, &entry, iface).map_err(err)?;
         }
-        Ok(links)
+        if let Some(s) = &cfg.route_string {
+            plan.load(cfg, s.get_ref(), udp_default)
+                .map_err(|message| RouteConfigError {
+                    key: "route_string",
+                    at: s.span().start,
+                    message,
+                })?;
+        }
+        Ok(plan)
     }
 
     /// The interface for UDP peer `peer`, created on first use.
@@ -88,74 +122,58 @@ impl Links {
         Some(IfaceId(id))
     }
 
-    /// Build the route table from `routes` (our syntax, which allows
-    /// `HOST:PORT` for UDP) and `route_string` (libcsp's syntax).
-    pub fn load_routes<const N: usize>(
-        &mut self,
-        cfg: &Config,
-    ) -> Result<RouteTable<N>, ConfigError> {
-        let mut table = RouteTable::new(Version::V2);
-        let err = |key: &str, text: &str, at: usize, message: String| ConfigError {
-            path: None,
-            line: Some(line_of(text, at)),
-            key: Some(key.to_string()),
-            message,
-        };
-        for line in &cfg.routes {
-            let text = line.get_ref().as_str();
-            let tokens: Vec<&str> = text.split_whitespace().collect();
-            // `ADDR[/BITS] udp HOST:PORT`: the third token is a peer, not a via address.
-            let (entry, iface) = match tokens.as_slice() {
-                [prefix, link, peer] if link.eq_ignore_ascii_case("udp") && peer.contains(':') => {
-                    let peer: SocketAddr = peer.parse().map_err(|_| {
-                        err("routes", text, 0, format!("{peer:?} is not HOST:PORT in {text:?}"))
-                    })?;
-                    if self.udp.is_none() {
-                        return Err(err("routes", text, 0, "route uses udp but udp.enabled is false".into()));
-                    }
-                    (format!("{prefix} {link}"), self.udp_iface(peer))
-                }
-                _ => (text.to_string(), None),
-            };
-            self.load_into(&mut table, &entry, iface)
-                .map_err(|m| err("routes", text, 0, m))?;
-        }
-        if let Some(s) = &cfg.route_string {
-            self.load_into(&mut table, s.get_ref(), None)
-                .map_err(|m| err("route_string", s.get_ref(), 0, m))?;
-        }
-        Ok(table)
-    }
-
-    fn load_into<const N: usize>(
-        &mut self,
-        table: &mut RouteTable<N>,
-        entry: &str,
-        udp_peer_iface: Option<IfaceId>,
-    ) -> Result<(), String> {
-        let udp_iface = udp_peer_iface.or(self.udp_default);
-        let udp_enabled = self.udp.is_some();
-        let mut missing_peer = false;
-        let result = table.load(entry, |name| {
-            if name.eq_ignore_ascii_case("udp") && udp_enabled {
-                missing_peer = udp_iface.is_none();
-                udp_iface
-            } else {
-                None
+    fn load(&mut self, cfg: &Config, entry: &str, udp: Option<IfaceId>) -> Result<(), String> {
+        let mut missing = None;
+        let result = self.table.load(entry, |name| {
+            if !name.eq_ignore_ascii_case("udp") {
+                return None;
             }
+            if !cfg.udp.enabled {
+                missing = Some("route uses udp but udp.enabled is false");
+            } else if udp.is_none() {
+                missing = Some("route names udp without HOST:PORT and udp.peer is not set");
+            }
+            udp
         });
-        match result {
-            Ok(_) => Ok(()),
-            Err(_) if missing_peer => Err(format!(
-                "{entry:?}: route names udp without HOST:PORT and udp.peer is not set"
-            )),
-            Err(e) => Err(format!("{entry:?}: {}", e.display_in(entry))),
+        match (result, missing) {
+            (Ok(_), _) => Ok(()),
+            (Err(_), Some(why)) => Err(format!("{entry:?}: {why}")),
+            (Err(e), None) => Err(format!("{entry:?}: {}", e.display_in(entry))),
         }
+    }
+}
+
+/// All links of the daemon and the interfaces routes point at.
+#[derive(Debug)]
+pub struct Links {
+    /// The UDP link, if enabled.
+    pub udp: Option<UdpLink>,
+    ifaces: Vec<Iface>,
+}
+
+impl Links {
+    /// Open the links the config enables, for the interfaces of `plan`.
+    pub fn open(cfg: &Config, ifaces: Vec<Iface>) -> std::io::Result<Links> {
+        let version = if cfg.udp.version == 1 {
+            Version::V1
+        } else {
+            Version::V2
+        };
+        let udp = if cfg.udp.enabled {
+            Some(UdpLink::bind(cfg.udp.bind, version).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("udp bind {}: {e}", cfg.udp.bind))
+            })?)
+        } else {
+            None
+        };
+        Ok(Links { udp, ifaces })
     }
 
     /// Name of an interface, for route printing.
     pub fn name(&self, id: IfaceId) -> &str {
-        self.ifaces.get(id.0 as usize).map_or("?", |i| i.name.as_str())
+        self.ifaces
+            .get(id.0 as usize)
+            .map_or("?", |i| i.name.as_str())
     }
 
     /// Send `header | data` on interface `id`, with the header emitted for

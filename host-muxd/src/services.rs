@@ -45,16 +45,16 @@ struct Context<'a> {
 }
 
 impl ServiceContext for Context<'_> {
-    fn uptime_s(&mut self) -> u32 {
+    fn uptime_s(&self) -> u32 {
         self.uptime_s
     }
-    fn memfree(&mut self) -> u32 {
+    fn memfree(&self) -> u32 {
         mem_available().unwrap_or(0)
     }
-    fn buf_free(&mut self) -> u32 {
+    fn buf_free(&self) -> u32 {
         self.buf_free
     }
-    fn ident(&mut self) -> Ident<'_> {
+    fn ident(&self) -> Ident<'_> {
         let id = self.identity;
         Ident {
             hostname: &id.hostname,
