@@ -20,7 +20,7 @@ use signal_hook_mio::v1_0::Signals;
 
 use csp_core::bind::{BindAddr, BindError, BindPort, PortTable};
 use csp_core::header::HeaderView;
-use csp_core::route::RouteTable;
+use csp_core::route::{Prefix, RouteTable};
 use csp_core::{Addr, Header, Version};
 use csp_ipc::{ByeReason, Control, ErrorCode, Message, Status};
 
@@ -58,6 +58,8 @@ pub struct Daemon {
     next_token: usize,
     apps: PortTable<ClientId, MAX_BINDINGS>,
     routes: RouteTable<MAX_ROUTES>,
+    /// Packets sent per route entry.
+    route_hits: HashMap<Prefix, u64>,
     links: Links,
     services: Services,
     stats: Stats,
@@ -109,6 +111,7 @@ impl Daemon {
             next_token: FIRST_CLIENT,
             apps: PortTable::new(bind_config),
             routes,
+            route_hits: HashMap::new(),
             links,
             services,
             stats: Stats::default(),
@@ -483,13 +486,14 @@ impl Daemon {
         if header.dst == self.node || header.dst == Addr::LOCAL {
             return self.deliver_local(header, data, origin);
         }
-        let Some(hop) = self.routes.lookup(header.dst) else {
+        let Some(&route) = self.routes.lookup_route(header.dst) else {
             self.stats.unroutable += 1;
             log::debug!("no route to {}", header.dst);
             return;
         };
         self.stats.forwarded += 1;
-        if !self.links.send(hop.iface, &header, data) {
+        *self.route_hits.entry(route.prefix).or_default() += 1;
+        if !self.links.send(route.iface, &header, data) {
             self.stats.link_errors += 1;
         }
     }
@@ -567,6 +571,11 @@ impl Daemon {
                 let _ = write!(out, "{}", self.stats);
                 for line in self.links.describe_stats() {
                     let _ = writeln!(out, "{line}");
+                }
+                for r in self.routes.iter() {
+                    let hits = self.route_hits.get(&r.prefix).copied().unwrap_or(0);
+                    let entry = r.display_with(self.routes.version(), |i| self.links.name(i));
+                    let _ = writeln!(out, "route {entry} packets={hits}");
                 }
                 let mut clients: Vec<_> = self.clients.iter().collect();
                 clients.sort_by_key(|(t, _)| t.0);

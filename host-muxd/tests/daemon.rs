@@ -202,6 +202,15 @@ fn forwarding_udp_to_udp_through_a_middle_daemon() {
     );
     let stats = ctl.control(Control::Stats);
     assert_eq!(stat(&stats, "unroutable"), 1, "{stats}");
+    assert!(
+        stats.contains(&format!("route 3 udp:127.0.0.1:{pc} packets=2")),
+        "{stats}"
+    );
+    assert!(stats.contains("app "), "per-client counters: {stats}");
+    assert!(
+        stats.contains("link udp rx_frames="),
+        "per-link counters: {stats}"
+    );
 }
 
 #[test]
@@ -436,4 +445,65 @@ fn printed_default_config_is_valid() {
     let text = String::from_utf8(out.stdout).unwrap();
     let parsed = host_muxd::config::Config::parse(&text, None).unwrap();
     assert_eq!(parsed, host_muxd::config::Config::default());
+}
+
+#[test]
+fn tcp_endpoint_needs_the_token() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let d = Muxd::start(
+        2,
+        "",
+        &format!("[ipc]\ntcp_listen = \"127.0.0.1:{port}\"\ntcp_token = \"s3cret\""),
+    );
+    let hello = |token: &str| {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        use std::io::{Read, Write};
+        s.write_all(
+            &csp_ipc::encode_to_vec(&Message::Hello {
+                version: 1,
+                name: token,
+            })
+            .unwrap(),
+        )
+        .unwrap();
+        let mut buf = vec![0u8; 256];
+        let mut got = Vec::new();
+        while csp_ipc::decode(&got).unwrap().is_none() {
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "closed without an answer");
+            got.extend_from_slice(&buf[..n]);
+        }
+        let (m, _) = csp_ipc::decode(&got).unwrap().unwrap();
+        format!("{m:?}")
+    };
+    assert!(hello("s3cret").starts_with("HelloAck"), "right token");
+    assert!(hello("wrong").starts_with("Error"), "wrong token");
+    drop(d);
+}
+
+#[test]
+fn reboot_request_runs_the_hook() {
+    let marker = tempfile::tempdir().unwrap();
+    let file = marker.path().join("rebooted");
+    let d = Muxd::start(
+        3,
+        "",
+        &format!(
+            "[services]\nreboot_hook = \"echo $CSP_REQUEST from $CSP_FROM > {}\"",
+            file.display()
+        ),
+    );
+    let mut c = d.client("op");
+    let (_, _, eph) = c.register(0, PORT_EPHEMERAL);
+    c.send_packet(3, eph, 3, 4, Flags::NONE, &0xD1E5_529Au32.to_be_bytes());
+    let deadline = std::time::Instant::now() + WAIT;
+    while std::fs::read_to_string(&file).map_or(true, |s| !s.ends_with('\n')) {
+        assert!(std::time::Instant::now() < deadline, "hook did not run");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "shutdown from 3\n");
 }
