@@ -236,7 +236,8 @@ impl SecurityOptions {
         accept_missing: false,
     };
 
-    /// The header flags these options put on a packet of `version`.
+    /// The header flags these options put on a packet (XTEA only where it is
+    /// allowed: [`append`](Self::append) refuses it for version 2).
     pub fn flags(&self) -> Flags {
         let mut f = Flags::NONE;
         if self.crc {
