@@ -109,7 +109,7 @@ impl std::error::Error for KissError {}
 // ---------------------------------------------------------------------------
 
 /// The KISS CRC of a CSP frame: CRC-32C of everything after the header,
-/// big-endian. `None` if the frame is shorter than the header.
+/// big-endian; an error if the frame is shorter than the header.
 fn kiss_crc(frame: &[u8], version: Version) -> Result<[u8; CRC_LEN], KissError> {
     let header_len = version.header_len();
     frame
@@ -224,6 +224,22 @@ impl<'a> Encoder<'a> {
         })
     }
 
+    /// The first byte to send for frame byte `b`; the second of an escape
+    /// sequence is kept for the next call.
+    fn escape(&mut self, b: u8) -> u8 {
+        match b {
+            FEND => {
+                self.pending = Some(TFEND);
+                FESC
+            }
+            FESC => {
+                self.pending = Some(TFESC);
+                FESC
+            }
+            b => b,
+        }
+    }
+
     /// Unescaped bytes still to come (escapes may add up to as many again).
     fn remaining_unescaped(&self) -> usize {
         let total = 3 + self.frame.len() + CRC_LEN;
@@ -239,41 +255,21 @@ impl Iterator for Encoder<'_> {
             return Some(b);
         }
         let n = self.frame.len();
-        let i = self.pos;
-        let body = match i {
-            0 => Some(FEND),
-            1 => Some(CMD_DATA),
-            _ => None,
-        };
-        let raw = match body {
-            Some(b) => {
-                self.pos += 1;
-                return Some(b);
-            }
-            None => {
+        let byte = match self.pos {
+            0 => FEND,
+            1 => CMD_DATA,
+            i => {
                 let j = i - 2;
                 match self.frame.get(j).or_else(|| self.crc.get(j - n)) {
-                    Some(&b) => b,
-                    None if j == n + CRC_LEN => {
-                        self.pos += 1;
-                        return Some(FEND);
-                    }
+                    Some(&b) => self.escape(b),
+                    None if j == n + CRC_LEN => FEND,
+                    // Done; `pos` stays put, so this repeats (fused).
                     None => return None,
                 }
             }
         };
         self.pos += 1;
-        match raw {
-            FEND => {
-                self.pending = Some(TFEND);
-                Some(FESC)
-            }
-            FESC => {
-                self.pending = Some(TFESC);
-                Some(FESC)
-            }
-            b => Some(b),
-        }
+        Some(byte)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -848,8 +844,11 @@ mod tests {
             let it = Encoder::new(&frame, version).unwrap();
             let (lo, hi) = it.size_hint();
             prop_assert!(lo <= slice.len() && slice.len() <= hi.unwrap());
-            let streamed: Vec<u8> = it.collect();
+            let mut it = it;
+            let streamed: Vec<u8> = it.by_ref().collect();
             prop_assert_eq!(&streamed, &slice);
+            prop_assert_eq!(it.next(), None);
+            prop_assert_eq!(it.size_hint().0, 0);
             prop_assert_eq!(encoded_len(&frame, version), Ok(slice.len()));
             prop_assert!(slice.len() <= max_encoded_len(frame.len()));
             // FEND only as delimiters.
