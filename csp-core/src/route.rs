@@ -272,6 +272,9 @@ where
 pub struct RouteTable<const N: usize> {
     version: Version,
     routes: Vec<Route, N>,
+    /// `(mask, network)` of `routes[i]`, in the same order: the lookup scans
+    /// only these four bytes per entry, with the mask worked out once.
+    keys: Vec<(u16, u16), N>,
 }
 
 impl<const N: usize> RouteTable<N> {
@@ -280,6 +283,7 @@ impl<const N: usize> RouteTable<N> {
         RouteTable {
             version,
             routes: Vec::new(),
+            keys: Vec::new(),
         }
     }
 
@@ -320,6 +324,7 @@ impl<const N: usize> RouteTable<N> {
     /// Removes every entry.
     pub fn clear(&mut self) {
         self.routes.clear();
+        self.keys.clear();
     }
 
     /// The entries, longest prefix first.
@@ -358,6 +363,9 @@ impl<const N: usize> RouteTable<N> {
         self.routes
             .insert(at, route)
             .map_err(|_| RouteError::TableFull)?;
+        let key = (mask(prefix.bits, version), prefix.addr.get());
+        // Same capacity and length as `routes`, so this can not fail.
+        let _ = self.keys.insert(at, key);
         csp_debug!("route {}/{} added", prefix.addr.get(), prefix.bits);
         Ok(None)
     }
@@ -391,6 +399,7 @@ impl<const N: usize> RouteTable<N> {
     pub fn remove(&mut self, prefix: Prefix) -> Option<Route> {
         let at = self.routes.iter().position(|r| r.prefix == prefix)?;
         // `remove`, not `swap_remove`: the order is what makes lookup correct.
+        self.keys.remove(at);
         Some(self.routes.remove(at))
     }
 
@@ -401,14 +410,16 @@ impl<const N: usize> RouteTable<N> {
 
     /// The entry with the longest prefix covering `dst`, if any.
     pub fn lookup_route(&self, dst: Addr) -> Option<&Route> {
-        let version = self.version;
-        if dst.get() > version.max_addr() {
+        let dst = dst.get();
+        if dst > self.version.max_addr() {
             return None;
         }
         // Longest first, so the first hit is the longest match.
-        self.routes
+        let at = self
+            .keys
             .iter()
-            .find(|r| dst.get() & mask(r.prefix.bits, version) == r.prefix.addr.get())
+            .position(|&(mask, net)| dst & mask == net)?;
+        self.routes.get(at)
     }
 
     /// Where a packet for `dst` goes next; `None` if no entry covers it
