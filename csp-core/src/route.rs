@@ -272,6 +272,9 @@ where
 pub struct RouteTable<const N: usize> {
     version: Version,
     routes: Vec<Route, N>,
+    /// `(mask, network)` of `routes[i]`, in the same order: the lookup scans
+    /// only these four bytes per entry, with the mask worked out once.
+    keys: Vec<(u16, u16), N>,
 }
 
 impl<const N: usize> RouteTable<N> {
@@ -280,6 +283,7 @@ impl<const N: usize> RouteTable<N> {
         RouteTable {
             version,
             routes: Vec::new(),
+            keys: Vec::new(),
         }
     }
 
@@ -320,6 +324,7 @@ impl<const N: usize> RouteTable<N> {
     /// Removes every entry.
     pub fn clear(&mut self) {
         self.routes.clear();
+        self.keys.clear();
     }
 
     /// The entries, longest prefix first.
@@ -358,6 +363,9 @@ impl<const N: usize> RouteTable<N> {
         self.routes
             .insert(at, route)
             .map_err(|_| RouteError::TableFull)?;
+        let key = (mask(prefix.bits, version), prefix.addr.get());
+        // Same capacity and length as `routes`, so this can not fail.
+        let _ = self.keys.insert(at, key);
         csp_debug!("route {}/{} added", prefix.addr.get(), prefix.bits);
         Ok(None)
     }
@@ -391,6 +399,7 @@ impl<const N: usize> RouteTable<N> {
     pub fn remove(&mut self, prefix: Prefix) -> Option<Route> {
         let at = self.routes.iter().position(|r| r.prefix == prefix)?;
         // `remove`, not `swap_remove`: the order is what makes lookup correct.
+        self.keys.remove(at);
         Some(self.routes.remove(at))
     }
 
@@ -401,14 +410,16 @@ impl<const N: usize> RouteTable<N> {
 
     /// The entry with the longest prefix covering `dst`, if any.
     pub fn lookup_route(&self, dst: Addr) -> Option<&Route> {
-        let version = self.version;
-        if dst.get() > version.max_addr() {
+        let dst = dst.get();
+        if dst > self.version.max_addr() {
             return None;
         }
         // Longest first, so the first hit is the longest match.
-        self.routes
+        let at = self
+            .keys
             .iter()
-            .find(|r| dst.get() & mask(r.prefix.bits, version) == r.prefix.addr.get())
+            .position(|&(mask, net)| dst & mask == net)?;
+        self.routes.get(at)
     }
 
     /// Where a packet for `dst` goes next; `None` if no entry covers it
@@ -775,9 +786,10 @@ where
     fn next(&mut self) -> Option<Self::Item> {
         while !self.done {
             let start = self.pos;
-            let end = match self.input.as_bytes()[start..]
-                .iter()
-                .position(|&b| b == b',')
+            let bytes = self.input.as_bytes();
+            let end = match bytes
+                .get(start..)
+                .and_then(|rest| rest.iter().position(|&b| b == b','))
             {
                 Some(n) => {
                     self.pos = start + n + 1;
@@ -790,7 +802,17 @@ where
             };
             match self.entry(start, end) {
                 Ok(None) => continue,
-                Ok(Some(route)) => return Some(Ok((route, Span { start, end }))),
+                Ok(Some(route)) => {
+                    // The entry without the blanks around it.
+                    let mut span = Span { start, end };
+                    while span.start < span.end && bytes[span.start].is_ascii_whitespace() {
+                        span.start += 1;
+                    }
+                    while span.end > span.start && bytes[span.end - 1].is_ascii_whitespace() {
+                        span.end -= 1;
+                    }
+                    return Some(Ok((route, span)));
+                }
                 Err(e) => {
                     self.done = true;
                     return Some(Err(e));
@@ -1049,7 +1071,7 @@ mod tests {
         let s = "2 KISS, 3 CAN";
         let e = t.load(s, names).unwrap_err();
         assert_eq!(e.kind, RouteParseErrorKind::TableFull);
-        assert_eq!(e.token(s), " 3 CAN");
+        assert_eq!(e.token(s), "3 CAN");
         assert_eq!(t, before);
         let e = t.load("1 KISS, 2 NOPE", names).unwrap_err();
         assert_eq!(e.kind, RouteParseErrorKind::UnknownInterface);
@@ -1241,6 +1263,49 @@ mod tests {
                         let shown = e.display_in(&s).to_string();
                         let quoted = format!("{:?}", token);
                         prop_assert!(shown.contains(&quoted), "{}", shown);
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn near_miss_strings_give_precise_errors(
+            entries in proptest::collection::vec(
+                proptest::collection::vec(
+                    proptest::sample::select(&[
+                        "0", "10", "16/10", "0/0", "31/5", "16383", "16384", "7/15",
+                        "/", "5/", "x", "IF1", "IF22", "CAN", "4", "-1", "1/2/3",
+                    ][..]),
+                    0..5,
+                ),
+                0..6,
+            ),
+            sep in proptest::sample::select(&[" ", "  ", "\t"][..]),
+        ) {
+            let s = entries
+                .iter()
+                .map(|e| e.join(sep))
+                .collect::<StdVec<_>>()
+                .join(", ");
+            for version in [Version::V1, Version::V2] {
+                match RouteTable::<8>::from_route_string(&s, version, parse_iface) {
+                    Ok(t) => prop_assert!(t.len() <= 8),
+                    Err(e) => {
+                        let token = e.token(&s);
+                        match e.kind {
+                            // Nothing to point at: an empty span at the entry's end.
+                            RouteParseErrorKind::MissingInterface => {
+                                prop_assert_eq!(token, "");
+                                let after = s[e.span.end..].chars().next();
+                                prop_assert!(after.is_none() || after == Some(','));
+                            }
+                            RouteParseErrorKind::TableFull => prop_assert!(!token.is_empty()),
+                            // Otherwise exactly one token (or its part after '/').
+                            _ => {
+                                prop_assert!(!token.is_empty());
+                                prop_assert!(!token.contains([' ', '\t', ',']), "{:?}", token);
+                            }
+                        }
                     }
                 }
             }
