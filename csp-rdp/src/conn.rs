@@ -301,7 +301,8 @@ impl<const WINDOW: usize, const SEG: usize> Connection<WINDOW, SEG> {
             return Err(SendError::WouldBlock);
         }
         if was_idle {
-            // Silence while idle is no failure: the timeout counts from now.
+            // A peer may have had nothing to say while we were idle: give it a
+            // full timeout to acknowledge this.
             self.quiet_since = self.quiet_since.max(now);
         }
         let seq = self.snd_nxt;
@@ -793,11 +794,9 @@ impl<const WINDOW: usize, const SEG: usize> Connection<WINDOW, SEG> {
             _ => None,
         };
         self.timers.set_opt(Timer::Retransmit, retransmit);
-        let waiting = match self.state {
-            State::SynSent | State::SynRcvd | State::Closing | State::CloseWait => true,
-            State::Open => !self.tx.is_empty(),
-            State::Closed | State::TimeWait => false,
-        };
+        // Silence from the peer fails the connection, idle or not: a dead
+        // peer must be noticed even by an end with nothing to send.
+        let waiting = !matches!(self.state, State::Closed | State::TimeWait);
         self.timers.set_opt(
             Timer::Conn,
             waiting.then(|| self.quiet_since + self.opts.conn_timeout),

@@ -20,8 +20,8 @@ pub const MAX_PEER_WINDOW: u32 = 0x3fff;
 pub struct Options {
     /// Segments in flight at most (libcsp default 4).
     pub window: u16,
-    /// No segment from the peer for this long while waiting for one fails
-    /// the connection (libcsp default 10 s).
+    /// No segment from the peer for this long fails the connection, idle
+    /// or not (libcsp default 10 s; libcsp 1.x also closed idle connections).
     pub conn_timeout: Duration,
     /// First retransmission timeout (libcsp default 1 s); doubles per try.
     pub packet_timeout: Duration,
@@ -42,7 +42,7 @@ pub struct Options {
 
 impl Default for Options {
     /// libcsp's defaults on the wire; 8 retransmissions, backoff capped at
-    /// 4 packet timeouts, close wait of one connection timeout.
+    /// 4 s, close wait of one connection timeout.
     fn default() -> Self {
         Options {
             window: 4,
@@ -145,14 +145,14 @@ impl Options {
     }
 
     /// Retransmission timeout before try `tries + 1`, given `tries` sends so
-    /// far: the packet timeout doubled per earlier retransmission, capped.
+    /// far: the packet timeout doubled per earlier retransmission, capped at
+    /// `max_backoff` and at a quarter of the connection timeout (so that a
+    /// few retries fit before silence fails the connection), but never
+    /// below the packet timeout.
     pub fn rto(&self, tries: u8) -> Duration {
         let shift = u32::from(tries.saturating_sub(1)).min(20);
-        let cap = if self.max_backoff > self.packet_timeout {
-            self.max_backoff
-        } else {
-            self.packet_timeout
-        };
+        let quarter = Duration::from_millis(self.conn_timeout.as_millis() / 4);
+        let cap = self.max_backoff.min(quarter).max(self.packet_timeout);
         let d = self.packet_timeout.saturating_mul(1u64 << shift);
         if d > cap {
             cap
@@ -202,10 +202,21 @@ mod tests {
     #[test]
     fn backoff_doubles_and_caps() {
         let o = Options::default();
-        let ms: [u64; 6] = [1000, 1000, 2000, 4000, 4000, 4000];
+        // Capped at a quarter of the 10 s connection timeout.
+        let ms: [u64; 6] = [1000, 1000, 2000, 2500, 2500, 2500];
         for (tries, want) in ms.iter().enumerate() {
             assert_eq!(o.rto(tries as u8).as_millis(), *want, "tries {tries}");
         }
-        assert_eq!(o.rto(255).as_millis(), 4000);
+        assert_eq!(o.rto(255).as_millis(), 2500);
+        let long = Options {
+            conn_timeout: Duration::from_millis(60_000),
+            ..o
+        };
+        assert_eq!(long.rto(4).as_millis(), 4000);
+        let slow = Options {
+            packet_timeout: Duration::from_millis(5_000),
+            ..o
+        };
+        assert_eq!(slow.rto(4).as_millis(), 5000);
     }
 }

@@ -202,6 +202,19 @@ impl Link {
     }
 }
 
+fn trace_segment(now: Instant, dir: &str, seg: &[u8]) {
+    if let Ok((body, h)) = crate::header::RdpHeader::split(seg) {
+        std::println!(
+            "{:>8} ms {dir} flags {:02x} seq {:04x} ack {:04x} len {}",
+            now.as_millis(),
+            h.wire_flags,
+            h.seq,
+            h.ack,
+            body.len()
+        );
+    }
+}
+
 fn damage(b: &mut Vec<u8>, rng: &mut Rng) {
     if b.is_empty() {
         return;
@@ -356,6 +369,8 @@ pub struct Pair<const W: usize, const S: usize> {
     pub refused: u64,
     /// Segments written by both ends.
     pub segments: u64,
+    /// Print every segment written (for debugging a seed).
+    pub trace: bool,
     buf: Vec<u8>,
 }
 
@@ -378,6 +393,7 @@ impl<const W: usize, const S: usize> Pair<W, S> {
             steps: 0,
             refused: 0,
             segments: 0,
+            trace: false,
             buf: std::vec![0; Connection::<W, S>::MAX_SEGMENT_LEN],
         }
     }
@@ -394,26 +410,24 @@ impl<const W: usize, const S: usize> Pair<W, S> {
     }
 
     /// Run until virtual time reaches `until` (or idle, or `max_steps`).
+    /// Returns `true` unless the step bound was hit.
     pub fn drive_until(&mut self, until: Instant, max_steps: u64) -> bool {
         for _ in 0..max_steps {
-            if self.next_wakeup().is_none_or(|t| t > until) && !self.busy() {
+            if !self.step_bounded(Some(until)) {
                 self.now = self.now.max(until);
-                return true;
-            }
-            if !self.step() {
                 return true;
             }
         }
         false
     }
 
-    fn busy(&mut self) -> bool {
-        self.client.pump(self.now) | self.server.pump(self.now)
-    }
-
     /// One step: let both ends act and deliver what is due at `now`; if
     /// nothing happened, jump to the next timer or arrival. `false` when idle.
     pub fn step(&mut self) -> bool {
+        self.step_bounded(None)
+    }
+
+    fn step_bounded(&mut self, until: Option<Instant>) -> bool {
         self.steps += 1;
         let mut progress = self.client.pump(self.now) | self.server.pump(self.now);
         progress |= self.flush_client() | self.flush_server();
@@ -433,6 +447,9 @@ impl<const W: usize, const S: usize> Pair<W, S> {
         let Some(next) = self.next_wakeup() else {
             return false;
         };
+        if until.is_some_and(|u| next > u) {
+            return false;
+        }
         self.now = self.now.max(next);
         for ep in [&mut self.client, &mut self.server] {
             if let Some(c) = ep.conn.as_mut() {
@@ -473,6 +490,9 @@ impl<const W: usize, const S: usize> Pair<W, S> {
         let mut any = false;
         if let Some(c) = self.client.conn.as_mut() {
             while let Some(t) = c.poll_transmit(self.now, &mut self.buf) {
+                if self.trace {
+                    trace_segment(self.now, "c2s", &self.buf[..t.len]);
+                }
                 self.c2s.send(self.now, &self.buf[..t.len], &mut self.rng);
                 self.segments += 1;
                 any = true;
@@ -485,6 +505,9 @@ impl<const W: usize, const S: usize> Pair<W, S> {
         let mut any = false;
         if let Some(c) = self.server.conn.as_mut() {
             while let Some(t) = c.poll_transmit(self.now, &mut self.buf) {
+                if self.trace {
+                    trace_segment(self.now, "s2c", &self.buf[..t.len]);
+                }
                 self.s2c.send(self.now, &self.buf[..t.len], &mut self.rng);
                 self.segments += 1;
                 any = true;
