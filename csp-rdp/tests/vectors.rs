@@ -309,11 +309,7 @@ fn replay_client_segments_against_our_server() {
             .iter()
             .find(|s| s.c2s && s.hdr().flags().contains(Flags::RST))
             .unwrap();
-        let last = cap
-            .iter()
-            .filter(|s| !s.c2s && !s.data.is_empty())
-            .last()
-            .unwrap();
+        let last = cap.iter().rfind(|s| !s.c2s && !s.data.is_empty()).unwrap();
         let all_acked = seq::distance(last.hdr().seq, rst.hdr().ack) < 0x8000;
         let want = if all_acked {
             Ok(CloseReason::Peer)
