@@ -815,3 +815,454 @@ fn write(buf: &mut [u8], body: &[u8], hdr: RdpHeader) -> Option<usize> {
     out[body.len()..].copy_from_slice(&hdr.to_be_bytes());
     Some(len)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::Duration;
+    use std::vec::Vec;
+
+    type C = Connection<4, 16>;
+
+    fn t(ms: u64) -> Instant {
+        Instant::from_millis(ms)
+    }
+
+    /// Everything `c` wants to send now.
+    fn out(c: &mut C, now: u64) -> Vec<Vec<u8>> {
+        let mut buf = [0u8; C::MAX_SEGMENT_LEN];
+        core::iter::from_fn(|| {
+            c.poll_transmit(t(now), &mut buf)
+                .map(|x| buf[..x.len].to_vec())
+        })
+        .collect()
+    }
+
+    fn hdr(seg: &[u8]) -> RdpHeader {
+        RdpHeader::split(seg).unwrap().1
+    }
+
+    fn events(c: &mut C) -> Vec<Event<16>> {
+        core::iter::from_fn(|| c.poll_event()).collect()
+    }
+
+    fn deliver(from: &mut C, to: &mut C, now: u64) -> usize {
+        let segs = out(from, now);
+        for s in &segs {
+            to.handle_segment(t(now), s);
+        }
+        segs.len()
+    }
+
+    /// A connected pair at time 0, events drained.
+    fn open_pair(opts: Options, isn_c: u16, isn_s: u16) -> (C, C) {
+        let mut c = C::connect(t(0), opts, isn_c).unwrap();
+        let syn = out(&mut c, 0);
+        assert_eq!(syn.len(), 1);
+        let mut s = C::accept(t(0), &syn[0], Options::default(), isn_s).unwrap();
+        deliver(&mut s, &mut c, 0);
+        deliver(&mut c, &mut s, 0);
+        assert_eq!(events(&mut c), [Event::Connected]);
+        assert_eq!(events(&mut s), [Event::Connected]);
+        (c, s)
+    }
+
+    fn data(e: &[Event<16>]) -> Vec<u8> {
+        e.iter()
+            .filter_map(|e| match e {
+                Event::Data(p) => Some(p.to_vec()),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+
+    #[test]
+    fn handshake_segments_and_states() {
+        let mut c = C::connect(t(0), Options::default(), 0xadfd).unwrap();
+        assert_eq!(c.state(), State::SynSent);
+        assert_eq!(c.send(t(0), b"x"), Err(SendError::NotConnected));
+        let syn = out(&mut c, 0);
+        assert_eq!(syn[0][24..], [0x08, 0xad, 0xfd, 0, 0]);
+        let mut s = C::accept(t(1), &syn[0], Options::default(), 0x1234).unwrap();
+        assert_eq!((s.state(), s.role()), (State::SynRcvd, Role::Server));
+        let sa = out(&mut s, 1);
+        assert_eq!(sa, [[0x0c, 0x12, 0x34, 0xad, 0xfd]]);
+        c.handle_segment(t(2), &sa[0]);
+        assert_eq!(c.state(), State::Open);
+        let ack = out(&mut c, 2);
+        assert_eq!(ack, [[0x14, 0xad, 0xfe, 0x12, 0x34]]);
+        s.handle_segment(t(3), &ack[0]);
+        assert_eq!(s.state(), State::Open);
+        assert_eq!(events(&mut s), [Event::Connected]);
+    }
+
+    #[test]
+    fn accept_refuses_bad_syns() {
+        let syn = C::connect(t(0), Options::default(), 7)
+            .map(|mut c| out(&mut c, 0))
+            .unwrap();
+        let mut not_syn = syn[0].clone();
+        *not_syn.get_mut(24).unwrap() = 0x0c;
+        assert_eq!(
+            C::accept(t(0), &not_syn, Options::default(), 1).err(),
+            Some(AcceptError::NotSyn)
+        );
+        assert_eq!(
+            C::accept(t(0), &syn[0][20..], Options::default(), 1).err(),
+            Some(AcceptError::Header(HeaderError::ShortSyn))
+        );
+        assert_eq!(
+            C::accept(t(0), &[8, 0], Options::default(), 1).err(),
+            Some(AcceptError::Header(HeaderError::Truncated))
+        );
+        let mut zero_window = syn[0].clone();
+        zero_window[3] = 0;
+        assert_eq!(
+            C::accept(t(0), &zero_window, Options::default(), 1).err(),
+            Some(AcceptError::Options(OptionsError::Window))
+        );
+        // Upper nibble of a SYN is a counter: masked.
+        let mut counted = syn[0].clone();
+        counted[24] = 0x38;
+        assert!(C::accept(t(0), &counted, Options::default(), 1).is_ok());
+        let too_wide = Options {
+            window: 5,
+            ..Options::default()
+        };
+        assert_eq!(
+            C::connect(t(0), too_wide, 1).err(),
+            Some(OptionsError::Window)
+        );
+    }
+
+    #[test]
+    fn send_limits() {
+        let (mut c, _s) = open_pair(Options::default(), 1, 2);
+        assert_eq!(c.send(t(0), b""), Err(SendError::Empty));
+        assert_eq!(c.send(t(0), &[0; 17]), Err(SendError::TooLong));
+        for i in 0..4u16 {
+            assert_eq!(c.send(t(0), b"abc"), Ok(2 + i));
+        }
+        assert_eq!(c.send_capacity(), 0);
+        assert_eq!(c.send(t(0), b"abc"), Err(SendError::WouldBlock));
+        assert_eq!(c.unacknowledged(), 4);
+    }
+
+    #[test]
+    fn data_delivered_in_order_once_with_cumulative_ack() {
+        let (mut c, mut s) = open_pair(Options::default(), 0xfffd, 9);
+        // Sequence numbers wrap during this exchange.
+        for chunk in [b"aa", b"bb", b"cc", b"dd"] {
+            c.send(t(0), chunk).unwrap();
+        }
+        let segs = out(&mut c, 0);
+        assert_eq!(segs.len(), 4);
+        assert!(segs.iter().all(|s| s[2] == 0x04));
+        // Reordered and duplicated: 3, 1, 3, 0, 2, 1.
+        for i in [3, 1, 3, 0, 2, 1] {
+            s.handle_segment(t(5), &segs[i]);
+        }
+        assert_eq!(data(&events(&mut s)), b"aabbccdd");
+        assert!(s.counters().rx_duplicates + s.counters().rx_out_of_window >= 2);
+        let acks = out(&mut s, 5);
+        let last = hdr(acks.last().unwrap());
+        assert_eq!(last.ack, 0xfffd_u16.wrapping_add(4));
+        for a in &acks {
+            c.handle_segment(t(6), a);
+        }
+        assert_eq!(c.unacknowledged(), 0);
+        assert_eq!(events(&mut c), [Event::Acknowledged { through: 1 }]);
+    }
+
+    #[test]
+    fn delayed_ack_by_count_and_by_timer() {
+        let (mut c, mut s) = open_pair(Options::default(), 100, 200);
+        c.send(t(0), b"1").unwrap();
+        deliver(&mut c, &mut s, 0);
+        assert!(out(&mut s, 0).is_empty(), "one segment: ACK delayed");
+        assert_eq!(s.poll_timeout(), Some(t(250)));
+        s.handle_timeout(t(250));
+        let a = out(&mut s, 250);
+        assert_eq!(a.len(), 1);
+        assert_eq!(hdr(&a[0]).ack, 101);
+        for _ in 0..3 {
+            c.send(t(300), b"x").unwrap();
+        }
+        deliver(&mut c, &mut s, 300);
+        // More than ack_delay_count (2) unacknowledged: ACK at once.
+        let a = out(&mut s, 300);
+        assert_eq!(a.len(), 1);
+        assert_eq!(hdr(&a[0]).ack, 104);
+        // Without delayed ACKs every segment is acknowledged at once.
+        let (mut c, mut s) = open_pair(
+            Options {
+                delayed_acks: false,
+                ..Options::default()
+            },
+            1,
+            2,
+        );
+        c.send(t(0), b"1").unwrap();
+        deliver(&mut c, &mut s, 0);
+        assert_eq!(out(&mut s, 0).len(), 1);
+    }
+
+    #[test]
+    fn retransmission_backs_off_then_fails() {
+        let (mut c, _s) = open_pair(
+            Options {
+                conn_timeout: Duration::from_millis(3_600_000),
+                max_backoff: Duration::from_millis(5_000),
+                max_retransmissions: 4,
+                ..Options::default()
+            },
+            1,
+            2,
+        );
+        c.send(t(0), b"lost").unwrap();
+        assert_eq!(out(&mut c, 0).len(), 1);
+        let mut sent_at = Vec::new();
+        let mut now = 0;
+        while let Some(next) = c.poll_timeout() {
+            now = next.as_millis();
+            c.handle_timeout(next);
+            if out(&mut c, now).iter().any(|s| s[s.len() - 5] == 0x04) {
+                sent_at.push(now);
+            }
+        }
+        // 1 s, then doubling, capped at 5 s; 4 retransmissions.
+        assert_eq!(sent_at, [1000, 3000, 7000, 12000]);
+        assert_eq!(now, 17000);
+        let ev = events(&mut c);
+        assert_eq!(
+            ev.last(),
+            Some(&Event::Failed {
+                reason: FailReason::RetransmitLimit
+            })
+        );
+        assert_eq!(c.state(), State::Closed);
+        assert_eq!(
+            c.send(t(now), b"x"),
+            Err(SendError::Failed(FailReason::RetransmitLimit))
+        );
+        assert_eq!(c.counters().tx_retransmissions, 4);
+    }
+
+    #[test]
+    fn silence_fails_even_when_idle() {
+        let (mut c, _s) = open_pair(Options::default(), 1, 2);
+        assert_eq!(c.poll_timeout(), Some(t(10_000)));
+        c.handle_timeout(t(10_000));
+        assert_eq!(
+            events(&mut c),
+            [Event::Failed {
+                reason: FailReason::Timeout
+            }]
+        );
+        // One best-effort reset tells the peer.
+        let rst = out(&mut c, 10_000);
+        assert_eq!(rst.len(), 1);
+        assert_eq!(hdr(&rst[0]).flags(), Flags::RST | Flags::ACK);
+        assert_eq!(c.poll_timeout(), None);
+    }
+
+    #[test]
+    fn close_waits_for_acks_then_resets_both_ends() {
+        let (mut c, mut s) = open_pair(Options::default(), 10, 20);
+        c.send(t(0), b"last words").unwrap();
+        let d = out(&mut c, 0);
+        c.close(t(0));
+        assert_eq!(c.state(), State::Closing);
+        assert!(
+            out(&mut c, 0).is_empty(),
+            "no reset before the data is acknowledged"
+        );
+        s.handle_segment(t(1), &d[0]);
+        s.handle_timeout(t(251));
+        deliver(&mut s, &mut c, 251);
+        assert_eq!(c.state(), State::CloseWait);
+        let rst = out(&mut c, 251);
+        assert_eq!(rst.len(), 1);
+        let h = hdr(&rst[0]);
+        assert_eq!((h.flags(), h.seq, h.ack), (Flags::RST | Flags::ACK, 12, 20));
+        s.handle_segment(t(252), &rst[0]);
+        assert_eq!(s.state(), State::TimeWait);
+        assert_eq!(
+            events(&mut s).last(),
+            Some(&Event::Closed {
+                reason: CloseReason::Peer
+            })
+        );
+        let reply = out(&mut s, 252);
+        assert_eq!(hdr(&reply[0]).flags(), Flags::RST | Flags::ACK);
+        // A repeated reset (our reply lost) is answered again.
+        s.handle_segment(t(253), &rst[0]);
+        assert_eq!(out(&mut s, 253).len(), 1);
+        c.handle_segment(t(254), &reply[0]);
+        assert!(c.is_closed());
+        assert_eq!(
+            events(&mut c).last(),
+            Some(&Event::Closed {
+                reason: CloseReason::Local
+            })
+        );
+        // The passive end lingers for the close wait, then is closed.
+        s.handle_timeout(s.poll_timeout().unwrap());
+        assert!(s.is_closed());
+        assert_eq!(s.poll_timeout(), None);
+    }
+
+    #[test]
+    fn unanswered_close_is_bounded() {
+        let (mut c, _s) = open_pair(Options::default(), 1, 2);
+        c.close(t(0));
+        let mut resets = out(&mut c, 0).len();
+        let mut now = 0;
+        while let Some(next) = c.poll_timeout() {
+            now = next.as_millis();
+            c.handle_timeout(next);
+            resets += out(&mut c, now).len();
+        }
+        assert!(now <= 10_000, "{now}");
+        assert!(resets >= 2 && resets <= 9, "{resets}");
+        assert_eq!(
+            events(&mut c),
+            [Event::Closed {
+                reason: CloseReason::CloseTimeout
+            }]
+        );
+    }
+
+    #[test]
+    fn reset_out_of_sequence_waits_for_data() {
+        let (mut c, mut s) = open_pair(Options::default(), 1, 2);
+        c.send(t(0), b"a").unwrap();
+        c.send(t(0), b"b").unwrap();
+        let d = out(&mut c, 0);
+        // A reset claiming a later sequence number while seq 2 is missing.
+        let early = RdpHeader::new(Flags::RST | Flags::ACK, 3, 4, 2).to_be_bytes();
+        s.handle_segment(t(1), &d[1]);
+        s.handle_segment(t(1), &early);
+        assert_eq!(s.state(), State::Open);
+        s.handle_segment(t(2), &d[0]);
+        s.handle_segment(t(3), &early);
+        assert_eq!(s.state(), State::TimeWait);
+        assert_eq!(data(&events(&mut s)), b"ab");
+    }
+
+    #[test]
+    fn abort_before_open() {
+        let mut c = C::connect(t(0), Options::default(), 1).unwrap();
+        let _ = out(&mut c, 0);
+        c.close(t(5));
+        assert!(c.is_closed());
+        assert_eq!(hdr(&out(&mut c, 5)[0]).flags(), Flags::RST | Flags::ACK);
+        assert_eq!(
+            events(&mut c),
+            [Event::Closed {
+                reason: CloseReason::Aborted
+            }]
+        );
+    }
+
+    #[test]
+    fn lost_syn_ack_and_lost_handshake_ack_recover() {
+        let mut c = C::connect(t(0), Options::default(), 50).unwrap();
+        let syn = out(&mut c, 0);
+        let mut s = C::accept(t(0), &syn[0], Options::default(), 60).unwrap();
+        let _lost = out(&mut s, 0);
+        c.handle_timeout(t(1000));
+        let syn2 = out(&mut c, 1000);
+        // Same SYN, same ISN; only the counter nibble moved on.
+        assert_eq!(syn2[0][..24], syn[0][..24]);
+        assert_eq!(hdr(&syn2[0]), RdpHeader::new(Flags::SYN, 1, 50, 0));
+        s.handle_segment(t(1001), &syn2[0]);
+        deliver(&mut s, &mut c, 1001);
+        assert_eq!(c.state(), State::Open);
+        let _lost_ack = out(&mut c, 1001);
+        // The first data segment completes the server's handshake.
+        c.send(t(1002), b"hi").unwrap();
+        deliver(&mut c, &mut s, 1002);
+        assert_eq!(s.state(), State::Open);
+        let ev = events(&mut s);
+        assert_eq!(ev[0], Event::Connected);
+        assert_eq!(data(&ev), b"hi");
+        // A duplicated SYN-ACK makes the client repeat its ACK, nothing more.
+        c.handle_segment(t(1003), &[0x0c, 0, 60, 0, 50]);
+        assert_eq!(c.state(), State::Open);
+        assert_eq!(hdr(&out(&mut c, 1003)[0]).flags(), Flags::ACK);
+    }
+
+    #[test]
+    fn junk_is_counted_and_ignored() {
+        let (mut c, _s) = open_pair(Options::default(), 1, 2);
+        let junk: [&[u8]; 6] = [
+            &[],
+            &[4, 0],
+            &[0x08, 0, 3, 0, 0],             // SYN in open
+            &[0x00, 0, 3, 0, 1],             // no ACK flag
+            &[0x04, 0, 3, 0x80, 0],          // acknowledges what we never sent
+            &[0x07, 0x12, 0x34, 0x56, 0x78], // everything at once, bad ack
+        ];
+        for j in junk {
+            c.handle_segment(t(1), j);
+        }
+        assert_eq!(c.counters().rx_malformed, 6);
+        assert_eq!(c.state(), State::Open);
+        assert!(events(&mut c).is_empty());
+        // Upper nibble masked: 0xf4 is a plain ACK.
+        c.send(t(2), b"x").unwrap();
+        let _ = out(&mut c, 2);
+        c.handle_segment(t(3), &[0xf4, 0, 3, 0, 2]);
+        assert_eq!(c.unacknowledged(), 0);
+    }
+
+    #[test]
+    fn eack_stops_retransmission_of_listed_segments() {
+        let (mut c, _s) = open_pair(Options::default(), 1, 2);
+        for _ in 0..3 {
+            c.send(t(0), b"seg").unwrap();
+        }
+        let _ = out(&mut c, 0);
+        // libcsp 1.x: ACK|EAK acking seq 1 (nothing), listing seqs 3 and 4.
+        c.handle_segment(t(10), &[0, 3, 0, 4, 0x06, 0, 3, 0, 1]);
+        c.handle_timeout(t(1000));
+        let re = out(&mut c, 1000);
+        assert_eq!(re.len(), 1);
+        assert_eq!(hdr(&re[0]).seq, 2);
+    }
+
+    #[test]
+    fn owner_not_reading_is_not_acknowledged_past_the_store() {
+        let (mut c, mut s) = open_pair(
+            Options {
+                delayed_acks: false,
+                ..Options::default()
+            },
+            1,
+            2,
+        );
+        for i in 0..4u8 {
+            c.send(t(0), &[i]).unwrap();
+        }
+        deliver(&mut c, &mut s, 0);
+        deliver(&mut s, &mut c, 0);
+        assert_eq!(c.unacknowledged(), 0);
+        // The server's owner reads nothing: its 4 slots are full.
+        for i in 4..8u8 {
+            c.send(t(0), &[i]).unwrap();
+        }
+        deliver(&mut c, &mut s, 0);
+        assert_eq!(s.counters().rx_no_room, 4);
+        assert!(
+            out(&mut s, 0).is_empty(),
+            "nothing acknowledged that is not held"
+        );
+        assert_eq!(data(&events(&mut s)), [0, 1, 2, 3]);
+        // Room again: the retransmissions are taken.
+        c.handle_timeout(t(1000));
+        deliver(&mut c, &mut s, 1000);
+        assert_eq!(data(&events(&mut s)), [4, 5, 6, 7]);
+    }
+}
