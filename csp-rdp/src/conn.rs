@@ -1125,7 +1125,7 @@ mod tests {
             resets += out(&mut c, now).len();
         }
         assert!(now <= 10_000, "{now}");
-        assert!(resets >= 2 && resets <= 9, "{resets}");
+        assert!((2..=9).contains(&resets), "{resets}");
         assert_eq!(
             events(&mut c),
             [Event::Closed {
