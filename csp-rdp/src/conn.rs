@@ -147,6 +147,8 @@ pub struct Connection<const WINDOW: usize, const SEG: usize> {
     /// Since when silence from the peer counts towards the connection
     /// timeout: the last segment heard, or when we started waiting.
     quiet_since: Instant,
+    /// In fast recovery until `snd_una` reaches this (`snd_nxt` when it began).
+    recover: Option<u16>,
     ev_connected: bool,
     ev_acked: Option<u16>,
     ev_end: Option<Event<SEG>>,
@@ -196,6 +198,7 @@ impl<const WINDOW: usize, const SEG: usize> Connection<WINDOW, SEG> {
             rx: RxQueue::new(),
             timers: TimerTable::default(),
             quiet_since: now,
+            recover: None,
             ev_connected: false,
             ev_acked: None,
             ev_end: None,
@@ -452,7 +455,10 @@ impl<const WINDOW: usize, const SEG: usize> Connection<WINDOW, SEG> {
             return;
         }
         self.quiet_since = now;
-        self.on_ack(now, hdr.ack);
+        let advanced = self.on_ack(now, hdr.ack);
+        if !advanced && f == Flags::ACK && body.is_empty() {
+            self.on_duplicate_ack();
+        }
         if f.contains(Flags::EAK) {
             self.on_eack(body);
             return;
@@ -467,15 +473,48 @@ impl<const WINDOW: usize, const SEG: usize> Connection<WINDOW, SEG> {
         self.on_data(now, hdr.seq, body);
     }
 
-    fn on_ack(&mut self, now: Instant, ack: u16) {
+    /// A cumulative acknowledgement; `true` if it acknowledged something new.
+    fn on_ack(&mut self, now: Instant, ack: u16) -> bool {
         let n = seq::distance(self.snd_una, ack.wrapping_add(1));
         if n == 0 || usize::from(n) > self.tx.len() {
-            return;
+            return false;
         }
         self.tx.pop_front(usize::from(n));
         self.snd_una = ack.wrapping_add(1);
         self.ev_acked = Some(ack);
+        if let Some(r) = self.recover {
+            if self.tx.is_empty() || seq::distance(self.snd_una, r) == 0 {
+                self.recover = None;
+            } else {
+                // A partial acknowledgement in recovery: the next segment
+                // was lost too (it was sent before the retransmission).
+                self.fast_retransmit_front();
+            }
+        }
         self.maybe_send_reset(now);
+        true
+    }
+
+    /// Our receiver (not libcsp 2.x) acknowledges at once whenever a
+    /// segment arrives out of order, and acknowledgements coalesce, so one
+    /// bare acknowledgement that advances nothing while data is in flight
+    /// means a gap: resend its first segment now instead of waiting a whole
+    /// packet timeout (fast retransmit, once per recovery). Reordering
+    /// costs at most one spurious segment per recovery.
+    fn on_duplicate_ack(&mut self) {
+        if self.recover.is_none() && self.tx.get(0).is_some_and(|s| s.in_flight()) {
+            self.recover = Some(self.snd_nxt);
+            self.fast_retransmit_front();
+        }
+    }
+
+    fn fast_retransmit_front(&mut self) {
+        if let Some(slot) = self.tx.get_mut(0) {
+            if slot.in_flight() {
+                slot.pending = true;
+                self.count_retransmission();
+            }
+        }
     }
 
     /// libcsp 1.x lists the out-of-order sequence numbers it holds: do not
@@ -757,6 +796,7 @@ impl<const WINDOW: usize, const SEG: usize> Connection<WINDOW, SEG> {
                 }
             }
             State::Open | State::Closing => {
+                self.recover = None;
                 for i in 0..self.tx.len() {
                     let Some(slot) = self.tx.get_mut(i) else {
                         break;
@@ -1231,6 +1271,35 @@ mod tests {
         let re = out(&mut c, 1000);
         assert_eq!(re.len(), 1);
         assert_eq!(hdr(&re[0]).seq, 2);
+    }
+
+    #[test]
+    fn duplicate_ack_triggers_one_fast_retransmit() {
+        let (mut c, mut s) = open_pair(Options::default(), 1, 2);
+        for i in 0..4u8 {
+            c.send(t(0), &[i]).unwrap();
+        }
+        let segs = out(&mut c, 0);
+        // The first is lost; the other three each draw an immediate duplicate ACK.
+        for sg in &segs[1..] {
+            s.handle_segment(t(10), sg);
+        }
+        let dups = out(&mut s, 10);
+        assert_eq!(dups.len(), 1, "acknowledgements coalesce");
+        assert_eq!(hdr(&dups[0]).ack, 1);
+        c.handle_segment(t(20), &dups[0]);
+        c.handle_segment(t(20), &dups[0]);
+        let re = out(&mut c, 20);
+        assert_eq!(
+            re.len(),
+            1,
+            "one fast retransmission, long before the packet timeout"
+        );
+        assert_eq!(hdr(&re[0]).seq, 2);
+        s.handle_segment(t(30), &re[0]);
+        assert_eq!(data(&events(&mut s)), [0, 1, 2, 3]);
+        deliver(&mut s, &mut c, 30);
+        assert_eq!(c.unacknowledged(), 0);
     }
 
     #[test]
