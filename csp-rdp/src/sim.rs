@@ -69,6 +69,9 @@ pub struct LinkConfig {
     pub jitter: Duration,
     /// Datagrams in flight at most; more are dropped (a full radio queue).
     pub capacity: usize,
+    /// Bytes per second the sender can put on the link (0: unlimited).
+    /// Datagrams queue behind each other, lost ones included.
+    pub rate: u64,
 }
 
 impl LinkConfig {
@@ -84,6 +87,7 @@ impl LinkConfig {
             delay: Duration::from_millis(10),
             jitter: Duration::ZERO,
             capacity: 256,
+            rate: 0,
         }
     }
 
@@ -127,6 +131,9 @@ pub struct Link {
     pub config: LinkConfig,
     queue: Vec<InFlight>,
     order: u64,
+    /// When the sender finishes putting the previous datagram on the link,
+    /// in microseconds (milliseconds would round a fast link's rate away).
+    busy_until_us: u64,
     /// What it did.
     pub counters: LinkCounters,
 }
@@ -138,6 +145,7 @@ impl Link {
             config,
             queue: Vec::new(),
             order: 0,
+            busy_until_us: 0,
             counters: LinkCounters::default(),
         }
     }
@@ -146,6 +154,13 @@ impl Link {
     pub fn send(&mut self, now: Instant, bytes: &[u8], rng: &mut Rng) {
         let c = self.config;
         self.counters.sent += 1;
+        let mut departs = now;
+        if c.rate > 0 {
+            let us = (bytes.len() as u64 * 1_000_000).div_ceil(c.rate);
+            let start = (now.as_millis() * 1000).max(self.busy_until_us);
+            self.busy_until_us = start + us;
+            departs = Instant::from_millis(self.busy_until_us.div_ceil(1000));
+        }
         if rng.chance(c.loss) {
             self.counters.lost += 1;
             return;
@@ -165,7 +180,8 @@ impl Link {
                 self.counters.overflow += 1;
                 continue;
             }
-            let mut at = now + c.delay + Duration::from_millis(rng.below(c.jitter.as_millis() + 1));
+            let mut at =
+                departs + c.delay + Duration::from_millis(rng.below(c.jitter.as_millis() + 1));
             if rng.chance(c.reorder) {
                 at += Duration::from_millis(1 + rng.below(c.reorder_delay.as_millis()));
             }
@@ -253,6 +269,9 @@ pub struct Endpoint<const W: usize, const S: usize> {
     pub end: Option<End>,
     /// Events after the final one (must stay 0).
     pub events_after_end: u32,
+    /// When everything queued so far had been sent and acknowledged (the
+    /// time a user waits for a transfer, without the close handshake).
+    pub all_acked_at: Option<Instant>,
 }
 
 /// How a connection ended, from its owner's view.
@@ -278,6 +297,7 @@ impl<const W: usize, const S: usize> Endpoint<W, S> {
             connected: 0,
             end: None,
             events_after_end: 0,
+            all_acked_at: None,
         }
     }
 
@@ -332,6 +352,13 @@ impl<const W: usize, const S: usize> Endpoint<W, S> {
                 }
                 Err(_) => break,
             }
+        }
+        if self.all_acked_at.is_none()
+            && self.acked > 0
+            && self.outbox.is_empty()
+            && self.unacked.is_empty()
+        {
+            self.all_acked_at = Some(now);
         }
         if self.close_when_done
             && conn.state() == State::Open
@@ -547,6 +574,17 @@ mod tests {
         assert_eq!(l.next_delivery(), Some(Instant::from_millis(10)));
         assert_eq!(l.pop_due(Instant::from_millis(10)).unwrap(), b"a");
         assert_eq!(l.pop_due(Instant::from_millis(10)).unwrap(), b"b");
+        // 1000 bytes/s: 100-byte datagrams leave 100 ms apart.
+        let mut slow = Link::new(LinkConfig {
+            rate: 1000,
+            ..LinkConfig::clean()
+        });
+        slow.send(Instant::ZERO, &[0; 100], &mut rng);
+        slow.send(Instant::ZERO, &[0; 100], &mut rng);
+        assert_eq!(slow.next_delivery(), Some(Instant::from_millis(110)));
+        assert!(slow.pop_due(Instant::from_millis(209)).is_some());
+        assert!(slow.pop_due(Instant::from_millis(209)).is_none());
+        assert!(slow.pop_due(Instant::from_millis(210)).is_some());
         let mut lossy = Link::new(LinkConfig::lossy(1.0));
         lossy.send(Instant::ZERO, b"x", &mut rng);
         assert_eq!(lossy.in_flight(), 0);

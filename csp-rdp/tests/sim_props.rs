@@ -36,6 +36,12 @@ fn scenario(seed: u64, max_bytes: usize) -> Scenario {
         delay: Duration::from_millis(r.below(200)),
         jitter: Duration::from_millis(r.below(30)),
         capacity: 64,
+        // Sometimes a slow radio (queueing, overflow drops).
+        rate: if r.chance(0.2) {
+            2_000 + r.below(50_000)
+        } else {
+            0
+        },
     };
     let options = Options {
         window: 1 + r.below(W as u64) as u16,
