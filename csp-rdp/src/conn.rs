@@ -728,9 +728,12 @@ impl<const WINDOW: usize, const SEG: usize> Connection<WINDOW, SEG> {
             return Some(Event::Acknowledged { through });
         }
         if self.rcv_read != self.rcv_cur.wrapping_add(1) {
-            if let Some(Some(p)) = self.rx.pop_front(Payload::from_slice) {
+            if let Some(p) = self.rx.pop_front(Payload::from_slice) {
                 self.rcv_read = self.rcv_read.wrapping_add(1);
-                return Some(Event::Data(p));
+                // A slot never holds more than SEG bytes, so `p` is Some.
+                if let Some(p) = p {
+                    return Some(Event::Data(p));
+                }
             }
         }
         self.ev_end.take()
