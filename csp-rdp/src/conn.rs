@@ -1337,4 +1337,92 @@ mod tests {
         deliver(&mut c, &mut s, 1000);
         assert_eq!(data(&events(&mut s)), [4, 5, 6, 7]);
     }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Raw(Vec<u8>),
+        Near {
+            flags: u8,
+            dseq: i8,
+            dack: i8,
+            body: u8,
+        },
+        Send(u8),
+        Wait(u16),
+        Close,
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..40).prop_map(Op::Raw),
+            (any::<u8>(), any::<i8>(), any::<i8>(), 0u8..40).prop_map(
+                |(flags, dseq, dack, body)| {
+                    Op::Near {
+                        flags,
+                        dseq,
+                        dack,
+                        body,
+                    }
+                }
+            ),
+            (0u8..20).prop_map(Op::Send),
+            any::<u16>().prop_map(Op::Wait),
+            Just(Op::Close),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever arrives, in whatever state: no panic, bounded output,
+        /// the window respected, and a closed connection stays quiet.
+        #[test]
+        fn any_input_sequence_is_survived(
+            server in proptest::bool::ANY,
+            ops in proptest::collection::vec(op(), 1..60),
+        ) {
+            let (c, s) = open_pair(Options::default(), 0xfff0, 0x7ff0);
+            let mut conn = if server { s } else { c };
+            let mut now = 0u64;
+            let mut buf = [0u8; C::MAX_SEGMENT_LEN];
+            for op in ops {
+                match op {
+                    Op::Raw(b) => conn.handle_segment(t(now), &b),
+                    Op::Near { flags, dseq, dack, body } => {
+                        let seq_nr = conn.rcv_cur.wrapping_add(dseq as u16);
+                        let ack = conn.snd_una.wrapping_add(dack as u16);
+                        let mut seg = std::vec![0x5a; usize::from(body)];
+                        seg.extend(RdpHeader { wire_flags: flags, seq: seq_nr, ack }.to_be_bytes());
+                        conn.handle_segment(t(now), &seg);
+                    }
+                    Op::Send(n) => {
+                        let _ = conn.send(t(now), &[7; 20][..usize::from(n)]);
+                    }
+                    Op::Wait(ms) => {
+                        now += u64::from(ms);
+                        if conn.poll_timeout().is_some_and(|d| d <= t(now)) {
+                            conn.handle_timeout(t(now));
+                        }
+                    }
+                    Op::Close => conn.close(t(now)),
+                }
+                let mut sent = 0;
+                while conn.poll_transmit(t(now), &mut buf).is_some() {
+                    sent += 1;
+                    proptest::prop_assert!(sent <= 4 + 4, "transmits unbounded");
+                }
+                let mut evs = 0;
+                while conn.poll_event().is_some() {
+                    evs += 1;
+                    proptest::prop_assert!(evs <= 4 + 4, "events unbounded");
+                }
+                proptest::prop_assert!(conn.tx.len() <= 4);
+                if conn.is_closed() {
+                    proptest::prop_assert_eq!(conn.poll_timeout(), None);
+                }
+                if let Some(d) = conn.poll_timeout() {
+                    proptest::prop_assert!(d.as_millis() <= now + 3_600_000);
+                }
+            }
+        }
+    }
 }

@@ -394,6 +394,8 @@ pub struct Pair<const W: usize, const S: usize> {
     pub steps: u64,
     /// SYNs the server refused (`accept` failed).
     pub refused: u64,
+    /// The server's initial sequence number (random if `None`).
+    pub server_isn: Option<u16>,
     /// Segments written by both ends.
     pub segments: u64,
     /// Print every segment written (for debugging a seed).
@@ -407,6 +409,13 @@ impl<const W: usize, const S: usize> Pair<W, S> {
     pub fn new(seed: u64, link: LinkConfig, client_options: Options) -> Self {
         let mut rng = Rng::new(seed);
         let isn = rng.next_u64() as u16;
+        Self::with_isn(rng, link, client_options, isn)
+    }
+
+    /// Like [`Pair::new`], with the client's initial sequence number given
+    /// (to test wrap-around); the server's comes from [`Pair::server_isn`]
+    /// or the RNG.
+    pub fn with_isn(rng: Rng, link: LinkConfig, client_options: Options, isn: u16) -> Self {
         let client = Connection::connect(Instant::ZERO, client_options, isn)
             .expect("client options must be valid");
         Pair {
@@ -419,6 +428,7 @@ impl<const W: usize, const S: usize> Pair<W, S> {
             server_options: client_options,
             steps: 0,
             refused: 0,
+            server_isn: None,
             segments: 0,
             trace: false,
             buf: std::vec![0; Connection::<W, S>::MAX_SEGMENT_LEN],
@@ -504,7 +514,8 @@ impl<const W: usize, const S: usize> Pair<W, S> {
         match self.server.conn.as_mut() {
             Some(c) => c.handle_segment(self.now, d),
             None => {
-                let isn = self.rng.next_u64() as u16;
+                let random = self.rng.next_u64() as u16;
+                let isn = self.server_isn.unwrap_or(random);
                 match Connection::accept(self.now, d, self.server_options, isn) {
                     Ok(c) => self.server.conn = Some(c),
                     Err(_) => self.refused += 1,

@@ -233,6 +233,40 @@ fn clean_link_closes_gracefully_both_ways() {
 }
 
 #[test]
+fn sequence_numbers_wrap_under_loss() {
+    for seed in 0..40 {
+        let link = LinkConfig {
+            reorder: 0.1,
+            duplicate: 0.05,
+            ..LinkConfig::lossy(0.1)
+        };
+        let opts = Options {
+            packet_timeout: Duration::from_millis(100),
+            ..Options::default()
+        };
+        // Both ends start a few hundred segments before the wrap.
+        let mut p: Pair<W, S> = Pair::with_isn(Rng::new(seed), link, opts, 0xff00 + seed as u16);
+        p.server_isn = Some(0xfff0);
+        let c_data = pattern(seed, 600);
+        let s_data = pattern(seed + 7, 300);
+        p.client.queue(&c_data);
+        p.client.chunk = 1;
+        p.server.queue(&s_data);
+        p.server.chunk = 1;
+        p.client.close_when_done = true;
+        p.client.expect = s_data.len();
+        assert!(p.drive(2_000_000), "seed {seed}");
+        assert_eq!(p.server.received, c_data, "seed {seed}");
+        assert_eq!(p.client.received, s_data, "seed {seed}");
+        assert_eq!(
+            p.client.end,
+            Some(End::Closed(CloseReason::Local)),
+            "seed {seed}"
+        );
+    }
+}
+
+#[test]
 fn dead_peer_fails_the_sender() {
     // Everything from the server is lost after the handshake: the client
     // must learn that its data did not arrive.
