@@ -396,8 +396,10 @@ impl<const WINDOW: usize, const SEG: usize> Connection<WINDOW, SEG> {
     fn on_syn_sent(&mut self, now: Instant, hdr: RdpHeader, _body: &[u8]) {
         let f = hdr.flags();
         if f.contains(Flags::RST) {
-            self.fail(FailReason::Reset);
-            self.ctrl.clear(Ctrl::RST);
+            // Refused: no reset back.
+            self.finish(Event::Failed {
+                reason: FailReason::Reset,
+            });
         } else if f.contains(Flags::SYN | Flags::ACK) && hdr.ack == self.snd_iss {
             self.set_peer_isn(hdr.seq);
             self.state = State::Open;
@@ -413,8 +415,10 @@ impl<const WINDOW: usize, const SEG: usize> Connection<WINDOW, SEG> {
     fn on_syn_rcvd(&mut self, now: Instant, hdr: RdpHeader, body: &[u8]) {
         let f = hdr.flags();
         if f.contains(Flags::RST) {
-            self.fail(FailReason::Reset);
-            self.ctrl.clear(Ctrl::RST);
+            // Refused: no reset back.
+            self.finish(Event::Failed {
+                reason: FailReason::Reset,
+            });
         } else if f == Flags::SYN && hdr.seq == self.rcv_irs {
             // The client did not get our SYN-ACK and repeats its SYN.
             self.quiet_since = now;
@@ -523,7 +527,8 @@ impl<const WINDOW: usize, const SEG: usize> Connection<WINDOW, SEG> {
         for pair in body.chunks_exact(2) {
             let s = u16::from_be_bytes([pair[0], pair[1]]);
             let i = usize::from(seq::distance(self.snd_una, s));
-            if let Some(slot) = self.tx.get_mut(i) {
+            // Only what was sent can have been received.
+            if let Some(slot) = self.tx.get_mut(i).filter(|s| s.tries > 0) {
                 slot.sacked = true;
                 slot.pending = false;
             }
