@@ -1215,6 +1215,26 @@ mod tests {
     }
 
     #[test]
+    fn reset_during_handshake_is_a_refusal() {
+        let mut c = C::connect(t(0), Options::default(), 1).unwrap();
+        let syn = out(&mut c, 0);
+        c.handle_segment(t(1), &[0x05, 0, 9, 0, 1]);
+        assert!(c.is_closed());
+        assert!(out(&mut c, 1).is_empty(), "no reset answers a reset");
+        assert_eq!(
+            events(&mut c),
+            [Event::Failed {
+                reason: FailReason::Reset
+            }]
+        );
+        let mut s = C::accept(t(0), &syn[0], Options::default(), 2).unwrap();
+        let _ = out(&mut s, 0);
+        s.handle_segment(t(1), &[0x15, 0, 2, 0, 2]);
+        assert!(s.is_closed());
+        assert!(out(&mut s, 1).is_empty());
+    }
+
+    #[test]
     fn lost_syn_ack_and_lost_handshake_ack_recover() {
         let mut c = C::connect(t(0), Options::default(), 50).unwrap();
         let syn = out(&mut c, 0);
