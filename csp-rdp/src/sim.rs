@@ -525,34 +525,53 @@ impl<const W: usize, const S: usize> Pair<W, S> {
     }
 
     fn flush_client(&mut self) -> bool {
-        let mut any = false;
-        if let Some(c) = self.client.conn.as_mut() {
-            while let Some(t) = c.poll_transmit(self.now, &mut self.buf) {
-                if self.trace {
-                    trace_segment(self.now, "c2s", &self.buf[..t.len]);
-                }
-                self.c2s.send(self.now, &self.buf[..t.len], &mut self.rng);
-                self.segments += 1;
-                any = true;
-            }
-        }
-        any
+        let n = flush(
+            &mut self.client.conn,
+            &mut self.c2s,
+            self.now,
+            &mut self.buf,
+            &mut self.rng,
+            self.trace.then_some("c2s"),
+        );
+        self.segments += n;
+        n > 0
     }
 
     fn flush_server(&mut self) -> bool {
-        let mut any = false;
-        if let Some(c) = self.server.conn.as_mut() {
-            while let Some(t) = c.poll_transmit(self.now, &mut self.buf) {
-                if self.trace {
-                    trace_segment(self.now, "s2c", &self.buf[..t.len]);
-                }
-                self.s2c.send(self.now, &self.buf[..t.len], &mut self.rng);
-                self.segments += 1;
-                any = true;
-            }
-        }
-        any
+        let n = flush(
+            &mut self.server.conn,
+            &mut self.s2c,
+            self.now,
+            &mut self.buf,
+            &mut self.rng,
+            self.trace.then_some("s2c"),
+        );
+        self.segments += n;
+        n > 0
     }
+}
+
+/// Put everything `conn` wants to send on `link`; how many segments.
+fn flush<const W: usize, const S: usize>(
+    conn: &mut Option<Connection<W, S>>,
+    link: &mut Link,
+    now: Instant,
+    buf: &mut [u8],
+    rng: &mut Rng,
+    trace: Option<&str>,
+) -> u64 {
+    let Some(c) = conn.as_mut() else {
+        return 0;
+    };
+    let mut n = 0;
+    while let Some(t) = c.poll_transmit(now, buf) {
+        if let Some(dir) = trace {
+            trace_segment(now, dir, &buf[..t.len]);
+        }
+        link.send(now, &buf[..t.len], rng);
+        n += 1;
+    }
+    n
 }
 
 #[cfg(test)]
