@@ -396,8 +396,10 @@ impl<const WINDOW: usize, const SEG: usize> Connection<WINDOW, SEG> {
     fn on_syn_sent(&mut self, now: Instant, hdr: RdpHeader, _body: &[u8]) {
         let f = hdr.flags();
         if f.contains(Flags::RST) {
-            self.fail(FailReason::Reset);
-            self.ctrl.clear(Ctrl::RST);
+            // Refused: no reset back.
+            self.finish(Event::Failed {
+                reason: FailReason::Reset,
+            });
         } else if f.contains(Flags::SYN | Flags::ACK) && hdr.ack == self.snd_iss {
             self.set_peer_isn(hdr.seq);
             self.state = State::Open;
@@ -413,8 +415,10 @@ impl<const WINDOW: usize, const SEG: usize> Connection<WINDOW, SEG> {
     fn on_syn_rcvd(&mut self, now: Instant, hdr: RdpHeader, body: &[u8]) {
         let f = hdr.flags();
         if f.contains(Flags::RST) {
-            self.fail(FailReason::Reset);
-            self.ctrl.clear(Ctrl::RST);
+            // Refused: no reset back.
+            self.finish(Event::Failed {
+                reason: FailReason::Reset,
+            });
         } else if f == Flags::SYN && hdr.seq == self.rcv_irs {
             // The client did not get our SYN-ACK and repeats its SYN.
             self.quiet_since = now;
@@ -523,7 +527,8 @@ impl<const WINDOW: usize, const SEG: usize> Connection<WINDOW, SEG> {
         for pair in body.chunks_exact(2) {
             let s = u16::from_be_bytes([pair[0], pair[1]]);
             let i = usize::from(seq::distance(self.snd_una, s));
-            if let Some(slot) = self.tx.get_mut(i) {
+            // Only what was sent can have been received.
+            if let Some(slot) = self.tx.get_mut(i).filter(|s| s.tries > 0) {
                 slot.sacked = true;
                 slot.pending = false;
             }
@@ -728,9 +733,12 @@ impl<const WINDOW: usize, const SEG: usize> Connection<WINDOW, SEG> {
             return Some(Event::Acknowledged { through });
         }
         if self.rcv_read != self.rcv_cur.wrapping_add(1) {
-            if let Some(Some(p)) = self.rx.pop_front(Payload::from_slice) {
+            if let Some(p) = self.rx.pop_front(Payload::from_slice) {
                 self.rcv_read = self.rcv_read.wrapping_add(1);
-                return Some(Event::Data(p));
+                // A slot never holds more than SEG bytes, so `p` is Some.
+                if let Some(p) = p {
+                    return Some(Event::Data(p));
+                }
             }
         }
         self.ev_end.take()
@@ -1207,6 +1215,26 @@ mod tests {
     }
 
     #[test]
+    fn reset_during_handshake_is_a_refusal() {
+        let mut c = C::connect(t(0), Options::default(), 1).unwrap();
+        let syn = out(&mut c, 0);
+        c.handle_segment(t(1), &[0x05, 0, 9, 0, 1]);
+        assert!(c.is_closed());
+        assert!(out(&mut c, 1).is_empty(), "no reset answers a reset");
+        assert_eq!(
+            events(&mut c),
+            [Event::Failed {
+                reason: FailReason::Reset
+            }]
+        );
+        let mut s = C::accept(t(0), &syn[0], Options::default(), 2).unwrap();
+        let _ = out(&mut s, 0);
+        s.handle_segment(t(1), &[0x15, 0, 2, 0, 2]);
+        assert!(s.is_closed());
+        assert!(out(&mut s, 1).is_empty());
+    }
+
+    #[test]
     fn lost_syn_ack_and_lost_handshake_ack_recover() {
         let mut c = C::connect(t(0), Options::default(), 50).unwrap();
         let syn = out(&mut c, 0);
@@ -1333,5 +1361,93 @@ mod tests {
         c.handle_timeout(t(1000));
         deliver(&mut c, &mut s, 1000);
         assert_eq!(data(&events(&mut s)), [4, 5, 6, 7]);
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Raw(Vec<u8>),
+        Near {
+            flags: u8,
+            dseq: i8,
+            dack: i8,
+            body: u8,
+        },
+        Send(u8),
+        Wait(u16),
+        Close,
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..40).prop_map(Op::Raw),
+            (any::<u8>(), any::<i8>(), any::<i8>(), 0u8..40).prop_map(
+                |(flags, dseq, dack, body)| {
+                    Op::Near {
+                        flags,
+                        dseq,
+                        dack,
+                        body,
+                    }
+                }
+            ),
+            (0u8..20).prop_map(Op::Send),
+            any::<u16>().prop_map(Op::Wait),
+            Just(Op::Close),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever arrives, in whatever state: no panic, bounded output,
+        /// the window respected, and a closed connection stays quiet.
+        #[test]
+        fn any_input_sequence_is_survived(
+            server in proptest::bool::ANY,
+            ops in proptest::collection::vec(op(), 1..60),
+        ) {
+            let (c, s) = open_pair(Options::default(), 0xfff0, 0x7ff0);
+            let mut conn = if server { s } else { c };
+            let mut now = 0u64;
+            let mut buf = [0u8; C::MAX_SEGMENT_LEN];
+            for op in ops {
+                match op {
+                    Op::Raw(b) => conn.handle_segment(t(now), &b),
+                    Op::Near { flags, dseq, dack, body } => {
+                        let seq_nr = conn.rcv_cur.wrapping_add(dseq as u16);
+                        let ack = conn.snd_una.wrapping_add(dack as u16);
+                        let mut seg = std::vec![0x5a; usize::from(body)];
+                        seg.extend(RdpHeader { wire_flags: flags, seq: seq_nr, ack }.to_be_bytes());
+                        conn.handle_segment(t(now), &seg);
+                    }
+                    Op::Send(n) => {
+                        let _ = conn.send(t(now), &[7; 20][..usize::from(n)]);
+                    }
+                    Op::Wait(ms) => {
+                        now += u64::from(ms);
+                        if conn.poll_timeout().is_some_and(|d| d <= t(now)) {
+                            conn.handle_timeout(t(now));
+                        }
+                    }
+                    Op::Close => conn.close(t(now)),
+                }
+                let mut sent = 0;
+                while conn.poll_transmit(t(now), &mut buf).is_some() {
+                    sent += 1;
+                    proptest::prop_assert!(sent <= 4 + 4, "transmits unbounded");
+                }
+                let mut evs = 0;
+                while conn.poll_event().is_some() {
+                    evs += 1;
+                    proptest::prop_assert!(evs <= 4 + 4, "events unbounded");
+                }
+                proptest::prop_assert!(conn.tx.len() <= 4);
+                if conn.is_closed() {
+                    proptest::prop_assert_eq!(conn.poll_timeout(), None);
+                }
+                if let Some(d) = conn.poll_timeout() {
+                    proptest::prop_assert!(d.as_millis() <= now + 3_600_000);
+                }
+            }
+        }
     }
 }

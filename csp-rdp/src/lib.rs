@@ -14,6 +14,46 @@
 //! bounded and backs off, a dead peer fails the connection with an
 //! [`Event::Failed`], out-of-order segments are held and delivered once,
 //! and every input, however malformed, is counted and ignored.
+//!
+//! ```
+//! use csp_rdp::{Connection, Event, Options, time::Instant};
+//!
+//! // Room for 8 segments in flight of up to 200 user bytes each.
+//! type Rdp = Connection<8, 200>;
+//! let now = Instant::from_millis(0);
+//! let mut buf = [0u8; Rdp::MAX_SEGMENT_LEN];
+//!
+//! // The ISNs would come from an RNG.
+//! let mut client = Rdp::connect(now, Options::default(), 0x1234).unwrap();
+//! let syn = client.poll_transmit(now, &mut buf).unwrap();
+//! let mut server = Rdp::accept(now, &buf[..syn.len], Options::default(), 0x4321).unwrap();
+//!
+//! // Shuttle segments until both ends are quiet.
+//! fn pump(from: &mut Rdp, to: &mut Rdp, now: Instant, buf: &mut [u8]) {
+//!     while let Some(t) = from.poll_transmit(now, buf) {
+//!         to.handle_segment(now, &buf[..t.len]);
+//!     }
+//! }
+//! pump(&mut server, &mut client, now, &mut buf);
+//! pump(&mut client, &mut server, now, &mut buf);
+//! assert_eq!(client.poll_event(), Some(Event::Connected));
+//! assert_eq!(server.poll_event(), Some(Event::Connected));
+//!
+//! let seq = client.send(now, b"hello").unwrap();
+//! pump(&mut client, &mut server, now, &mut buf);
+//! match server.poll_event() {
+//!     Some(Event::Data(p)) => assert_eq!(&p[..], b"hello"),
+//!     other => panic!("{other:?}"),
+//! }
+//! // The server delays its ACK (libcsp's default 250 ms); time passes.
+//! let later = server.poll_timeout().unwrap();
+//! server.handle_timeout(later);
+//! pump(&mut server, &mut client, later, &mut buf);
+//! assert_eq!(client.poll_event(), Some(Event::Acknowledged { through: seq }));
+//! ```
+//!
+//! With the `sim` feature (which needs `std`), [`sim`] provides a seeded
+//! lossy link and a two-connection test harness for other crates' tests.
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -36,4 +76,3 @@ pub use conn::{AcceptError, Connection, Counters, Role, State};
 pub use event::{CloseReason, Event, FailReason, Payload, SendError, Transmit};
 pub use header::{Flags, HeaderError, RdpHeader, SynOptions};
 pub use options::{Options, OptionsError};
-pub use timer::Timer;

@@ -394,6 +394,8 @@ pub struct Pair<const W: usize, const S: usize> {
     pub steps: u64,
     /// SYNs the server refused (`accept` failed).
     pub refused: u64,
+    /// The server's initial sequence number (random if `None`).
+    pub server_isn: Option<u16>,
     /// Segments written by both ends.
     pub segments: u64,
     /// Print every segment written (for debugging a seed).
@@ -407,6 +409,13 @@ impl<const W: usize, const S: usize> Pair<W, S> {
     pub fn new(seed: u64, link: LinkConfig, client_options: Options) -> Self {
         let mut rng = Rng::new(seed);
         let isn = rng.next_u64() as u16;
+        Self::with_isn(rng, link, client_options, isn)
+    }
+
+    /// Like [`Pair::new`], with the client's initial sequence number given
+    /// (to test wrap-around); the server's comes from [`Pair::server_isn`]
+    /// or the RNG.
+    pub fn with_isn(rng: Rng, link: LinkConfig, client_options: Options, isn: u16) -> Self {
         let client = Connection::connect(Instant::ZERO, client_options, isn)
             .expect("client options must be valid");
         Pair {
@@ -419,6 +428,7 @@ impl<const W: usize, const S: usize> Pair<W, S> {
             server_options: client_options,
             steps: 0,
             refused: 0,
+            server_isn: None,
             segments: 0,
             trace: false,
             buf: std::vec![0; Connection::<W, S>::MAX_SEGMENT_LEN],
@@ -504,7 +514,8 @@ impl<const W: usize, const S: usize> Pair<W, S> {
         match self.server.conn.as_mut() {
             Some(c) => c.handle_segment(self.now, d),
             None => {
-                let isn = self.rng.next_u64() as u16;
+                let random = self.rng.next_u64() as u16;
+                let isn = self.server_isn.unwrap_or(random);
                 match Connection::accept(self.now, d, self.server_options, isn) {
                     Ok(c) => self.server.conn = Some(c),
                     Err(_) => self.refused += 1,
@@ -514,34 +525,53 @@ impl<const W: usize, const S: usize> Pair<W, S> {
     }
 
     fn flush_client(&mut self) -> bool {
-        let mut any = false;
-        if let Some(c) = self.client.conn.as_mut() {
-            while let Some(t) = c.poll_transmit(self.now, &mut self.buf) {
-                if self.trace {
-                    trace_segment(self.now, "c2s", &self.buf[..t.len]);
-                }
-                self.c2s.send(self.now, &self.buf[..t.len], &mut self.rng);
-                self.segments += 1;
-                any = true;
-            }
-        }
-        any
+        let n = flush(
+            &mut self.client.conn,
+            &mut self.c2s,
+            self.now,
+            &mut self.buf,
+            &mut self.rng,
+            self.trace.then_some("c2s"),
+        );
+        self.segments += n;
+        n > 0
     }
 
     fn flush_server(&mut self) -> bool {
-        let mut any = false;
-        if let Some(c) = self.server.conn.as_mut() {
-            while let Some(t) = c.poll_transmit(self.now, &mut self.buf) {
-                if self.trace {
-                    trace_segment(self.now, "s2c", &self.buf[..t.len]);
-                }
-                self.s2c.send(self.now, &self.buf[..t.len], &mut self.rng);
-                self.segments += 1;
-                any = true;
-            }
-        }
-        any
+        let n = flush(
+            &mut self.server.conn,
+            &mut self.s2c,
+            self.now,
+            &mut self.buf,
+            &mut self.rng,
+            self.trace.then_some("s2c"),
+        );
+        self.segments += n;
+        n > 0
     }
+}
+
+/// Put everything `conn` wants to send on `link`; how many segments.
+fn flush<const W: usize, const S: usize>(
+    conn: &mut Option<Connection<W, S>>,
+    link: &mut Link,
+    now: Instant,
+    buf: &mut [u8],
+    rng: &mut Rng,
+    trace: Option<&str>,
+) -> u64 {
+    let Some(c) = conn.as_mut() else {
+        return 0;
+    };
+    let mut n = 0;
+    while let Some(t) = c.poll_transmit(now, buf) {
+        if let Some(dir) = trace {
+            trace_segment(now, dir, &buf[..t.len]);
+        }
+        link.send(now, &buf[..t.len], rng);
+        n += 1;
+    }
+    n
 }
 
 #[cfg(test)]

@@ -16,11 +16,6 @@ pub enum Timer {
     Close = 3,
 }
 
-impl Timer {
-    /// Every timer, in table order.
-    pub const ALL: [Timer; 4] = [Timer::Retransmit, Timer::Ack, Timer::Conn, Timer::Close];
-}
-
 /// One deadline per [`Timer`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TimerTable {

@@ -233,6 +233,40 @@ fn clean_link_closes_gracefully_both_ways() {
 }
 
 #[test]
+fn sequence_numbers_wrap_under_loss() {
+    for seed in 0..40 {
+        let link = LinkConfig {
+            reorder: 0.1,
+            duplicate: 0.05,
+            ..LinkConfig::lossy(0.1)
+        };
+        let opts = Options {
+            packet_timeout: Duration::from_millis(100),
+            ..Options::default()
+        };
+        // Both ends start a few hundred segments before the wrap.
+        let mut p: Pair<W, S> = Pair::with_isn(Rng::new(seed), link, opts, 0xff00 + seed as u16);
+        p.server_isn = Some(0xfff0);
+        let c_data = pattern(seed, 600);
+        let s_data = pattern(seed + 7, 300);
+        p.client.queue(&c_data);
+        p.client.chunk = 1;
+        p.server.queue(&s_data);
+        p.server.chunk = 1;
+        p.client.close_when_done = true;
+        p.client.expect = s_data.len();
+        assert!(p.drive(2_000_000), "seed {seed}");
+        assert_eq!(p.server.received, c_data, "seed {seed}");
+        assert_eq!(p.client.received, s_data, "seed {seed}");
+        assert_eq!(
+            p.client.end,
+            Some(End::Closed(CloseReason::Local)),
+            "seed {seed}"
+        );
+    }
+}
+
+#[test]
 fn dead_peer_fails_the_sender() {
     // Everything from the server is lost after the handshake: the client
     // must learn that its data did not arrive.
@@ -280,4 +314,64 @@ fn damaged_segments_never_panic() {
         assert!(p.drive(2_000_000), "seed {seed} did not go idle");
         assert_eq!(p.client.state(), State::Closed, "seed {seed}");
     }
+}
+
+#[test]
+fn peer_window_larger_than_our_capacity_still_delivers() {
+    use csp_rdp::time::Instant;
+    use csp_rdp::{Connection, Event};
+    // A client asking for window 16 against a server built for 4 in flight:
+    // the server holds what fits, the client retransmits the rest.
+    let opts = Options {
+        window: 16,
+        packet_timeout: Duration::from_millis(50),
+        ..Options::default()
+    };
+    let mut c: Connection<16, 32> = Connection::connect(Instant::ZERO, opts, 100).unwrap();
+    let mut buf = [0u8; 64];
+    let syn = c.poll_transmit(Instant::ZERO, &mut buf).unwrap();
+    let mut s: Connection<4, 32> =
+        Connection::accept(Instant::ZERO, &buf[..syn.len], Options::default(), 200).unwrap();
+    assert_eq!(s.options().window, 16);
+    let data = pattern(5, 32 * 40);
+    let (mut sent, mut got) = (0, Vec::new());
+    let mut now = Instant::ZERO;
+    for _ in 0..100_000 {
+        while sent < data.len() && c.send_capacity() > 0 {
+            c.send(now, &data[sent..sent + 32]).unwrap();
+            sent += 32;
+        }
+        let mut moved = false;
+        while let Some(t) = c.poll_transmit(now, &mut buf) {
+            s.handle_segment(now, &buf[..t.len]);
+            moved = true;
+        }
+        while let Some(t) = s.poll_transmit(now, &mut buf) {
+            c.handle_segment(now, &buf[..t.len]);
+            moved = true;
+        }
+        while let Some(ev) = s.poll_event() {
+            if let Event::Data(p) = ev {
+                got.extend_from_slice(&p);
+            }
+        }
+        while c.poll_event().is_some() {}
+        if got.len() == data.len() {
+            break;
+        }
+        if !moved {
+            now = [c.poll_timeout(), s.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap();
+            c.handle_timeout(now);
+            s.handle_timeout(now);
+        }
+    }
+    assert_eq!(got, data);
+    assert!(
+        s.counters().rx_no_room > 0,
+        "the test did overflow the server"
+    );
 }
