@@ -602,6 +602,76 @@ mod tests {
     }
 
     #[test]
+    fn kiss_tables_are_read_with_defaults() {
+        let c = Config::parse(
+            "routes = [\"10 radio\", \"16/10 KISS1 3\"]\n[[kiss]]\nname = \"radio\"\nmode = \"serial\"\ndevice = \"/dev/ttyUSB0\"\nbaud = 9600\n[[kiss]]\nmode = \"tcp-client\"\nconnect = \"127.0.0.1:52001\"\nversion = 1\nmax_frame = 1024\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.kiss.len(), 2);
+        assert_eq!(c.kiss[0].name, "radio");
+        assert_eq!(c.kiss[0].mode, KissMode::Serial);
+        assert_eq!(c.kiss[0].baud, 9600);
+        assert_eq!(c.kiss[0].max_frame, 262);
+        assert_eq!(c.kiss[1].name, "kiss1", "unnamed link named by position");
+        assert_eq!(c.kiss[1].header_version(), csp_core::Version::V1);
+        assert_eq!(c.kiss[1].max_frame, 1024);
+        assert_eq!(c.kiss[1].queue_len, 64);
+        let plan = crate::links::RoutePlan::<8>::from_config(&c).unwrap();
+        let names: Vec<_> = plan.ifaces.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(names, ["radio", "kiss1"]);
+        let shown = plan.table.display_with(|i| names[i.0 as usize]).to_string();
+        assert!(shown.contains("10 radio"), "{shown}");
+        assert!(shown.contains("16/10 kiss1 3"), "{shown}");
+    }
+
+    #[test]
+    fn kiss_errors_name_key_and_line() {
+        let bad = |text: &str| Config::parse(text, None).unwrap_err();
+        // Unknown key: serde's error, with its line.
+        let e = bad("[[kiss]]\nname = \"a\"\nbuad = 9600\n");
+        assert_eq!(e.line, Some(3), "{e}");
+        assert!(e.message.contains("unknown field `buad`"), "{e}");
+        // A missing key points at its table; the second table here.
+        let e = bad("[[kiss]]\nname = \"a\"\n[[kiss]]\nname = \"b\"\nmode = \"tcp-client\"\n");
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (Some(3), Some("kiss.connect")),
+            "{e}"
+        );
+        let e = bad("[[kiss]]\nmode = \"pty\"\nlisten = \"127.0.0.1:1\"\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(3), Some("kiss.listen")));
+        assert!(e.message.contains("for mode tcp-server only"), "{e}");
+        let e = bad("[[kiss]]\nmode = \"serial\"\ndevice = \"/dev/x\"\nbaud = 12345\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(4), Some("kiss.baud")));
+        let e = bad("[[kiss]]\nmax_frame = 5\n");
+        assert!(e.message.contains("out of range 7..=4096"), "{e}");
+        let e = bad("[[kiss]]\nmax_frame = 5000\n");
+        assert_eq!(e.key.as_deref(), Some("kiss.max_frame"));
+        let e = bad("[[kiss]]\nqueue_len = 0\n");
+        assert_eq!(e.key.as_deref(), Some("kiss.queue_len"));
+        let e = bad("[[kiss]]\nversion = 3\n");
+        assert_eq!(e.line, Some(2), "{e}");
+        for name in ["udp", "UDP", "0x", "a b", "a:b"] {
+            let e = bad(&format!("[[kiss]]\nname = \"{name}\"\n"));
+            assert_eq!(
+                (e.line, e.key.as_deref()),
+                (Some(2), Some("kiss.name")),
+                "{name}"
+            );
+        }
+        let e = bad("[[kiss]]\nname = \"r\"\n[[kiss]]\nname = \"R\"\n");
+        assert!(
+            e.message.contains("another [[kiss]] link has this name"),
+            "{e}"
+        );
+        assert_eq!(e.line, Some(4));
+        // A route naming a link that does not exist.
+        let e = bad("routes = [\"10 radio\"]\n[[kiss]]\nname = \"radoi\"\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(1), Some("routes")), "{e}");
+    }
+
+    #[test]
     fn values_are_read() {
         let c = Config::parse(
             "routes = [\"0/0 udp 127.0.0.1:9801\"]\n[node]\naddress = 7\n[udp]\nversion = 1\nbind = \"127.0.0.1:9800\"\n[ipc]\noverflow = \"drop-newest\"\nqueue_len = 4\n",

@@ -696,3 +696,114 @@ fn set_nonblocking(f: &File) -> io::Result<()> {
     fcntl(f, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(mode: KissMode, poll: &mio::Poll) -> KissLink {
+        let cfg = KissConfig {
+            name: "t".into(),
+            mode,
+            // A port nobody listens on: the connect fails and is retried.
+            connect: (mode == KissMode::TcpClient).then(|| {
+                let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                l.local_addr().unwrap()
+            }),
+            queue_len: 2,
+            ..KissConfig::default()
+        };
+        KissLink::open(&cfg, Token(0), poll.registry(), Instant::now()).unwrap()
+    }
+
+    #[test]
+    fn frame_in_flight_is_retried_once_then_dropped() {
+        let poll = mio::Poll::new().unwrap();
+        let mut l = link(KissMode::TcpClient, &poll);
+        let now = Instant::now();
+        let frame = [0u8, 1, 2, 3, 4, 5, 0xC0];
+        // Down (connecting): frames queue, up to queue_len.
+        assert!(l.send(&frame, poll.registry(), now));
+        assert!(l.send(&frame, poll.registry(), now));
+        assert!(!l.send(&frame, poll.registry(), now));
+        assert_eq!((l.queued(), l.stats.tx_queue_full), (2, 1));
+        assert!(!l.send(&[0; 300], poll.registry(), now), "over max_frame");
+        assert_eq!(l.stats.tx_errors, 1);
+
+        // Not yet written: a lost stream does not touch it.
+        l.requeue_head();
+        assert_eq!((l.queued(), l.stats.tx_retried), (2, 0));
+        // Partly written when the stream failed: restarted once...
+        l.head_written = 5;
+        l.requeue_head();
+        assert_eq!((l.queued(), l.head_written, l.stats.tx_retried), (2, 0, 1));
+        // ...and a second stream lost with nothing of it written keeps it...
+        l.requeue_head();
+        assert_eq!(l.queued(), 2);
+        // ...but failing in flight a second time drops it.
+        l.head_written = 1;
+        l.requeue_head();
+        assert_eq!(
+            (l.queued(), l.stats.tx_errors, l.head_retried),
+            (1, 2, false)
+        );
+    }
+
+    #[test]
+    fn reconnect_backoff_doubles_to_the_ceiling_and_resets_after_a_stable_link() {
+        let poll = mio::Poll::new().unwrap();
+        let mut l = link(KissMode::TcpClient, &poll);
+        let t0 = Instant::now();
+        l.conn = None;
+        l.backoff = BACKOFF_FIRST;
+        let mut waits = Vec::new();
+        for _ in 0..8 {
+            l.schedule_retry(t0);
+            waits.push(l.deadline().unwrap() - t0);
+        }
+        let ms: Vec<u128> = waits.iter().map(Duration::as_millis).collect();
+        assert_eq!(ms, [100, 200, 400, 800, 1600, 3200, 5000, 5000]);
+        // A timer that is not due does nothing.
+        l.on_timer(poll.registry(), t0);
+        assert_eq!(l.deadline(), Some(t0 + Duration::from_secs(5)));
+
+        // A connection that lived STABLE resets the backoff when lost.
+        l.conn = Some(Conn {
+            stream: Stream::Tcp(TcpStream::connect(l.connect.unwrap()).unwrap()),
+            connecting: false,
+            since: t0,
+        });
+        l.lose(poll.registry(), t0 + STABLE, "test");
+        assert_eq!(l.deadline(), Some(t0 + STABLE + BACKOFF_FIRST));
+        assert_eq!(l.stats.disconnects, 1);
+    }
+
+    #[test]
+    fn pty_mode_creates_a_raw_pty() {
+        let poll = mio::Poll::new().unwrap();
+        let mut l = link(KissMode::Pty, &poll);
+        assert_eq!(l.state(), "up");
+        let path = l.pty_path.clone().unwrap();
+        let slave = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(nix::fcntl::OFlag::O_NOCTTY.bits())
+            .open(&path)
+            .unwrap();
+        let t = termios::tcgetattr(&slave).unwrap();
+        assert!(!t.local_flags.contains(termios::LocalFlags::ECHO));
+        assert!(!t.local_flags.contains(termios::LocalFlags::ICANON));
+        // Every byte value crosses unchanged (no CR/NL mapping).
+        let frame: Vec<u8> = (0..=255u8).collect();
+        assert!(l.send(&frame[..200], poll.registry(), Instant::now()));
+        let mut got = vec![0u8; 1024];
+        let mut f = &slave;
+        let n = f.read(&mut got).unwrap();
+        let mut dec = KissDecoder::<256>::new(Version::V2);
+        let frames: Vec<Vec<u8>> = got[..n]
+            .iter()
+            .filter_map(|&b| dec.push(b).and_then(Result::ok).map(<[u8]>::to_vec))
+            .collect();
+        assert_eq!(frames, [frame[..200].to_vec()]);
+    }
+}
