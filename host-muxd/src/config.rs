@@ -626,6 +626,21 @@ mod tests {
     }
 
     #[test]
+    fn examples_in_the_docs_parse() {
+        let doc = include_str!("../../docs/config.md");
+        let blocks: Vec<&str> = doc
+            .split("```toml\n")
+            .skip(1)
+            .filter_map(|b| b.split("```").next())
+            .collect();
+        assert!(blocks.len() >= 2, "examples found: {}", blocks.len());
+        for b in blocks {
+            let c = Config::parse(b, None).unwrap_or_else(|e| panic!("{e}\n{b}"));
+            crate::links::RoutePlan::<16>::from_config(&c).unwrap();
+        }
+    }
+
+    #[test]
     fn kiss_errors_name_key_and_line() {
         let bad = |text: &str| Config::parse(text, None).unwrap_err();
         // Unknown key: serde's error, with its line.
