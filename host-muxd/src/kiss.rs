@@ -329,7 +329,8 @@ impl KissLink {
             std::os::unix::fs::symlink(&path, link)?;
         }
         log::info!("kiss {}: pty {}", self.name, path.display());
-        println!("kiss {} pty {}", self.name, path.display());
+        // For a simulator started by a script; a closed stdout is no error.
+        let _ = writeln!(io::stdout(), "kiss {} pty {}", self.name, path.display());
         self.pty_slave = Some(pty.slave);
         self.pty_path = Some(path);
         self.set_conn(Stream::Tty(master), false, registry, now)
@@ -498,12 +499,12 @@ impl KissLink {
         if self.conn.as_ref().is_some_and(|c| c.connecting) {
             self.check_connected(registry, now);
         }
-        if readable {
-            self.read_all(registry, now, frames);
-        }
-        if writable || readable {
-            self.flush(registry, now);
-        }
+        // Any event (an error or hang-up may come with neither readiness
+        // flag) is answered by reading and writing until the stream would
+        // block: that is where EOF and errors show.
+        let _ = (readable, writable);
+        self.read_all(registry, now, frames);
+        self.flush(registry, now);
     }
 
     fn check_connected(&mut self, registry: &Registry, now: Instant) {
@@ -747,6 +748,64 @@ mod tests {
             (l.queued(), l.stats.tx_errors, l.head_retried),
             (1, 2, false)
         );
+    }
+
+    #[test]
+    fn frame_that_hits_a_dead_connection_goes_out_on_the_next() {
+        let poll = mio::Poll::new().unwrap();
+        let cfg = KissConfig {
+            name: "srv".into(),
+            mode: KissMode::TcpServer,
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            ..KissConfig::default()
+        };
+        let mut l = KissLink::open(&cfg, Token(0), poll.registry(), Instant::now()).unwrap();
+        let addr = l.listen_addr().unwrap();
+        let accept = |l: &mut KissLink| {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while l.state() != "up" {
+                assert!(Instant::now() < deadline, "not accepted");
+                std::thread::sleep(Duration::from_millis(5));
+                l.on_event(
+                    Token(1),
+                    true,
+                    false,
+                    poll.registry(),
+                    Instant::now(),
+                    &mut Vec::new(),
+                );
+            }
+        };
+        let decode = |peer: &mut std::net::TcpStream| {
+            peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut dec = KissDecoder::<64>::new(Version::V2);
+            let mut b = [0u8; 1];
+            loop {
+                assert_eq!(peer.read(&mut b).unwrap(), 1, "peer got EOF");
+                if let Some(Ok(f)) = dec.push(b[0]) {
+                    return f.to_vec();
+                }
+            }
+        };
+
+        let first = std::net::TcpStream::connect(addr).unwrap();
+        accept(&mut l);
+        drop(first);
+        let now = Instant::now();
+        // The first write after the peer closed still succeeds (the peer's
+        // kernel answers it with a reset): that frame is lost, as on any
+        // TCP link. The next write fails: that frame is in flight.
+        l.send(&[0, 0, 0, 0, 0, 0, 1], poll.registry(), now);
+        std::thread::sleep(Duration::from_millis(100));
+        l.send(&[0, 0, 0, 0, 0, 0, 2], poll.registry(), now);
+        assert_eq!(l.state(), "listening", "write error noticed");
+        assert_eq!((l.stats.tx_retried, l.queued()), (1, 1));
+
+        let mut second = std::net::TcpStream::connect(addr).unwrap();
+        accept(&mut l);
+        assert_eq!(decode(&mut second), [0, 0, 0, 0, 0, 0, 2]);
+        assert_eq!((l.stats.connects, l.stats.disconnects), (2, 1));
+        assert_eq!(l.queued(), 0);
     }
 
     #[test]
