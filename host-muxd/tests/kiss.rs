@@ -471,3 +471,58 @@ fn pty_pair_joins_two_daemons_serial_mode_on_a_real_tty() {
         "{status}"
     );
 }
+
+#[test]
+fn serial_link_reopens_after_the_far_side_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let pty = dir.path().join("kiss-a");
+    let start_a = || {
+        Muxd::start(
+            1,
+            "routes = [\"2 line\"]",
+            &kiss_table(
+                "line",
+                &format!("mode = \"pty\"\npty_link = \"{}\"", pty.display()),
+            ),
+        )
+    };
+    let mut a = start_a();
+    let b = Muxd::start(
+        2,
+        "routes = [\"1 kiss0\"]",
+        &kiss_table(
+            "kiss0",
+            &format!("mode = \"serial\"\ndevice = \"{}\"", pty.display()),
+        ),
+    );
+    let mut app_b = b.client("b");
+    let (_, _, eph) = app_b.register(0, PORT_EPHEMERAL);
+    app_b.send_packet(2, eph, 1, 1, Flags::NONE, b"first");
+    assert_eq!(app_b.recv_packet().1, b"first");
+
+    // The pty goes away with A (and A removes its symlink); B's device
+    // fails and B retries with backoff until a new A makes a new pty there.
+    a.terminate();
+    assert!(!pty.exists(), "A removed its pty link on shutdown");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let stats = app_b.control(Control::Stats);
+        if link_stat(&stats, "kiss0", "disconnects") >= 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "B did not notice: {stats}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _a2 = start_a();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let stats = app_b.control(Control::Stats);
+        if link_stat(&stats, "kiss0", "connects") >= 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "B did not reopen: {stats}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    app_b.send_packet(2, eph, 1, 1, Flags::NONE, b"second");
+    assert_eq!(app_b.recv_packet().1, b"second");
+}
