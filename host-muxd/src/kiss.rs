@@ -42,6 +42,10 @@ pub const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 pub const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// A connection that lasted this long resets the backoff.
 pub const STABLE: Duration = Duration::from_secs(1);
+/// A TCP connect still pending after this long is abandoned and retried
+/// (a peer behind a firewall that drops SYNs would otherwise hold the link
+/// for the kernel's minutes-long timeout).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The termios speed for `baud`, if it is a standard rate.
 pub fn baud_rate(baud: u32) -> Option<BaudRate> {
@@ -308,7 +312,10 @@ impl KissLink {
 
     /// When the link wants [`on_timer`](Self::on_timer) called.
     pub fn deadline(&self) -> Option<Instant> {
-        self.retry_at
+        match &self.conn {
+            Some(c) if c.connecting => Some(c.since + CONNECT_TIMEOUT),
+            _ => self.retry_at,
+        }
     }
 
     fn open_pty(&mut self, registry: &Registry, now: Instant) -> io::Result<()> {
@@ -465,6 +472,18 @@ impl KissLink {
 
     /// Time has passed: retry a connection or device whose backoff ran out.
     pub fn on_timer(&mut self, registry: &Registry, now: Instant) {
+        if self
+            .conn
+            .as_ref()
+            .is_some_and(|c| c.connecting && now >= c.since + CONNECT_TIMEOUT)
+        {
+            self.lose(registry, now, "connect timed out");
+            log::debug!(
+                "kiss {}: connect to {} timed out",
+                self.name,
+                self.endpoint()
+            );
+        }
         if self.retry_at.is_none_or(|t| t > now) {
             return;
         }
@@ -813,7 +832,21 @@ mod tests {
         let poll = mio::Poll::new().unwrap();
         let mut l = link(KissMode::TcpClient, &poll);
         let t0 = Instant::now();
-        l.conn = None;
+        // A connect that hangs is given up after CONNECT_TIMEOUT.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.conn = Some(Conn {
+            stream: Stream::Tcp(TcpStream::connect(listener.local_addr().unwrap()).unwrap()),
+            connecting: true,
+            since: t0,
+        });
+        let failures = l.stats.connect_failures;
+        assert_eq!(l.deadline(), Some(t0 + CONNECT_TIMEOUT));
+        l.on_timer(poll.registry(), t0 + CONNECT_TIMEOUT / 2);
+        assert!(l.conn.is_some(), "not yet");
+        l.on_timer(poll.registry(), t0 + CONNECT_TIMEOUT);
+        assert!(l.conn.is_none());
+        assert_eq!(l.stats.connect_failures, failures + 1);
+
         l.backoff = BACKOFF_FIRST;
         let mut waits = Vec::new();
         for _ in 0..8 {
