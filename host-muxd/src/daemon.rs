@@ -165,9 +165,7 @@ impl Daemon {
                     TCP_LISTENER => self.accept_tcp(),
                     UDP => self.on_udp(),
                     SIGNALS => self.on_signals(),
-                    token if token.0 >= KISS_TOKENS => {
-                        self.on_kiss(token, event.is_readable(), event.is_writable())
-                    }
+                    token if token.0 >= KISS_TOKENS => self.on_kiss(token),
                     token => self.on_client(token, event.is_readable(), event.is_writable()),
                 }
             }
@@ -505,7 +503,7 @@ impl Daemon {
         }
     }
 
-    fn on_kiss(&mut self, token: Token, readable: bool, writable: bool) {
+    fn on_kiss(&mut self, token: Token) {
         let index = (token.0 - KISS_TOKENS) / 2;
         let mut frames = Vec::new();
         let Some(link) = self.links.kiss.get_mut(index) else {
@@ -515,14 +513,7 @@ impl Daemon {
             return;
         }
         let version = link.version;
-        link.on_event(
-            token,
-            readable,
-            writable,
-            self.poll.registry(),
-            Instant::now(),
-            &mut frames,
-        );
+        link.on_event(token, self.poll.registry(), Instant::now(), &mut frames);
         for frame in frames {
             let Ok(view) = HeaderView::new_checked(&frame, version) else {
                 continue; // a KISS frame is at least a header and a CRC

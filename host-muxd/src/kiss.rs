@@ -504,8 +504,6 @@ impl KissLink {
     pub fn on_event(
         &mut self,
         token: Token,
-        readable: bool,
-        writable: bool,
         registry: &Registry,
         now: Instant,
         frames: &mut Vec<Vec<u8>>,
@@ -521,7 +519,6 @@ impl KissLink {
         // Any event (an error or hang-up may come with neither readiness
         // flag) is answered by reading and writing until the stream would
         // block: that is where EOF and errors show.
-        let _ = (readable, writable);
         self.read_all(registry, now, frames);
         self.flush(registry, now);
     }
@@ -785,14 +782,7 @@ mod tests {
             while l.state() != "up" {
                 assert!(Instant::now() < deadline, "not accepted");
                 std::thread::sleep(Duration::from_millis(5));
-                l.on_event(
-                    Token(1),
-                    true,
-                    false,
-                    poll.registry(),
-                    Instant::now(),
-                    &mut Vec::new(),
-                );
+                l.on_event(Token(1), poll.registry(), Instant::now(), &mut Vec::new());
             }
         };
         let decode = |peer: &mut std::net::TcpStream| {
