@@ -32,6 +32,9 @@ pub struct Config {
     pub route_string: Option<toml::Spanned<String>>,
     /// The built-in services.
     pub services: ServicesConfig,
+    /// KISS links (serial device, pty, TCP client or server), `[[kiss]]`
+    /// tables; routes name them by `name`.
+    pub kiss: Vec<KissConfig>,
 }
 
 /// This CSP node's identity.
@@ -107,6 +110,93 @@ pub struct UdpConfig {
     /// CSP header version on this link (1 or 2).
     #[serde(deserialize_with = "de_header_version")]
     pub version: u8,
+}
+
+/// How a KISS link reaches its byte stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KissMode {
+    /// A serial device (`device`, `baud`), opened raw.
+    Serial,
+    /// A pseudo-terminal the daemon creates; its path goes to the log, to
+    /// stdout and, with `pty_link`, into a symlink.
+    Pty,
+    /// A TCP connection the daemon makes to `connect`, and remakes with
+    /// backoff when it drops.
+    TcpClient,
+    /// A TCP listener on `listen`; one peer at a time, a new connection
+    /// replaces the current one.
+    TcpServer,
+}
+
+impl KissMode {
+    /// The name used in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KissMode::Serial => "serial",
+            KissMode::Pty => "pty",
+            KissMode::TcpClient => "tcp-client",
+            KissMode::TcpServer => "tcp-server",
+        }
+    }
+}
+
+/// One KISS link (`[[kiss]]` table).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KissConfig {
+    /// Name routes use for the link; empty means `kissN`, N being the
+    /// table's position (0-based).
+    pub name: String,
+    /// Where the byte stream comes from.
+    pub mode: KissMode,
+    /// Serial device path (mode `serial`).
+    pub device: Option<PathBuf>,
+    /// Serial line speed (mode `serial`).
+    pub baud: u32,
+    /// Where to put a symlink to the created pty (mode `pty`).
+    pub pty_link: Option<PathBuf>,
+    /// Peer `IP:PORT` (mode `tcp-client`).
+    pub connect: Option<SocketAddr>,
+    /// Local `IP:PORT` to listen on (mode `tcp-server`).
+    pub listen: Option<SocketAddr>,
+    /// CSP header version on this link (1 or 2).
+    #[serde(deserialize_with = "de_header_version")]
+    pub version: u8,
+    /// Largest CSP frame (header and data, without the KISS CRC) accepted
+    /// or sent; longer ones are dropped and counted.
+    pub max_frame: usize,
+    /// Frames queued for sending (while the line is busy or down) before
+    /// new ones are dropped.
+    pub queue_len: usize,
+}
+
+impl Default for KissConfig {
+    fn default() -> Self {
+        KissConfig {
+            name: String::new(),
+            mode: KissMode::Pty,
+            device: None,
+            baud: 115_200,
+            pty_link: None,
+            connect: None,
+            listen: None,
+            version: 2,
+            max_frame: 256 + 6,
+            queue_len: 64,
+        }
+    }
+}
+
+impl KissConfig {
+    /// The CSP header version on this link.
+    pub fn header_version(&self) -> csp_core::Version {
+        if self.version == 1 {
+            csp_core::Version::V1
+        } else {
+            csp_core::Version::V2
+        }
+    }
 }
 
 /// Built-in services on the daemon's own address.
@@ -258,7 +348,14 @@ impl Config {
                 message: e.message().to_string(),
             }
         })?;
+        let mut config = config;
+        for (i, k) in config.kiss.iter_mut().enumerate() {
+            if k.name.is_empty() {
+                k.name = format!("kiss{i}");
+            }
+        }
         config.validate(text, path)?;
+        config.validate_kiss(text, path)?;
         crate::links::RoutePlan::<{ crate::daemon::MAX_ROUTES }>::from_config(&config).map_err(
             |e| ConfigError {
                 path: path.map(Path::to_path_buf),
@@ -337,6 +434,106 @@ impl Config {
     }
 }
 
+impl Config {
+    /// Checks of the `[[kiss]]` tables; errors point at the table's key
+    /// (or its `[[kiss]]` line when the key is missing).
+    fn validate_kiss(&self, text: &str, path: Option<&Path>) -> Result<(), ConfigError> {
+        for (i, k) in self.kiss.iter().enumerate() {
+            let err = |key: &str, message: String| ConfigError {
+                path: path.map(Path::to_path_buf),
+                line: kiss_key_line(text, i, key),
+                key: Some(format!("kiss.{key}")),
+                message: format!("[[kiss]] {:?}: {message}", k.name),
+            };
+            let name = k.name.as_str();
+            if name.eq_ignore_ascii_case("udp")
+                || name.bytes().next().is_some_and(|b| b.is_ascii_digit())
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err(err(
+                    "name",
+                    "a link name is letters, digits, - and _, starts with a letter, and is not udp"
+                        .into(),
+                ));
+            }
+            if self.kiss[..i]
+                .iter()
+                .any(|o| o.name.eq_ignore_ascii_case(name))
+            {
+                return Err(err("name", "another [[kiss]] link has this name".into()));
+            }
+            let needs = |key: &str, present: bool, mode: KissMode| -> Result<(), ConfigError> {
+                match (present, k.mode == mode) {
+                    (false, true) => Err(err(key, format!("mode {} needs `{key}`", mode.as_str()))),
+                    (true, false) => Err(err(
+                        key,
+                        format!("`{key}` is for mode {} only", mode.as_str()),
+                    )),
+                    _ => Ok(()),
+                }
+            };
+            needs("device", k.device.is_some(), KissMode::Serial)?;
+            needs("connect", k.connect.is_some(), KissMode::TcpClient)?;
+            needs("listen", k.listen.is_some(), KissMode::TcpServer)?;
+            if k.pty_link.is_some() && k.mode != KissMode::Pty {
+                return Err(err("pty_link", "`pty_link` is for mode pty only".into()));
+            }
+            if crate::kiss::baud_rate(k.baud).is_none() {
+                return Err(err(
+                    "baud",
+                    format!("{} is not a standard baud rate", k.baud),
+                ));
+            }
+            let min = k.header_version().header_len() + 1;
+            if !(min..=crate::kiss::MAX_FRAME).contains(&k.max_frame) {
+                return Err(err(
+                    "max_frame",
+                    format!(
+                        "{} out of range {min}..={}",
+                        k.max_frame,
+                        crate::kiss::MAX_FRAME
+                    ),
+                ));
+            }
+            if !(1..=4096).contains(&k.queue_len) {
+                return Err(err(
+                    "queue_len",
+                    format!("{} out of range 1..=4096", k.queue_len),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Line of `key` inside the `index`th `[[kiss]]` table, else the line of
+/// that table's header.
+fn kiss_key_line(text: &str, index: usize, key: &str) -> Option<usize> {
+    let lines: Vec<&str> = text.lines().collect();
+    let is_header = |l: &str| l.trim_start().starts_with("[[kiss]]");
+    let start = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| is_header(l))
+        .nth(index)?
+        .0;
+    let end = lines[start + 1..]
+        .iter()
+        .position(|l| l.trim_start().starts_with('['))
+        .map_or(lines.len(), |p| start + 1 + p);
+    let at = lines[start + 1..end]
+        .iter()
+        .position(|l| {
+            l.trim_start()
+                .strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map_or(start, |p| start + 1 + p);
+    Some(at + 1)
+}
+
 /// Line of `dotted.key`'s last component as written in the file (best
 /// effort: the first line that assigns it).
 fn find_key_line(text: &str, dotted: &str) -> Option<usize> {
@@ -402,6 +599,91 @@ mod tests {
         assert!(e.message.contains("loopback"), "{e}");
         let e = Config::parse("[ipc]\ntcp_listen = \"127.0.0.1:9701\"\n", None).unwrap_err();
         assert_eq!(e.key.as_deref(), Some("ipc.tcp_token"));
+    }
+
+    #[test]
+    fn kiss_tables_are_read_with_defaults() {
+        let c = Config::parse(
+            "routes = [\"10 radio\", \"16/10 KISS1 3\"]\n[[kiss]]\nname = \"radio\"\nmode = \"serial\"\ndevice = \"/dev/ttyUSB0\"\nbaud = 9600\n[[kiss]]\nmode = \"tcp-client\"\nconnect = \"127.0.0.1:52001\"\nversion = 1\nmax_frame = 1024\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.kiss.len(), 2);
+        assert_eq!(c.kiss[0].name, "radio");
+        assert_eq!(c.kiss[0].mode, KissMode::Serial);
+        assert_eq!(c.kiss[0].baud, 9600);
+        assert_eq!(c.kiss[0].max_frame, 262);
+        assert_eq!(c.kiss[1].name, "kiss1", "unnamed link named by position");
+        assert_eq!(c.kiss[1].header_version(), csp_core::Version::V1);
+        assert_eq!(c.kiss[1].max_frame, 1024);
+        assert_eq!(c.kiss[1].queue_len, 64);
+        let plan = crate::links::RoutePlan::<8>::from_config(&c).unwrap();
+        let names: Vec<_> = plan.ifaces.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(names, ["radio", "kiss1"]);
+        let shown = plan.table.display_with(|i| names[i.0 as usize]).to_string();
+        assert!(shown.contains("10 radio"), "{shown}");
+        assert!(shown.contains("16/10 kiss1 3"), "{shown}");
+    }
+
+    #[test]
+    fn examples_in_the_docs_parse() {
+        let doc = include_str!("../../docs/config.md");
+        let blocks: Vec<&str> = doc
+            .split("```toml\n")
+            .skip(1)
+            .filter_map(|b| b.split("```").next())
+            .collect();
+        assert!(blocks.len() >= 2, "examples found: {}", blocks.len());
+        for b in blocks {
+            let c = Config::parse(b, None).unwrap_or_else(|e| panic!("{e}\n{b}"));
+            crate::links::RoutePlan::<16>::from_config(&c).unwrap();
+        }
+    }
+
+    #[test]
+    fn kiss_errors_name_key_and_line() {
+        let bad = |text: &str| Config::parse(text, None).unwrap_err();
+        // Unknown key: serde's error, with its line.
+        let e = bad("[[kiss]]\nname = \"a\"\nbuad = 9600\n");
+        assert_eq!(e.line, Some(3), "{e}");
+        assert!(e.message.contains("unknown field `buad`"), "{e}");
+        // A missing key points at its table; the second table here.
+        let e = bad("[[kiss]]\nname = \"a\"\n[[kiss]]\nname = \"b\"\nmode = \"tcp-client\"\n");
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (Some(3), Some("kiss.connect")),
+            "{e}"
+        );
+        let e = bad("[[kiss]]\nmode = \"pty\"\nlisten = \"127.0.0.1:1\"\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(3), Some("kiss.listen")));
+        assert!(e.message.contains("for mode tcp-server only"), "{e}");
+        let e = bad("[[kiss]]\nmode = \"serial\"\ndevice = \"/dev/x\"\nbaud = 12345\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(4), Some("kiss.baud")));
+        let e = bad("[[kiss]]\nmax_frame = 5\n");
+        assert!(e.message.contains("out of range 7..=4096"), "{e}");
+        let e = bad("[[kiss]]\nmax_frame = 5000\n");
+        assert_eq!(e.key.as_deref(), Some("kiss.max_frame"));
+        let e = bad("[[kiss]]\nqueue_len = 0\n");
+        assert_eq!(e.key.as_deref(), Some("kiss.queue_len"));
+        let e = bad("[[kiss]]\nversion = 3\n");
+        assert_eq!(e.line, Some(2), "{e}");
+        for name in ["udp", "UDP", "0x", "a b", "a:b"] {
+            let e = bad(&format!("[[kiss]]\nname = \"{name}\"\n"));
+            assert_eq!(
+                (e.line, e.key.as_deref()),
+                (Some(2), Some("kiss.name")),
+                "{name}"
+            );
+        }
+        let e = bad("[[kiss]]\nname = \"r\"\n[[kiss]]\nname = \"R\"\n");
+        assert!(
+            e.message.contains("another [[kiss]] link has this name"),
+            "{e}"
+        );
+        assert_eq!(e.line, Some(4));
+        // A route naming a link that does not exist.
+        let e = bad("routes = [\"10 radio\"]\n[[kiss]]\nname = \"radoi\"\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(1), Some("routes")), "{e}");
     }
 
     #[test]

@@ -36,6 +36,13 @@ const UDP: Token = Token(2);
 const SIGNALS: Token = Token(3);
 /// Client tokens start here; everything below is a fixed source.
 const FIRST_CLIENT: usize = 16;
+/// KISS link `i` has tokens `KISS_TOKENS + 2i` (its stream) and the one
+/// after (a tcp-server's listener); clients never count up this far.
+const KISS_TOKENS: usize = usize::MAX / 2;
+
+fn kiss_token(i: usize) -> Token {
+    Token(KISS_TOKENS + 2 * i)
+}
 
 /// Most (address, port) bindings held by all clients together.
 pub const MAX_BINDINGS: usize = 256;
@@ -77,7 +84,7 @@ impl Daemon {
         let bind_config = cfg.bind_config()?;
 
         let plan = RoutePlan::<MAX_ROUTES>::from_config(&cfg).map_err(|e| e.message)?;
-        let mut links = Links::open(&cfg, plan.ifaces)?;
+        let mut links = Links::open(&cfg, plan.ifaces, poll.registry(), kiss_token)?;
         let routes = plan.table;
 
         let mut listener = crate::endpoint::bind(&socket_path)?;
@@ -127,6 +134,11 @@ impl Daemon {
         self.links.udp.as_ref().and_then(|u| u.local_addr().ok())
     }
 
+    /// The links, for their state and counters.
+    pub fn links(&self) -> &Links {
+        &self.links
+    }
+
     /// Run until SIGINT or SIGTERM, then tell clients and clean up.
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(256);
@@ -136,7 +148,12 @@ impl Daemon {
             self.socket_path.display()
         );
         while !self.shutdown {
-            if let Err(e) = self.poll.poll(&mut events, None) {
+            // Sleep until the next link timer (reconnect backoff) at most.
+            let timeout = self
+                .links
+                .deadline()
+                .map(|d| d.saturating_duration_since(Instant::now()));
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
@@ -148,9 +165,11 @@ impl Daemon {
                     TCP_LISTENER => self.accept_tcp(),
                     UDP => self.on_udp(),
                     SIGNALS => self.on_signals(),
+                    token if token.0 >= KISS_TOKENS => self.on_kiss(token),
                     token => self.on_client(token, event.is_readable(), event.is_writable()),
                 }
             }
+            self.links.on_timers(self.poll.registry(), Instant::now());
             self.services.reap_hooks();
         }
         self.close();
@@ -171,6 +190,9 @@ impl Daemon {
             let _ = client.flush();
         }
         self.clients.clear();
+        for k in &mut self.links.kiss {
+            k.close();
+        }
         crate::endpoint::remove(&self.socket_path);
         log::info!("csp-muxd stopped");
     }
@@ -481,6 +503,26 @@ impl Daemon {
         }
     }
 
+    fn on_kiss(&mut self, token: Token) {
+        let index = (token.0 - KISS_TOKENS) / 2;
+        let mut frames = Vec::new();
+        let Some(link) = self.links.kiss.get_mut(index) else {
+            return;
+        };
+        if !link.owns(token) {
+            return;
+        }
+        let version = link.version;
+        link.on_event(token, self.poll.registry(), Instant::now(), &mut frames);
+        for frame in frames {
+            let Ok(view) = HeaderView::new_checked(&frame, version) else {
+                continue; // a KISS frame is at least a header and a CRC
+            };
+            self.links.note_kiss_rx(index);
+            self.route(view.header(), view.payload(), Origin::Link);
+        }
+    }
+
     /// Deliver or forward one packet.
     fn route(&mut self, header: Header, data: &[u8], origin: Origin) {
         if header.dst == self.node || header.dst == Addr::LOCAL {
@@ -493,7 +535,10 @@ impl Daemon {
         };
         self.stats.forwarded += 1;
         *self.route_hits.entry(route.prefix).or_default() += 1;
-        if !self.links.send(route.iface, &header, data) {
+        if !self
+            .links
+            .send(route.iface, &header, data, self.poll.registry())
+        {
             self.stats.link_errors += 1;
         }
     }

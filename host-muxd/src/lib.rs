@@ -6,6 +6,7 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod endpoint;
+pub mod kiss;
 pub mod links;
 pub mod services;
 pub mod stats;

@@ -3,14 +3,19 @@
 //! An interface is what a route names: for UDP, the link plus one peer
 //! address (libcsp's UDP interface has exactly one peer; here every route
 //! line may name its own `HOST:PORT`, and routes naming the same peer share
-//! one interface). The route table stores only the interface id.
+//! one interface). For KISS, the interface is the link itself, named by its
+//! `name`. The route table stores only the interface id.
 
 use std::net::SocketAddr;
+use std::time::Instant;
+
+use mio::{Registry, Token};
 
 use csp_core::route::{IfaceId, RouteTable};
 use csp_core::{Header, Version};
 
 use crate::config::Config;
+use crate::kiss::KissLink;
 use crate::udp::UdpLink;
 
 /// What an interface sends through.
@@ -21,12 +26,18 @@ pub enum IfaceKind {
         /// Where datagrams go.
         peer: SocketAddr,
     },
+    /// A KISS link.
+    Kiss {
+        /// Index into the config's `[[kiss]]` tables (and [`Links::kiss`]).
+        link: usize,
+    },
 }
 
 /// One interface and its counters.
 #[derive(Debug, Clone)]
 pub struct Iface {
-    /// Name shown in routes and status (`udp:HOST:PORT`).
+    /// Name shown in routes and status (`udp:HOST:PORT`, or the KISS
+    /// link's name).
     pub name: String,
     /// How it sends.
     pub kind: IfaceKind,
@@ -70,6 +81,19 @@ impl<const N: usize> RoutePlan<N> {
             table: RouteTable::new(Version::V2),
             ifaces: Vec::new(),
         };
+        // One interface per KISS link, whether or not a route names it, so
+        // its received frames are counted too.
+        for (link, k) in cfg.kiss.iter().enumerate() {
+            let kind = IfaceKind::Kiss { link };
+            if u8::try_from(plan.ifaces.len()).is_err() {
+                return Err(RouteConfigError {
+                    key: "kiss",
+                    at: 0,
+                    message: "too many links".into(),
+                });
+            }
+            plan.ifaces.push(Iface::new(k.name.clone(), kind));
+        }
         let udp_default = match cfg.udp.peer {
             Some(peer) if cfg.udp.enabled => plan.udp_iface(peer),
             _ => None,
@@ -112,19 +136,33 @@ impl<const N: usize> RoutePlan<N> {
             return u8::try_from(i).ok().map(IfaceId);
         }
         let id = u8::try_from(self.ifaces.len()).ok()?;
-        self.ifaces.push(Iface {
-            name: format!("udp:{peer}"),
-            kind,
-            tx_frames: 0,
-            rx_frames: 0,
-            tx_errors: 0,
-        });
+        self.ifaces.push(Iface::new(format!("udp:{peer}"), kind));
         Some(IfaceId(id))
     }
 
     fn load(&mut self, cfg: &Config, entry: &str, udp: Option<IfaceId>) -> Result<(), String> {
         let mut missing = None;
+        let kiss = |name: &str| {
+            self.ifaces.iter().position(|f| {
+                matches!(f.kind, IfaceKind::Kiss { .. }) && f.name.eq_ignore_ascii_case(name)
+            })
+        };
+        let kiss_ids: Vec<(String, Option<IfaceId>)> = cfg
+            .kiss
+            .iter()
+            .map(|k| {
+                (
+                    k.name.clone(),
+                    kiss(&k.name)
+                        .and_then(|i| u8::try_from(i).ok())
+                        .map(IfaceId),
+                )
+            })
+            .collect();
         let result = self.table.load(entry, |name| {
+            if let Some((_, id)) = kiss_ids.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+                return *id;
+            }
             if !name.eq_ignore_ascii_case("udp") {
                 return None;
             }
@@ -143,17 +181,38 @@ impl<const N: usize> RoutePlan<N> {
     }
 }
 
+impl Iface {
+    fn new(name: String, kind: IfaceKind) -> Iface {
+        Iface {
+            name,
+            kind,
+            tx_frames: 0,
+            rx_frames: 0,
+            tx_errors: 0,
+        }
+    }
+}
+
 /// All links of the daemon and the interfaces routes point at.
 #[derive(Debug)]
 pub struct Links {
     /// The UDP link, if enabled.
     pub udp: Option<UdpLink>,
+    /// The KISS links, in config order.
+    pub kiss: Vec<KissLink>,
     ifaces: Vec<Iface>,
 }
 
 impl Links {
     /// Open the links the config enables, for the interfaces of `plan`.
-    pub fn open(cfg: &Config, ifaces: Vec<Iface>) -> std::io::Result<Links> {
+    /// KISS link `i` registers with `registry` under `kiss_token(i)` and
+    /// the token after it.
+    pub fn open(
+        cfg: &Config,
+        ifaces: Vec<Iface>,
+        registry: &Registry,
+        kiss_token: impl Fn(usize) -> Token,
+    ) -> std::io::Result<Links> {
         let version = if cfg.udp.version == 1 {
             Version::V1
         } else {
@@ -166,7 +225,14 @@ impl Links {
         } else {
             None
         };
-        Ok(Links { udp, ifaces })
+        let now = Instant::now();
+        let kiss = cfg
+            .kiss
+            .iter()
+            .enumerate()
+            .map(|(i, k)| KissLink::open(k, kiss_token(i), registry, now))
+            .collect::<std::io::Result<Vec<_>>>()?;
+        Ok(Links { udp, kiss, ifaces })
     }
 
     /// Name of an interface, for route printing.
@@ -178,7 +244,7 @@ impl Links {
 
     /// Send `header | data` on interface `id`, with the header emitted for
     /// the link's version. False if it could not be sent (counted).
-    pub fn send(&mut self, id: IfaceId, header: &Header, data: &[u8]) -> bool {
+    pub fn send(&mut self, id: IfaceId, header: &Header, data: &[u8], registry: &Registry) -> bool {
         let Some(iface) = self.ifaces.get_mut(id.0 as usize) else {
             return false;
         };
@@ -204,6 +270,51 @@ impl Links {
                 }
                 ok
             }
+            IfaceKind::Kiss { link } => {
+                let Some(kiss) = self.kiss.get_mut(link) else {
+                    iface.tx_errors += 1;
+                    return false;
+                };
+                let Ok((bytes, n)) = header.to_bytes(kiss.version) else {
+                    iface.tx_errors += 1;
+                    kiss.stats.tx_errors += 1;
+                    log::debug!("{}: header does not fit {:?}", iface.name, kiss.version);
+                    return false;
+                };
+                let mut frame = Vec::with_capacity(n + data.len());
+                frame.extend_from_slice(&bytes[..n]);
+                frame.extend_from_slice(data);
+                let ok = kiss.send(&frame, registry, Instant::now());
+                if ok {
+                    iface.tx_frames += 1;
+                } else {
+                    iface.tx_errors += 1;
+                }
+                ok
+            }
+        }
+    }
+
+    /// Count a frame received on KISS link `link` against its interface.
+    pub fn note_kiss_rx(&mut self, link: usize) {
+        if let Some(i) = self
+            .ifaces
+            .iter_mut()
+            .find(|i| i.kind == IfaceKind::Kiss { link })
+        {
+            i.rx_frames += 1;
+        }
+    }
+
+    /// The earliest time a link wants its timer run.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.kiss.iter().filter_map(KissLink::deadline).min()
+    }
+
+    /// Run the links' timers that are due.
+    pub fn on_timers(&mut self, registry: &Registry, now: Instant) {
+        for k in &mut self.kiss {
+            k.on_timer(registry, now);
         }
     }
 
@@ -225,6 +336,17 @@ impl Links {
             let addr = udp.local_addr().map_or("?".to_string(), |a| a.to_string());
             out.push(format!("udp bind={addr} version={:?}", udp.version));
         }
+        for k in &self.kiss {
+            out.push(format!(
+                "{} kiss mode={} at={} state={} version={:?} queued={}",
+                k.name,
+                k.mode.as_str(),
+                k.endpoint(),
+                k.state(),
+                k.version,
+                k.queued()
+            ));
+        }
         for i in &self.ifaces {
             out.push(format!("iface {}", i.name));
         }
@@ -239,6 +361,38 @@ impl Links {
             out.push(format!(
                 "link udp rx_frames={} rx_bytes={} rx_errors={} tx_frames={} tx_bytes={} tx_errors={}",
                 s.rx_frames, s.rx_bytes, s.rx_errors, s.tx_frames, s.tx_bytes, s.tx_errors
+            ));
+        }
+        for k in &self.kiss {
+            let s = k.stats;
+            let d = k.kiss_stats();
+            out.push(format!(
+                "link {} state={} rx_frames={} rx_bytes={} tx_frames={} tx_bytes={} \
+                 tx_queue_full={} tx_errors={} tx_retried={} connects={} disconnects={} \
+                 connect_failures={} rx_too_long={} garbage_bytes={} skipped_bytes={} \
+                 bad_crc={} oversize={} bad_escape={} too_short={} non_data_command={} \
+                 crc_with_header={}",
+                k.name,
+                k.state(),
+                s.rx_frames,
+                s.rx_bytes,
+                s.tx_frames,
+                s.tx_bytes,
+                s.tx_queue_full,
+                s.tx_errors,
+                s.tx_retried,
+                s.connects,
+                s.disconnects,
+                s.connect_failures,
+                s.rx_too_long,
+                d.garbage_bytes,
+                d.skipped_bytes,
+                d.bad_crc,
+                d.oversize,
+                d.bad_escape,
+                d.too_short,
+                d.non_data_command,
+                d.crc_with_header
             ));
         }
         for i in &self.ifaces {

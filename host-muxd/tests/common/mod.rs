@@ -280,3 +280,61 @@ pub fn stat(text: &str, key: &str) -> u64 {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no {key} in {text}"))
 }
+
+/// A free TCP port on 127.0.0.1 (bound and released; loopback only).
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Value of `key=N` on the STATS line `link NAME ...`.
+pub fn link_stat(text: &str, link: &str, key: &str) -> u64 {
+    link_field(text, &format!("link {link} "), key)
+        .parse()
+        .unwrap_or_else(|_| panic!("{key} of {link} not a number in {text}"))
+}
+
+/// Value of `key=...` on the first line starting with `prefix`.
+pub fn link_field(text: &str, prefix: &str, key: &str) -> String {
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no line {prefix:?} in {text}"));
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+        .unwrap_or_else(|| panic!("no {key} in {line}"))
+        .to_string()
+}
+
+/// Poll STATUS until KISS link `name` is up (bounded by WAIT).
+pub fn wait_link_up(ipc: &mut Ipc, name: &str) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let status = ipc.control(csp_ipc::Control::Status);
+        if link_field(&status, &format!("link {name} kiss "), "state") == "up" {
+            return;
+        }
+        assert!(Instant::now() < deadline, "link {name} not up: {status}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl Ipc {
+    /// The next DATA packet within `timeout`, or None.
+    pub fn recv_packet_within(&mut self, timeout: Duration) -> Option<(Header, Vec<u8>)> {
+        self.stream.set_read_timeout(Some(timeout)).unwrap();
+        let got = self.recv();
+        self.stream.set_read_timeout(Some(WAIT)).unwrap();
+        match got {
+            Some(Msg::Data(frame)) => {
+                let h = Header::parse(&frame, Version::V2).unwrap();
+                Some((h, frame[6..].to_vec()))
+            }
+            None => None,
+            other => panic!("expected DATA, got {other:?}"),
+        }
+    }
+}
