@@ -125,6 +125,9 @@ pub struct ClientStats {
 pub enum ReadOutcome {
     /// The client is still connected (requests may have been collected).
     Open,
+    /// The read budget ran out with bytes still waiting: read again after
+    /// the other sources had their turn.
+    More,
     /// The client closed its end.
     Closed,
     /// The byte stream broke the protocol; answer with this error and close.
@@ -178,13 +181,21 @@ impl Client {
         }
     }
 
-    /// Read everything available (the poll is edge-triggered, so the socket
-    /// is drained until it would block) and decode it into `requests`.
-    pub fn read(&mut self, requests: &mut Vec<Request>) -> ReadOutcome {
+    /// Read what is available, up to `budget` bytes, and decode it into
+    /// `requests`. The poll is edge-triggered, so the socket is drained until
+    /// it would block, or until the budget runs out ([`ReadOutcome::More`]:
+    /// the caller must come back): a client that writes without pause can
+    /// neither starve the others nor grow `requests` without bound.
+    pub fn read(&mut self, requests: &mut Vec<Request>, budget: usize) -> ReadOutcome {
+        let mut taken = 0;
         loop {
+            if taken >= budget {
+                return ReadOutcome::More;
+            }
             match self.stream.read(&mut self.rbuf[self.rlen..]) {
                 Ok(0) => return ReadOutcome::Closed,
                 Ok(n) => {
+                    taken += n;
                     self.rlen += n;
                     if let Err(e) = self.decode(requests) {
                         return ReadOutcome::ProtocolError(e);
@@ -332,10 +343,10 @@ mod tests {
         bytes.extend(csp_ipc::encode_to_vec(&Message::Control(Control::Stats)).unwrap());
         let mut reqs = Vec::new();
         peer.write_all(&bytes[..3]).unwrap();
-        assert!(matches!(c.read(&mut reqs), ReadOutcome::Open));
+        assert!(matches!(c.read(&mut reqs, usize::MAX), ReadOutcome::Open));
         assert!(reqs.is_empty());
         peer.write_all(&bytes[3..]).unwrap();
-        assert!(matches!(c.read(&mut reqs), ReadOutcome::Open));
+        assert!(matches!(c.read(&mut reqs, usize::MAX), ReadOutcome::Open));
         assert_eq!(
             reqs,
             vec![
@@ -347,7 +358,27 @@ mod tests {
             ]
         );
         drop(peer);
-        assert!(matches!(c.read(&mut reqs), ReadOutcome::Closed));
+        assert!(matches!(c.read(&mut reqs, usize::MAX), ReadOutcome::Closed));
+    }
+
+    #[test]
+    fn read_budget_stops_and_resumes() {
+        let (mut c, mut peer) = pair(8, Overflow::DropOldest);
+        // 100 frames of ~100 bytes: more than one read buffer's worth.
+        let name = "n".repeat(100);
+        let one = csp_ipc::encode_to_vec(&Message::Hello {
+            version: 1,
+            name: &name,
+        })
+        .unwrap();
+        for _ in 0..100 {
+            peer.write_all(&one).unwrap();
+        }
+        let mut reqs = Vec::new();
+        assert!(matches!(c.read(&mut reqs, 10), ReadOutcome::More));
+        assert!(reqs.len() < 100, "stopped early: {}", reqs.len());
+        while let ReadOutcome::More = c.read(&mut reqs, 10) {}
+        assert_eq!(reqs.len(), 100, "nothing lost across budget stops");
     }
 
     #[test]
@@ -356,7 +387,7 @@ mod tests {
         peer.write_all(&[0xff, 0xff, 1, 2, 3]).unwrap();
         let mut reqs = Vec::new();
         assert!(matches!(
-            c.read(&mut reqs),
+            c.read(&mut reqs, usize::MAX),
             ReadOutcome::ProtocolError(IpcError::BadLength(65535))
         ));
     }

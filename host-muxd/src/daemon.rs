@@ -36,6 +36,10 @@ const UDP: Token = Token(2);
 const SIGNALS: Token = Token(3);
 /// Client tokens start here; everything below is a fixed source.
 const FIRST_CLIENT: usize = 16;
+/// Bytes read from one client per round of the loop, and datagrams from the
+/// UDP link: fairness between sources (a flood from one waits its turn).
+const CLIENT_READ_BUDGET: usize = 64 * 1024;
+const UDP_READ_BUDGET: usize = 64;
 /// KISS link `i` has tokens `KISS_TOKENS + 2i` (its stream) and the one
 /// after (a tcp-server's listener); clients never count up this far.
 const KISS_TOKENS: usize = usize::MAX / 2;
@@ -73,6 +77,8 @@ pub struct Daemon {
     signals: Signals,
     started: Instant,
     shutdown: bool,
+    /// Sources whose read budget ran out: served again next round.
+    again: Vec<Token>,
 }
 
 impl Daemon {
@@ -125,6 +131,7 @@ impl Daemon {
             signals,
             started: Instant::now(),
             shutdown: false,
+            again: Vec::new(),
             cfg,
         })
     }
@@ -149,10 +156,14 @@ impl Daemon {
         );
         while !self.shutdown {
             // Sleep until the next link timer (reconnect backoff) at most.
-            let timeout = self
-                .links
-                .deadline()
-                .map(|d| d.saturating_duration_since(Instant::now()));
+            // Sources that used up their budget go again at once.
+            let timeout = if self.again.is_empty() {
+                self.links
+                    .deadline()
+                    .map(|d| d.saturating_duration_since(Instant::now()))
+            } else {
+                Some(std::time::Duration::ZERO)
+            };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -167,6 +178,12 @@ impl Daemon {
                     SIGNALS => self.on_signals(),
                     token if token.0 >= KISS_TOKENS => self.on_kiss(token),
                     token => self.on_client(token, event.is_readable(), event.is_writable()),
+                }
+            }
+            for token in std::mem::take(&mut self.again) {
+                match token {
+                    UDP => self.on_udp(),
+                    token => self.on_client(token, true, false),
                 }
             }
             self.links.on_timers(self.poll.registry(), Instant::now());
@@ -269,7 +286,7 @@ impl Daemon {
         if readable {
             let mut requests = Vec::new();
             let outcome = match self.clients.get_mut(&token) {
-                Some(c) => c.read(&mut requests),
+                Some(c) => c.read(&mut requests, CLIENT_READ_BUDGET),
                 None => return,
             };
             for req in requests {
@@ -280,6 +297,7 @@ impl Daemon {
             }
             match outcome {
                 ReadOutcome::Open => {}
+                ReadOutcome::More => self.read_again(token),
                 ReadOutcome::Closed => return self.drop_client(token, "closed"),
                 ReadOutcome::ProtocolError(e) => {
                     self.stats.ipc_errors += 1;
@@ -291,6 +309,12 @@ impl Daemon {
         }
         if writable || readable {
             self.flush_client(token);
+        }
+    }
+
+    fn read_again(&mut self, token: Token) {
+        if !self.again.contains(&token) {
+            self.again.push(token);
         }
     }
 
@@ -493,7 +517,11 @@ impl Daemon {
             return;
         };
         let version = udp.version;
-        udp.recv_all(|frame, from| frames.push((frame.to_vec(), from)));
+        if udp.recv_all(UDP_READ_BUDGET, |frame, from| {
+            frames.push((frame.to_vec(), from))
+        }) {
+            self.read_again(UDP);
+        }
         for (frame, from) in frames {
             let Ok(view) = HeaderView::new_checked(&frame, version) else {
                 continue; // runts were counted by the link

@@ -60,11 +60,13 @@ impl UdpLink {
         self.socket.local_addr()
     }
 
-    /// Receive every datagram waiting (the poll is edge-triggered) and hand
+    /// Receive the datagrams waiting, at most `budget` of them, and hand
     /// each frame with its sender to `on_frame`. Frames too short to hold a
-    /// header are counted and skipped here.
-    pub fn recv_all(&mut self, mut on_frame: impl FnMut(&[u8], SocketAddr)) {
-        loop {
+    /// header are counted and skipped here. Returns true if the budget ran
+    /// out before the socket was drained: the poll is edge-triggered, so the
+    /// caller must come back without waiting for another event.
+    pub fn recv_all(&mut self, budget: usize, mut on_frame: impl FnMut(&[u8], SocketAddr)) -> bool {
+        for _ in 0..budget {
             match self.socket.recv_from(&mut self.buf) {
                 Ok((n, from)) => {
                     self.stats.rx_frames += 1;
@@ -76,7 +78,7 @@ impl UdpLink {
                     }
                     on_frame(&self.buf[..n], from);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     // ICMP port-unreachable from an earlier send surfaces here
@@ -86,6 +88,7 @@ impl UdpLink {
                 }
             }
         }
+        true
     }
 
     /// Send one frame to `peer`. A full socket buffer drops the frame (UDP
@@ -127,7 +130,7 @@ mod tests {
         let mut got = Vec::new();
         // The datagrams are on loopback already; poll briefly until both arrived.
         for _ in 0..500 {
-            a.recv_all(|f, _| got.push(f.to_vec()));
+            a.recv_all(64, |f, _| got.push(f.to_vec()));
             if a.stats.rx_frames == 2 {
                 break;
             }
