@@ -21,8 +21,11 @@ case "$sock" in
   tcp:*|unix:*) ;;
   *) echo "usage: $0 [tcp:HOST:PORT | unix:PATH] [ELF]" >&2; exit 2 ;;
 esac
+# TCP: no Nagle, or every reply stalls on the client's delayed ACK (~40 ms).
+nodelay=""
+if [[ "$sock" == tcp:* ]]; then nodelay=",nodelay=on"; fi
 echo "firmware-demo: UART0 KISS on $sock (waiting for a client)" >&2
 exec qemu-system-arm -machine mps2-an386 -nographic -monitor none \
   -semihosting-config enable=on,target=native \
-  -serial "$sock,server=on,wait=on" \
+  -serial "$sock,server=on,wait=on$nodelay" \
   -kernel "$elf"

@@ -165,7 +165,7 @@ impl Fw {
                 .args(["-machine", "mps2-an386", "-nographic", "-monitor", "none"])
                 .args(["-semihosting-config", "enable=on,target=native"])
                 .arg("-serial")
-                .arg(format!("tcp:127.0.0.1:{port},server=on,wait=on"))
+                .arg(format!("tcp:127.0.0.1:{port},server=on,wait=on,nodelay=on"))
                 .arg("-kernel")
                 .arg(elf)
                 .stdin(Stdio::null())
