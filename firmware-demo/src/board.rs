@@ -3,6 +3,7 @@
 
 use core::sync::atomic::{AtomicU32, Ordering};
 
+use cortex_m_rt::STACK_PAINT_VALUE as STACK_PAINT;
 use csp_core::service::Ident;
 
 use crate::clock;
@@ -24,8 +25,9 @@ pub const IDENT: Ident<'static> = Ident {
 pub struct Mps2;
 
 extern "C" {
-    // cortex-m-rt's linker script: the first RAM byte after all statics.
-    static __sheap: u8;
+    // cortex-m-rt's linker script: the lowest address the stack may reach,
+    // just above the statics (there is no heap).
+    static _stack_end: u32;
 }
 
 impl Board for Mps2 {
@@ -33,14 +35,22 @@ impl Board for Mps2 {
         clock::seconds()
     }
 
-    /// RAM not in use right now: between the end of the statics and the
-    /// stack pointer (the stack grows down from the top of RAM towards the
-    /// statics, and there is no heap). Deeper calls than the current one
-    /// (HMAC, the service handler) dip into it for a moment.
+    /// RAM the stack has never reached since boot: cortex-m-rt paints the
+    /// whole stack area at reset (`paint-stack`), and the paint that is left
+    /// above the statics is what even the deepest call so far did not need.
+    /// A low-water mark, so it is the honest figure for the RAM budget.
     fn memfree(&self) -> u32 {
-        // Only the symbol's address is taken, never its value.
-        let statics_end = core::ptr::addr_of!(__sheap) as u32;
-        cortex_m::register::msp::read().saturating_sub(statics_end)
+        let start = core::ptr::addr_of!(_stack_end) as usize;
+        let sp = cortex_m::register::msp::read() as usize;
+        let mut at = start;
+        // SAFETY: every address read is in RAM between the end of the
+        // statics and the live stack (below `sp`): no Rust object lives
+        // there, and nothing else writes it while we read (the handlers'
+        // frames are above `sp` or only appear after this word was read).
+        while at < sp && unsafe { core::ptr::read_volatile(at as *const u32) } == STACK_PAINT {
+            at += 4;
+        }
+        (at - start) as u32
     }
 
     fn ident(&self) -> Ident<'static> {
