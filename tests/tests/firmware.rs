@@ -571,3 +571,203 @@ fn echo_64k_connectionless_byte_exact() {
         64.0 / secs
     );
 }
+
+// ---------------------------------------------------------------------------
+// The firmware's node logic on the host: the same source file, no QEMU. Fast,
+// deterministic, and able to throw arbitrary bytes at it.
+// ---------------------------------------------------------------------------
+
+macro_rules! fw_log {
+    ($($t:tt)*) => {{}};
+}
+
+#[allow(dead_code)]
+#[path = "../../firmware-demo/src/node.rs"]
+mod fw_node;
+
+mod node_on_host {
+    use super::fw_node::{Board, Node, NodeConfig, BUFFERS};
+    use super::*;
+    use csp_core::service::Ident;
+    use proptest::prelude::*;
+
+    struct FakeBoard;
+
+    impl Board for FakeBoard {
+        fn uptime_s(&self) -> u32 {
+            4711
+        }
+        fn memfree(&self) -> u32 {
+            1234
+        }
+        fn ident(&self) -> Ident<'static> {
+            Ident {
+                hostname: "host-test",
+                model: "none",
+                revision: "0",
+                date: "Jan  1 2026",
+                time: "00:00:00",
+            }
+        }
+        fn irqs(&self) -> u32 {
+            7
+        }
+    }
+
+    /// The UART: what the node writes.
+    #[derive(Default)]
+    struct Wire(Vec<u8>);
+
+    impl embedded_io::ErrorType for Wire {
+        type Error = std::convert::Infallible;
+    }
+
+    impl embedded_io::Write for Wire {
+        fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
+            self.0.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> Result<(), Self::Error> {
+            Ok(())
+        }
+    }
+
+    type HostNode = Node<{ MTU + 6 }>;
+
+    fn node(version: Version) -> HostNode {
+        Node::new(NodeConfig {
+            addr: Addr::for_version(FW_ADDR, version).unwrap(),
+            version,
+            hmac_key: HmacKey::from_key_string(DEMO_KEY),
+        })
+    }
+
+    fn request(version: Version, dport: u8, flags: Flags, data: &[u8]) -> Vec<u8> {
+        let h = Header {
+            prio: Prio::Normal,
+            src: addr(GROUND_ADDR),
+            dst: addr(FW_ADDR),
+            dport: port(dport),
+            sport: port(33),
+            flags,
+        };
+        let mut p = Buf::with_data(h, data).unwrap();
+        let frame = p.frame(version).unwrap();
+        let mut out = vec![0u8; kiss::max_encoded_len(frame.len())];
+        let n = kiss::encode(frame, version, &mut out).unwrap();
+        out.truncate(n);
+        out
+    }
+
+    /// Feeds `bytes`, returns the reply packets.
+    fn feed(node: &mut HostNode, version: Version, bytes: &[u8]) -> Vec<Buf> {
+        let mut wire = Wire::default();
+        for &b in bytes {
+            node.receive(b, &FakeBoard, &mut wire);
+        }
+        let mut dec = KissDecoder::<{ MTU + 6 }>::new(version);
+        wire.0
+            .iter()
+            .filter_map(|&b| match dec.push(b) {
+                Some(Ok(f)) => Some(Buf::from_frame(f, version).unwrap()),
+                Some(Err(e)) => panic!("node sent a bad frame: {e}"),
+                None => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn services_answer_from_the_board_in_both_header_versions() {
+        for version in [Version::V1, Version::V2] {
+            let mut n = node(version);
+            let replies = feed(&mut n, version, &request(version, 6, Flags::NONE, &[]));
+            assert_eq!(replies.len(), 1, "{version:?}");
+            assert_eq!(client::parse_u32(replies[0].data()), Ok(4711));
+            let r = feed(&mut n, version, &request(version, 3, Flags::NONE, &[]));
+            assert_eq!(client::parse_u32(r[0].data()), Ok(1234));
+            let r = feed(&mut n, version, &request(version, 5, Flags::NONE, &[]));
+            assert_eq!(client::parse_u32(r[0].data()), Ok(BUFFERS - 1));
+            let r = feed(&mut n, version, &request(version, 1, Flags::NONE, b"hi"));
+            assert_eq!(r[0].data(), b"hi");
+            assert_eq!(r[0].header.dst.get(), GROUND_ADDR);
+        }
+    }
+
+    #[test]
+    fn broadcast_ping_is_answered_from_our_address() {
+        let v = Version::V2;
+        let mut n = node(v);
+        let mut bytes = request(v, 1, Flags::NONE, b"all");
+        // Re-encode with the broadcast destination.
+        let h = Header {
+            dst: v.broadcast(),
+            ..Header::parse(&bytes[2..], v).unwrap()
+        };
+        let mut p = Buf::with_data(h, b"all").unwrap();
+        let frame = p.frame(v).unwrap().to_vec();
+        bytes = vec![0u8; kiss::max_encoded_len(frame.len())];
+        let len = kiss::encode(&frame, v, &mut bytes).unwrap();
+        bytes.truncate(len);
+        let r = feed(&mut n, v, &bytes);
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].header.src.get(), FW_ADDR);
+    }
+
+    #[test]
+    fn rdp_xtea_and_unknown_ports_get_no_reply() {
+        let v = Version::V1;
+        let mut n = node(v);
+        assert!(feed(&mut n, v, &request(v, ECHO_PORT, Flags::RDP, b"syn?")).is_empty());
+        // XTEA flagged (v1): no key here, dropped.
+        assert!(feed(&mut n, v, &request(v, ECHO_PORT, Flags::XTEA, &[0; 12])).is_empty());
+        assert!(feed(&mut n, v, &request(v, 40, Flags::NONE, b"x")).is_empty());
+        // Reboot is an event, never acted on or answered.
+        let magic = csp_core::service::REBOOT_MAGIC.to_be_bytes();
+        assert!(feed(&mut n, v, &request(v, 4, Flags::NONE, &magic)).is_empty());
+        // And the node still answers.
+        assert_eq!(
+            feed(&mut n, v, &request(v, ECHO_PORT, Flags::NONE, b"ok")).len(),
+            1
+        );
+    }
+
+    proptest! {
+        /// Whatever came before, a ping that arrives intact is answered (and
+        /// nothing panics on the way).
+        #[test]
+        fn ping_after_any_bytes_is_answered(
+            noise in proptest::collection::vec(any::<u8>(), 0..700),
+            v1 in any::<bool>(),
+            ping in proptest::collection::vec(any::<u8>(), 0..MTU),
+        ) {
+            let v = if v1 { Version::V1 } else { Version::V2 };
+            let mut n = node(v);
+            let mut bytes = noise;
+            bytes.extend(request(v, 1, Flags::NONE, &ping));
+            let replies = feed(&mut n, v, &bytes);
+            let answered = replies
+                .iter()
+                .any(|r| r.header.dport.get() == 33 && r.data() == &ping[..]);
+            prop_assert!(answered, "ping not answered after noise");
+        }
+
+        /// Arbitrary frames with a correct KISS CRC (any header, flags,
+        /// trailers) never panic the node, and whatever it sends is a valid
+        /// frame from our address.
+        #[test]
+        fn any_well_framed_packet_is_handled(
+            frame in proptest::collection::vec(any::<u8>(), 0..MTU + 6),
+            v1 in any::<bool>(),
+        ) {
+            let v = if v1 { Version::V1 } else { Version::V2 };
+            let mut n = node(v);
+            let mut bytes = vec![0u8; kiss::max_encoded_len(frame.len())];
+            if let Ok(len) = kiss::encode(&frame, v, &mut bytes) {
+                bytes.truncate(len);
+                for r in feed(&mut n, v, &bytes) {
+                    prop_assert_eq!(r.header.src.get(), FW_ADDR);
+                }
+            }
+        }
+    }
+}
