@@ -474,6 +474,11 @@ fn echo_plain_crc_and_hmac() {
     assert_eq!(after.autherr.wrapping_sub(before.autherr), 1);
     let reply = fw.request(ECHO_PORT, b"still here", &hmac_opts(DEMO_KEY));
     assert_eq!(reply.as_deref(), Some(&b"still here"[..]));
+    // The deepest stack so far (HMAC of a full packet included) left most
+    // of the 16 KiB RAM budget untouched.
+    let free = client::parse_u32(&fw.service(Request::Memfree)).unwrap();
+    eprintln!("memfree (stack low-water mark) after HMAC echoes: {free} B");
+    assert!(free > 8 * 1024, "stack reached deep: {free} B left");
 }
 
 #[test]
