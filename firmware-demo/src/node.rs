@@ -143,6 +143,27 @@ impl<const FRAME_MAX: usize> Node<FRAME_MAX> {
         }
     }
 
+    // The three readers below: the firmware reports its counters through
+    // CMP interface stats (`if_stats`); these are for tests and debuggers.
+
+    /// What happened to received packets so far.
+    #[allow(dead_code)]
+    pub fn counters(&self) -> &NodeCounters {
+        &self.counters
+    }
+
+    /// What the sink has received.
+    #[allow(dead_code)]
+    pub fn sink_counters(&self) -> &SinkCounters {
+        &self.sink
+    }
+
+    /// The KISS decoder's counters (frames delivered and dropped).
+    #[allow(dead_code)]
+    pub fn kiss_stats(&self) -> &KissStats {
+        self.kiss.stats()
+    }
+
     /// Takes one byte from the link; a complete request is answered on `link`.
     pub fn receive<B: Board, W: Write>(&mut self, byte: u8, board: &B, link: &mut W) {
         self.counters.rx_bytes = self.counters.rx_bytes.wrapping_add(1);

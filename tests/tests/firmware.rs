@@ -734,6 +734,15 @@ mod node_on_host {
             feed(&mut n, v, &request(v, ECHO_PORT, Flags::NONE, b"ok")).len(),
             1
         );
+        let c = n.counters();
+        assert_eq!(
+            (c.rdp_refused, c.security_errors, c.unknown_port, c.no_reply),
+            (1, 1, 1, 1),
+            "RDP, XTEA, port 40, reboot"
+        );
+        assert_eq!(c.tx_packets, 1);
+        assert_eq!(n.kiss_stats().frames_ok, 5);
+        assert_eq!(n.sink_counters().packets, 0);
     }
 
     proptest! {
