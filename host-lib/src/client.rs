@@ -1,0 +1,1053 @@
+//! The client: one connection to csp-muxd, the sockets bound through it,
+//! and the protocol work (CRC, HMAC, XTEA, SFP) done in this process.
+//!
+//! The core is non-blocking: [`Client::as_raw_fd`], [`Client::wants_write`],
+//! [`Client::poll_timeout`], [`Client::handle_readable`],
+//! [`Client::handle_writable`], [`Client::handle_timeout`],
+//! [`Client::try_recvfrom`], [`Client::try_sendto`] and
+//! [`Client::poll_event`] let a caller with its own event loop drive it.
+//! The blocking calls ([`Client::recvfrom`], [`Client::sendto`], ...) are
+//! that same core driven by `poll(2)` on the one descriptor, so the library
+//! never starts a thread.
+//!
+//! When the daemon goes away the client reconnects with backoff (250 ms
+//! doubling to 16 s), registers the same ports again, and reports
+//! [`Event::Reconnected`]. Bind, unbind and control requests wait for the
+//! daemon's answer (a local round trip, bounded by the request timeout).
+
+use std::collections::{HashMap, VecDeque};
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use csp_core::sfp::{self, Progress, Reassembler};
+use csp_core::{Addr, Flags, Header, Packet, Port, Version};
+use csp_ipc::{Control, ErrorCode, Message, Status};
+
+use crate::error::{register_error, Error, Result};
+use crate::ipc::{Incoming, Link, ReadEnd};
+use crate::options::Options;
+
+/// Largest packet (header room included) the IPC socket carries.
+const PACKET_CAP: usize = csp_core::header::MAX_HEADER_LEN + csp_ipc::MAX_FRAME_LEN;
+type IpcPacket = Packet<PACKET_CAP>;
+
+/// Largest payload SFP reassembles (per sender, per socket).
+pub const MAX_SFP_LEN: usize = 64 * 1024;
+/// Senders whose SFP transfers one socket reassembles at once; the least
+/// recently used one is dropped for a new sender.
+const SFP_SENDERS: usize = 4;
+
+/// First reconnect delay; doubled after every failed attempt.
+pub const RECONNECT_MIN: Duration = Duration::from_millis(250);
+/// Longest reconnect delay.
+pub const RECONNECT_MAX: Duration = Duration::from_secs(16);
+
+/// How a client connects and behaves.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The daemon's socket; `None` is [`default_socket_path`](crate::default_socket_path).
+    pub socket: Option<PathBuf>,
+    /// Name shown in `csp status`.
+    pub name: String,
+    /// Datagrams queued per socket before the oldest is dropped (counted).
+    pub queue_len: usize,
+    /// Reconnect when the daemon goes away.
+    pub reconnect: bool,
+    /// Longest wait for the daemon's answer to HELLO, REGISTER, CONTROL.
+    pub request_timeout: Duration,
+    /// Longest a blocking send waits for room in the socket.
+    pub send_timeout: Duration,
+    /// Bytes buffered for the daemon before a send blocks (or, non-blocking,
+    /// fails with [`Error::WouldBlock`]).
+    pub write_buffer: usize,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            socket: None,
+            name: default_name(),
+            queue_len: 256,
+            reconnect: true,
+            request_timeout: Duration::from_secs(5),
+            send_timeout: Duration::from_secs(5),
+            write_buffer: 256 * 1024,
+        }
+    }
+}
+
+/// The program's name and pid: what `csp status` shows by default.
+fn default_name() -> String {
+    let exe = std::env::current_exe().ok();
+    let prog = exe
+        .as_deref()
+        .and_then(Path::file_name)
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "host-lib".into());
+    format!("{prog}[{}]", std::process::id())
+}
+
+/// What to bind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Bind {
+    /// One port by number (0..=63, within the daemon's bindable range).
+    Port(u8),
+    /// Every port of the node not bound by someone else (`CSP_ANY`).
+    Any,
+    /// A free port of the daemon's ephemeral range, for a client that only
+    /// needs somewhere for replies to come back to.
+    Ephemeral,
+}
+
+impl Bind {
+    fn raw(self) -> u8 {
+        match self {
+            Bind::Port(p) => p,
+            Bind::Any => csp_ipc::PORT_ANY,
+            Bind::Ephemeral => csp_ipc::PORT_EPHEMERAL,
+        }
+    }
+}
+
+/// A bound socket: a handle into its [`Client`]. Copying it does not bind
+/// anything twice; [`Client::close`] releases it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Socket {
+    id: u64,
+}
+
+/// One received packet, trailers checked and stripped (and, with SFP, the
+/// whole reassembled payload).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Datagram {
+    /// The header as received (FRAG cleared for a reassembled payload).
+    pub header: Header,
+    /// The data.
+    pub data: Vec<u8>,
+}
+
+impl Datagram {
+    /// Sender's address.
+    pub fn src(&self) -> u16 {
+        self.header.src.get()
+    }
+    /// Sender's port (where a reply goes).
+    pub fn sport(&self) -> u8 {
+        self.header.sport.get()
+    }
+    /// The port it was sent to.
+    pub fn dport(&self) -> u8 {
+        self.header.dport.get()
+    }
+}
+
+/// Something the application may want to know about.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Event {
+    /// The daemon went away; the client will reconnect.
+    Disconnected {
+        /// What happened.
+        reason: String,
+    },
+    /// Connected again, ports registered again (except those reported in
+    /// [`Event::RebindFailed`]). Packets sent while away are lost; the
+    /// non-blocking caller must re-register the new descriptor
+    /// ([`Client::as_raw_fd`]).
+    Reconnected,
+    /// An ephemeral socket got another port from the restarted daemon.
+    PortChanged {
+        /// The socket.
+        socket: Socket,
+        /// The port it had.
+        old: u8,
+        /// The port it has now.
+        new: u8,
+    },
+    /// A socket could not be registered again after a reconnect (another
+    /// application took its port meanwhile); it stays unusable until closed.
+    RebindFailed {
+        /// The socket.
+        socket: Socket,
+        /// Why.
+        error: Error,
+    },
+    /// The daemon refused something we sent (e.g. a spoofed source).
+    DaemonError {
+        /// The daemon's code.
+        code: ErrorCode,
+        /// The daemon's message.
+        message: String,
+    },
+}
+
+/// Counters of one socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SocketStats {
+    /// Packets handed to the socket by the daemon.
+    pub rx_packets: u64,
+    /// Datagrams delivered to the application's queue.
+    pub delivered: u64,
+    /// Packets dropped because a trailer was missing or did not verify
+    /// (wrong HMAC key, bad CRC).
+    pub dropped_security: u64,
+    /// Datagrams dropped because the socket's queue was full.
+    pub dropped_overflow: u64,
+    /// SFP fragments refused (and transfers aborted or timed out).
+    pub sfp_errors: u64,
+    /// RDP segments dropped: RDP is not available yet.
+    pub dropped_rdp: u64,
+    /// Packets sent (each SFP fragment counts).
+    pub tx_packets: u64,
+}
+
+/// Counters of the client as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ClientStats {
+    /// Successful reconnects.
+    pub reconnects: u64,
+    /// Connection attempts that failed while reconnecting.
+    pub failed_attempts: u64,
+    /// DATA frames that did not hold a CSP header.
+    pub bad_packets: u64,
+    /// Packets for a port no socket of ours holds (closed meanwhile).
+    pub no_socket: u64,
+    /// Errors the daemon reported.
+    pub daemon_errors: u64,
+}
+
+/// Reassembly state for one sender.
+struct SfpRx {
+    from: (Addr, Port),
+    last_use: u64,
+    rx: Box<Reassembler<MAX_SFP_LEN>>,
+}
+
+/// One bound socket's state.
+struct Entry {
+    bind: Bind,
+    /// The port the daemon gave us (255 for ANY).
+    port: u8,
+    registered: bool,
+    options: Options,
+    queue: VecDeque<Datagram>,
+    sfp: Vec<SfpRx>,
+    stats: SocketStats,
+}
+
+/// An answer to a request (REGISTER, UNREGISTER, CONTROL), in the order
+/// the daemon sends them.
+#[derive(Debug)]
+enum Reply {
+    Register { status: Status, port: u8 },
+    Unregister { status: Status },
+    Control(String),
+}
+
+/// A connection to csp-muxd and the sockets bound through it.
+pub struct Client {
+    cfg: ClientConfig,
+    path: PathBuf,
+    link: Option<Link>,
+    node: Addr,
+    mtu: usize,
+    sockets: HashMap<u64, Entry>,
+    next_id: u64,
+    replies: VecDeque<Reply>,
+    /// Answers still to come for requests that timed out: skipped.
+    stale_replies: usize,
+    events: VecDeque<Event>,
+    retry_at: Option<Instant>,
+    retry_delay: Duration,
+    epoch: Instant,
+    nonce: u32,
+    use_counter: u64,
+    stats: ClientStats,
+    pub(crate) service: Option<Socket>,
+    pub(crate) service_options: Options,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("path", &self.path)
+            .field("connected", &self.link.is_some())
+            .field("node", &self.node)
+            .field("sockets", &self.sockets.len())
+            .finish()
+    }
+}
+
+impl Client {
+    /// Connect to the daemon at `path` with default settings.
+    pub fn connect(path: impl AsRef<Path>) -> Result<Client> {
+        Client::with_config(ClientConfig {
+            socket: Some(path.as_ref().to_path_buf()),
+            ..ClientConfig::default()
+        })
+    }
+
+    /// Connect to the daemon at the default socket path.
+    pub fn connect_default() -> Result<Client> {
+        Client::with_config(ClientConfig::default())
+    }
+
+    /// Connect as `cfg` says. The first connection is not retried: if the
+    /// daemon is not there, this says so ([`Error::NotRunning`]).
+    pub fn with_config(cfg: ClientConfig) -> Result<Client> {
+        let path = cfg
+            .socket
+            .clone()
+            .unwrap_or_else(crate::path::default_socket_path);
+        let (link, hello) = Link::connect(&path, &cfg.name, cfg.request_timeout)?;
+        let epoch = Instant::now();
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.subsec_nanos() ^ (d.as_secs() as u32));
+        let mut client = Client {
+            cfg,
+            path,
+            link: Some(link),
+            node: Addr::LOCAL,
+            mtu: 0,
+            sockets: HashMap::new(),
+            next_id: 1,
+            replies: VecDeque::new(),
+            stale_replies: 0,
+            events: VecDeque::new(),
+            retry_at: None,
+            retry_delay: RECONNECT_MIN,
+            epoch,
+            nonce: seed ^ std::process::id(),
+            use_counter: 0,
+            stats: ClientStats::default(),
+            service: None,
+            service_options: Options::NONE,
+        };
+        client.on_hello(hello.node, hello.mtu)?;
+        Ok(client)
+    }
+
+    fn on_hello(&mut self, node: u16, mtu: u16) -> Result<()> {
+        self.node = Addr::new(node).map_err(|_| Error::InvalidAddr(node))?;
+        self.mtu = usize::from(mtu);
+        Ok(())
+    }
+
+    /// The daemon's CSP address: the node this process is part of.
+    pub fn node(&self) -> u16 {
+        self.node.get()
+    }
+
+    /// Largest data (after the header, trailers included) one packet carries.
+    pub fn mtu(&self) -> usize {
+        self.mtu
+    }
+
+    /// The daemon's socket path.
+    pub fn socket_path(&self) -> &Path {
+        &self.path
+    }
+
+    /// True while connected to the daemon.
+    pub fn is_connected(&self) -> bool {
+        self.link.is_some()
+    }
+
+    /// The client's counters.
+    pub fn stats(&self) -> ClientStats {
+        self.stats
+    }
+
+    /// A socket's counters.
+    pub fn socket_stats(&self, socket: &Socket) -> Result<SocketStats> {
+        Ok(self.entry(socket)?.stats)
+    }
+
+    /// The port a socket holds now (255 for ANY).
+    pub fn local_port(&self, socket: &Socket) -> Result<u8> {
+        Ok(self.entry(socket)?.port)
+    }
+
+    /// Options used by the service helpers (ping, uptime, ...): CRC and
+    /// HMAC of the requests (the helpers add CRC where libcsp's do).
+    pub fn set_service_options(&mut self, options: Options) {
+        self.service_options = options;
+        if let Some(s) = self.service {
+            if let Some(e) = self.sockets.get_mut(&s.id) {
+                e.options = options;
+            }
+        }
+    }
+
+    fn entry(&self, socket: &Socket) -> Result<&Entry> {
+        self.sockets.get(&socket.id).ok_or(Error::UnknownSocket)
+    }
+
+    fn entry_mut(&mut self, socket: &Socket) -> Result<&mut Entry> {
+        self.sockets.get_mut(&socket.id).ok_or(Error::UnknownSocket)
+    }
+
+    fn disconnected(&self) -> Error {
+        Error::Disconnected {
+            path: self.path.clone(),
+        }
+    }
+
+    // ---- binding -------------------------------------------------------
+
+    /// Bind a port with no trailers and no SFP.
+    pub fn bind(&mut self, bind: Bind) -> Result<Socket> {
+        self.bind_with(bind, Options::NONE)
+    }
+
+    /// Bind a port; `options` are what the socket adds on send and requires
+    /// on receive.
+    pub fn bind_with(&mut self, bind: Bind, options: Options) -> Result<Socket> {
+        if let Bind::Port(p) = bind {
+            Port::new(p).map_err(|_| Error::InvalidPort(p))?;
+        }
+        let port = self.register(bind)?;
+        let id = self.next_id;
+        self.next_id += 1;
+        self.sockets.insert(
+            id,
+            Entry {
+                bind,
+                port,
+                registered: true,
+                options,
+                queue: VecDeque::new(),
+                sfp: Vec::new(),
+                stats: SocketStats::default(),
+            },
+        );
+        Ok(Socket { id })
+    }
+
+    /// REGISTER and wait for the answer; the port the daemon gave.
+    fn register(&mut self, bind: Bind) -> Result<u8> {
+        let raw = bind.raw();
+        let reply = self.request(&Message::Register {
+            addr: csp_ipc::ADDR_DAEMON,
+            port: raw,
+        })?;
+        match reply {
+            Reply::Register {
+                status: Status::Ok,
+                port,
+            } => Ok(port),
+            Reply::Register { status, .. } => Err(register_error(raw, status)),
+            other => Err(self.out_of_order(other)),
+        }
+    }
+
+    fn out_of_order(&mut self, got: Reply) -> Error {
+        // Our request/answer bookkeeping and the daemon disagree: start
+        // afresh rather than hand anyone the wrong answer.
+        self.lose_link(format!("answer out of order: {got:?}"));
+        Error::Protocol(csp_ipc::IpcError::BadBody(0))
+    }
+
+    /// Change a socket's options.
+    pub fn set_options(&mut self, socket: &Socket, options: Options) -> Result<()> {
+        self.entry_mut(socket)?.options = options;
+        Ok(())
+    }
+
+    /// Release the socket's port; queued datagrams are dropped.
+    pub fn close(&mut self, socket: Socket) -> Result<()> {
+        let entry = self
+            .sockets
+            .remove(&socket.id)
+            .ok_or(Error::UnknownSocket)?;
+        if self.service == Some(socket) {
+            self.service = None;
+        }
+        if !entry.registered || self.link.is_none() {
+            // The daemon forgot it already (it frees a lost client's ports).
+            return Ok(());
+        }
+        match self.request(&Message::Unregister {
+            addr: csp_ipc::ADDR_DAEMON,
+            port: entry.port,
+        })? {
+            Reply::Unregister {
+                status: Status::Ok | Status::NotRegistered,
+            } => Ok(()),
+            Reply::Unregister { status } => Err(Error::Register {
+                port: entry.port,
+                status,
+            }),
+            other => Err(self.out_of_order(other)),
+        }
+    }
+
+    /// Ask the daemon for its status, statistics or routes (text).
+    pub fn control(&mut self, request: Control) -> Result<String> {
+        match self.request(&Message::Control(request))? {
+            Reply::Control(text) => Ok(text),
+            other => Err(self.out_of_order(other)),
+        }
+    }
+
+    /// Send a request and wait (bounded) for its answer, serving everything
+    /// else that arrives meanwhile.
+    fn request(&mut self, msg: &Message<'_>) -> Result<Reply> {
+        let link = self.link.as_mut().ok_or_else(|| Error::Disconnected {
+            path: self.path.clone(),
+        })?;
+        link.queue(msg)?;
+        let deadline = Instant::now() + self.cfg.request_timeout;
+        loop {
+            self.flush_link();
+            if let Some(r) = self.replies.pop_front() {
+                return Ok(r);
+            }
+            if self.link.is_none() {
+                return Err(self.disconnected());
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                self.stale_replies += 1;
+                return Err(Error::Timeout);
+            }
+            // Only the link is waited on: a reconnect in the middle of a
+            // request would make its answer meaningless.
+            if let Some(link) = &self.link {
+                link.wait(deadline - now)
+                    .map_err(Error::io("waiting for csp-muxd"))?;
+            }
+            self.handle_readable();
+        }
+    }
+
+    // ---- sending -------------------------------------------------------
+
+    /// Send `data` from `socket` to (`dst`, `dport`) with the socket's
+    /// options, waiting for room in the socket buffer if needed.
+    pub fn sendto(&mut self, socket: &Socket, dst: u16, dport: u8, data: &[u8]) -> Result<()> {
+        let options = self.entry(socket)?.options;
+        self.sendto_with(socket, dst, dport, data, &options)
+    }
+
+    /// Send with `options` instead of the socket's.
+    pub fn sendto_with(
+        &mut self,
+        socket: &Socket,
+        dst: u16,
+        dport: u8,
+        data: &[u8],
+        options: &Options,
+    ) -> Result<()> {
+        self.send_inner(socket, dst, dport, data, options, true)
+    }
+
+    /// Non-blocking send: [`Error::WouldBlock`] (and nothing sent) when the
+    /// socket buffer is full.
+    pub fn try_sendto(
+        &mut self,
+        socket: &Socket,
+        dst: u16,
+        dport: u8,
+        data: &[u8],
+        options: &Options,
+    ) -> Result<()> {
+        self.send_inner(socket, dst, dport, data, options, false)
+    }
+
+    fn send_inner(
+        &mut self,
+        socket: &Socket,
+        dst: u16,
+        dport: u8,
+        data: &[u8],
+        options: &Options,
+        block: bool,
+    ) -> Result<()> {
+        let entry = self.entry(socket)?;
+        if entry.port == csp_ipc::PORT_ANY {
+            return Err(Error::NotAvailable(
+                "sending from a socket bound to ANY (bind a port or Bind::Ephemeral to send)",
+            ));
+        }
+        if !entry.registered || self.link.is_none() {
+            return Err(self.disconnected());
+        }
+        let header = Header {
+            prio: options.prio,
+            src: self.node,
+            dst: Addr::new(dst).map_err(|_| Error::InvalidAddr(dst))?,
+            dport: Port::new(dport).map_err(|_| Error::InvalidPort(dport))?,
+            sport: Port::new(entry.port).map_err(|_| Error::InvalidPort(entry.port))?,
+            flags: Flags::NONE,
+        };
+        let security = options.security();
+        let version = options.security_version();
+        let overhead = security.overhead();
+        if options.sfp {
+            let room = self.mtu.saturating_sub(overhead + sfp::TRAILER_LEN);
+            let frag_mtu = options.sfp_mtu.unwrap_or(room).min(room);
+            let fragments = sfp::split(data, frag_mtu).map_err(Error::Sfp)?;
+            let n = fragments.len();
+            if block {
+                self.wait_for_room(n * (frag_mtu + 32))?;
+            } else {
+                self.check_room(n * (frag_mtu + 32))?;
+            }
+            for frag in fragments {
+                let mut packet: IpcPacket =
+                    frag.to_packet(header).map_err(|_| Error::TooLarge {
+                        len: data.len(),
+                        mtu: self.mtu,
+                    })?;
+                self.nonce = self.nonce.wrapping_add(1);
+                security.append(&mut packet, version, self.nonce)?;
+                self.queue_packet(&mut packet)?;
+                if block {
+                    self.wait_for_room(0)?;
+                }
+            }
+            self.entry_mut(socket)?.stats.tx_packets += n as u64;
+        } else {
+            if data.len() + overhead > self.mtu {
+                return Err(Error::TooLarge {
+                    len: data.len() + overhead,
+                    mtu: self.mtu,
+                });
+            }
+            if block {
+                self.wait_for_room(data.len() + 16)?;
+            } else {
+                self.check_room(data.len() + 16)?;
+            }
+            let mut packet = IpcPacket::with_data(header, data).map_err(|_| Error::TooLarge {
+                len: data.len(),
+                mtu: self.mtu,
+            })?;
+            self.nonce = self.nonce.wrapping_add(1);
+            security.append(&mut packet, version, self.nonce)?;
+            self.queue_packet(&mut packet)?;
+            self.entry_mut(socket)?.stats.tx_packets += 1;
+        }
+        self.flush_link();
+        if self.link.is_none() {
+            return Err(self.disconnected());
+        }
+        Ok(())
+    }
+
+    fn queue_packet(&mut self, packet: &mut IpcPacket) -> Result<()> {
+        let (dst, len, mtu) = (packet.header.dst.get(), packet.len(), self.mtu);
+        let frame = packet.frame(Version::V2).map_err(|e| match e {
+            csp_core::packet::PacketError::Header(_) => Error::InvalidAddr(dst),
+            _ => Error::TooLarge { len, mtu },
+        })?;
+        let link = self.link.as_mut().ok_or_else(|| Error::Disconnected {
+            path: self.path.clone(),
+        })?;
+        link.queue(&Message::Data { frame })
+    }
+
+    fn check_room(&mut self, extra: usize) -> Result<()> {
+        self.flush_link();
+        let pending = self.link.as_ref().map_or(0, Link::pending_write);
+        if pending > 0 && pending + extra > self.cfg.write_buffer {
+            return Err(Error::WouldBlock);
+        }
+        Ok(())
+    }
+
+    /// Block until `extra` more bytes fit the write buffer.
+    fn wait_for_room(&mut self, extra: usize) -> Result<()> {
+        let deadline = Instant::now() + self.cfg.send_timeout;
+        loop {
+            match self.check_room(extra) {
+                Err(Error::WouldBlock) => {}
+                other => return other,
+            }
+            let Some(link) = &self.link else {
+                return Err(self.disconnected());
+            };
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(Error::Timeout);
+            }
+            link.wait(deadline - now)
+                .map_err(Error::io("waiting for csp-muxd"))?;
+            self.handle_readable();
+        }
+    }
+
+    fn flush_link(&mut self) {
+        if let Some(link) = self.link.as_mut() {
+            if let Err(e) = link.flush() {
+                self.lose_link(format!("writing to csp-muxd: {e}"));
+            }
+        }
+    }
+
+    // ---- receiving -----------------------------------------------------
+
+    /// The next datagram for `socket`, if one is queued (reads nothing).
+    pub fn try_recvfrom(&mut self, socket: &Socket) -> Result<Option<Datagram>> {
+        Ok(self.entry_mut(socket)?.queue.pop_front())
+    }
+
+    /// Wait (at most `timeout`; `None` = for ever) for a datagram on
+    /// `socket`. Keeps waiting across a daemon restart: the client
+    /// reconnects meanwhile.
+    pub fn recvfrom(&mut self, socket: &Socket, timeout: Option<Duration>) -> Result<Datagram> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            if let Some(d) = self.try_recvfrom(socket)? {
+                return Ok(d);
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return Err(Error::Timeout);
+            }
+            self.wait(deadline.map(|d| d - now))?;
+        }
+    }
+
+    /// Block once: until the descriptor is ready, a timer is due, or
+    /// `timeout` passes; then do what is due. The building block of every
+    /// blocking call, usable as the loop of a simple program.
+    pub fn wait(&mut self, timeout: Option<Duration>) -> Result<()> {
+        let now = Instant::now();
+        let mut limit = timeout.map(|t| now + t);
+        if let Some(t) = self.poll_timeout() {
+            limit = Some(limit.map_or(t, |l| l.min(t)));
+        }
+        let span = limit.map_or(Duration::from_secs(3600), |l| {
+            l.saturating_duration_since(now)
+        });
+        match &self.link {
+            Some(link) => {
+                link.wait(span).map_err(Error::io("waiting for csp-muxd"))?;
+                self.handle_readable();
+                self.handle_writable();
+            }
+            None => std::thread::sleep(span),
+        }
+        self.handle_timeout(Instant::now());
+        Ok(())
+    }
+
+    // ---- the non-blocking core ------------------------------------------
+
+    /// The descriptor to watch for readability (and writability when
+    /// [`wants_write`](Self::wants_write)); `None` while disconnected, when
+    /// only [`poll_timeout`](Self::poll_timeout) matters. It changes on a
+    /// reconnect ([`Event::Reconnected`]).
+    pub fn as_raw_fd(&self) -> Option<RawFd> {
+        self.link.as_ref().map(|l| l.fd().as_raw_fd())
+    }
+
+    /// True if bytes are waiting to be written to the daemon.
+    pub fn wants_write(&self) -> bool {
+        self.link.as_ref().is_some_and(|l| l.pending_write() > 0)
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) must be called next:
+    /// the next reconnect attempt or SFP reassembly deadline.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut next = if self.link.is_none() && self.cfg.reconnect {
+            self.retry_at
+        } else {
+            None
+        };
+        for e in self.sockets.values() {
+            for s in &e.sfp {
+                if let Some(t) = s.rx.poll_timeout() {
+                    let at = self.epoch + Duration::from_millis(t.as_millis());
+                    next = Some(next.map_or(at, |n: Instant| n.min(at)));
+                }
+            }
+        }
+        next
+    }
+
+    /// Read everything the daemon sent and dispatch it to the sockets.
+    pub fn handle_readable(&mut self) {
+        let Some(link) = self.link.as_mut() else {
+            return;
+        };
+        let mut frames = Vec::new();
+        let end = link.read(&mut |m| frames.push(m));
+        for frame in frames {
+            self.on_frame(frame);
+        }
+        match end {
+            Ok(ReadEnd::Drained) => {}
+            Ok(ReadEnd::Lost(why)) => self.lose_link(why),
+            Err(e) => self.lose_link(e.to_string()),
+        }
+    }
+
+    /// Write what is buffered for the daemon.
+    pub fn handle_writable(&mut self) {
+        self.flush_link();
+    }
+
+    /// Do what is due at `now`: a reconnect attempt, SFP timeouts.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let ms = self.core_now(now);
+        for e in self.sockets.values_mut() {
+            for s in &mut e.sfp {
+                if s.rx.handle_timeout(ms).is_err() {
+                    e.stats.sfp_errors += 1;
+                }
+            }
+        }
+        if self.link.is_none() && self.cfg.reconnect && self.retry_at.is_some_and(|t| now >= t) {
+            self.try_reconnect();
+        }
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    fn core_now(&self, now: Instant) -> csp_core::time::Instant {
+        let ms = now.saturating_duration_since(self.epoch).as_millis();
+        csp_core::time::Instant::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
+    }
+
+    fn on_frame(&mut self, frame: Incoming) {
+        let reply = match frame {
+            Incoming::Data(bytes) => return self.on_data(&bytes),
+            Incoming::RegisterAck { status, port } => Reply::Register { status, port },
+            Incoming::UnregisterAck { status } => Reply::Unregister { status },
+            Incoming::ControlReply(text) => Reply::Control(text),
+            Incoming::Bye(reason) => {
+                return self.lose_link(format!("csp-muxd said goodbye ({reason:?})"));
+            }
+            Incoming::Error { code, message } => {
+                self.stats.daemon_errors += 1;
+                log::warn!("csp-muxd: {message} ({code:?})");
+                self.events.push_back(Event::DaemonError { code, message });
+                return;
+            }
+            Incoming::HelloAck { .. } => {
+                return self.lose_link("second HELLO_ACK".into());
+            }
+        };
+        if self.stale_replies > 0 {
+            self.stale_replies -= 1;
+        } else {
+            self.replies.push_back(reply);
+        }
+    }
+
+    fn on_data(&mut self, frame: &[u8]) {
+        let Ok(mut packet) = IpcPacket::from_frame(frame, Version::V2) else {
+            self.stats.bad_packets += 1;
+            return;
+        };
+        let dport = packet.header.dport.get();
+        let exact = self
+            .sockets
+            .iter()
+            .find(|(_, e)| e.registered && e.port == dport)
+            .or_else(|| {
+                self.sockets
+                    .iter()
+                    .find(|(_, e)| e.registered && e.port == csp_ipc::PORT_ANY)
+            })
+            .map(|(&id, _)| id);
+        let Some(id) = exact else {
+            self.stats.no_socket += 1;
+            return;
+        };
+        let now = self.core_now(Instant::now());
+        self.use_counter += 1;
+        let tick = self.use_counter;
+        let queue_len = self.cfg.queue_len.max(1);
+        let Some(entry) = self.sockets.get_mut(&id) else {
+            return;
+        };
+        entry.stats.rx_packets += 1;
+        if packet.header.flags.contains(Flags::RDP) {
+            // csp-rdp's connection state machine slots in here: a segment
+            // for a connection (local port, peer) or a SYN for a listener.
+            entry.stats.dropped_rdp += 1;
+            return;
+        }
+        let options = entry.options;
+        if let Err(e) = options
+            .security()
+            .verify(&mut packet, options.security_version())
+        {
+            log::debug!(
+                "port {dport}: packet from {}:{} dropped: {e}",
+                packet.header.src,
+                packet.header.sport
+            );
+            entry.stats.dropped_security += 1;
+            return;
+        }
+        let header = packet.header;
+        let data = if header.flags.contains(Flags::FRAG) && options.sfp {
+            match entry.reassemble(now, tick, &packet) {
+                Some(whole) => whole,
+                None => return,
+            }
+        } else {
+            packet.data().to_vec()
+        };
+        let header = Header {
+            flags: if options.sfp {
+                header.flags.without(Flags::FRAG)
+            } else {
+                header.flags
+            },
+            ..header
+        };
+        if entry.queue.len() >= queue_len {
+            entry.queue.pop_front();
+            entry.stats.dropped_overflow += 1;
+        }
+        entry.queue.push_back(Datagram { header, data });
+        entry.stats.delivered += 1;
+    }
+
+    // ---- losing and finding the daemon -----------------------------------
+
+    fn lose_link(&mut self, reason: String) {
+        if self.link.take().is_none() {
+            return;
+        }
+        log::warn!("lost csp-muxd at {}: {reason}", self.path.display());
+        for e in self.sockets.values_mut() {
+            e.registered = false;
+        }
+        self.replies.clear();
+        self.stale_replies = 0;
+        self.retry_delay = RECONNECT_MIN;
+        self.retry_at = Some(Instant::now() + self.retry_delay);
+        self.events.push_back(Event::Disconnected { reason });
+    }
+
+    fn try_reconnect(&mut self) {
+        match Link::connect(&self.path, &self.cfg.name, self.cfg.request_timeout) {
+            Ok((link, hello)) => {
+                if let Err(e) = self.on_hello(hello.node, hello.mtu) {
+                    log::warn!("reconnect: {e}");
+                    return self.schedule_retry();
+                }
+                self.link = Some(link);
+                self.retry_at = None;
+                self.retry_delay = RECONNECT_MIN;
+                self.stats.reconnects += 1;
+                if self.rebind_all() {
+                    log::info!("reconnected to csp-muxd at {}", self.path.display());
+                    self.events.push_back(Event::Reconnected);
+                }
+            }
+            Err(e) => {
+                log::debug!("reconnect to {}: {e}", self.path.display());
+                self.stats.failed_attempts += 1;
+                self.schedule_retry();
+            }
+        }
+    }
+
+    fn schedule_retry(&mut self) {
+        self.retry_delay = (self.retry_delay * 2).min(RECONNECT_MAX);
+        self.retry_at = Some(Instant::now() + self.retry_delay);
+    }
+
+    /// Register every socket again; false if the link was lost meanwhile.
+    fn rebind_all(&mut self) -> bool {
+        let mut ids: Vec<u64> = self.sockets.keys().copied().collect();
+        ids.sort_unstable();
+        for id in ids {
+            let Some(e) = self.sockets.get(&id) else {
+                continue;
+            };
+            // An ephemeral port can not be asked for by number: ask for any
+            // ephemeral port again and say if it changed.
+            let (bind, old) = (
+                match e.bind {
+                    Bind::Ephemeral => Bind::Ephemeral,
+                    _ => e.bind,
+                },
+                e.port,
+            );
+            let socket = Socket { id };
+            match self.register(bind) {
+                Ok(port) => {
+                    if let Some(e) = self.sockets.get_mut(&id) {
+                        e.registered = true;
+                        e.port = port;
+                        e.sfp.clear();
+                    }
+                    if port != old {
+                        self.events.push_back(Event::PortChanged {
+                            socket,
+                            old,
+                            new: port,
+                        });
+                    }
+                }
+                Err(Error::Disconnected { .. }) => return false,
+                Err(error) => {
+                    log::warn!("port {old} could not be registered again: {error}");
+                    self.events.push_back(Event::RebindFailed { socket, error });
+                }
+            }
+            if self.link.is_none() {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+impl Entry {
+    /// Feed one fragment to the sender's reassembler; the whole payload
+    /// once complete.
+    fn reassemble(
+        &mut self,
+        now: csp_core::time::Instant,
+        tick: u64,
+        packet: &IpcPacket,
+    ) -> Option<Vec<u8>> {
+        let from = (packet.header.src, packet.header.sport);
+        let idx = match self.sfp.iter().position(|s| s.from == from) {
+            Some(i) => i,
+            None => {
+                if self.sfp.len() >= SFP_SENDERS {
+                    let oldest = self
+                        .sfp
+                        .iter()
+                        .enumerate()
+                        .min_by_key(|(_, s)| s.last_use)
+                        .map_or(0, |(i, _)| i);
+                    self.sfp.swap_remove(oldest);
+                }
+                self.sfp.push(SfpRx {
+                    from,
+                    last_use: tick,
+                    rx: Box::default(),
+                });
+                self.sfp.len() - 1
+            }
+        };
+        let slot = &mut self.sfp[idx];
+        slot.last_use = tick;
+        match slot.rx.push_packet(now, packet) {
+            Ok(Progress::Complete(data)) => Some(data.to_vec()),
+            Ok(_) => None,
+            Err(e) => {
+                log::debug!("SFP from {}:{}: {e}", from.0, from.1);
+                self.stats.sfp_errors += 1;
+                None
+            }
+        }
+    }
+}
