@@ -569,7 +569,7 @@ impl Client {
         let entry = self.entry(socket)?;
         if entry.port == csp_ipc::PORT_ANY {
             return Err(Error::NotAvailable(
-                "sending from a socket bound to ANY (bind a port or Bind::Ephemeral to send)",
+                "a socket bound to ANY only receives: bind a port or Bind::Ephemeral to send",
             ));
         }
         if !entry.registered || self.link.is_none() {

@@ -85,7 +85,8 @@ pub enum Error {
     Protocol(IpcError),
     /// A service reply could not be read.
     Service(ServiceError),
-    /// Something this version of the library does not do yet.
+    /// Something this version of the library does not do (yet); the text
+    /// says what and why.
     NotAvailable(&'static str),
     /// Any other I/O failure.
     Io {
@@ -158,7 +159,7 @@ impl fmt::Display for Error {
             Error::Daemon { code, message } => write!(f, "csp-muxd: {message} ({code:?})"),
             Error::Protocol(e) => write!(f, "csp-muxd sent a bad frame: {e}"),
             Error::Service(e) => write!(f, "bad service reply: {e}"),
-            Error::NotAvailable(what) => write!(f, "{what} is not available yet"),
+            Error::NotAvailable(what) => f.write_str(what),
             Error::Io { context, source } => write!(f, "{context}: {source}"),
         }
     }

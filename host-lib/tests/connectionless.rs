@@ -5,7 +5,8 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use host_lib::{Bind, Client};
+use csp_core::Flags;
+use host_lib::{Bind, Client, Error, Options};
 
 const T: Option<Duration> = Some(WAIT);
 
@@ -25,4 +26,159 @@ fn two_clients_both_ways_plain() {
     server.sendto(&s, got.src(), got.sport(), b"world").unwrap();
     let back = client.recvfrom(&c, T).unwrap();
     assert_eq!((back.data.as_slice(), back.sport()), (&b"world"[..], 10));
+}
+
+#[test]
+fn crc_and_hmac_both_ways_wrong_key_dropped_and_counted() {
+    let d = Muxd::start(9, "");
+    let secure = Options::NONE.with_crc().with_hmac_key(b"secret");
+    let mut server = Client::connect(&d.socket).unwrap();
+    let mut client = Client::connect(&d.socket).unwrap();
+    let mut intruder = Client::connect(&d.socket).unwrap();
+    let s = server.bind_with(Bind::Port(11), secure).unwrap();
+    let c = client.bind_with(Bind::Ephemeral, secure).unwrap();
+    let bad = intruder
+        .bind_with(
+            Bind::Ephemeral,
+            Options::NONE.with_crc().with_hmac_key(b"guess"),
+        )
+        .unwrap();
+    let plain = intruder.bind(Bind::Ephemeral).unwrap();
+
+    client.sendto(&c, 9, 11, b"command").unwrap();
+    let got = server.recvfrom(&s, T).unwrap();
+    assert_eq!(got.data, b"command", "trailers stripped after verifying");
+    assert!(got.header.flags.contains(Flags::HMAC) && got.header.flags.contains(Flags::CRC32));
+    server.sendto(&s, got.src(), got.sport(), b"ack").unwrap();
+    assert_eq!(client.recvfrom(&c, T).unwrap().data, b"ack");
+
+    // A wrong key, and no trailers at all, are both refused by a socket
+    // that requires them; the good packet after them still gets through.
+    intruder.sendto(&bad, 9, 11, b"forged").unwrap();
+    intruder.sendto(&plain, 9, 11, b"bare").unwrap();
+    client.sendto(&c, 9, 11, b"second").unwrap();
+    assert_eq!(server.recvfrom(&s, T).unwrap().data, b"second");
+    let stats = server.socket_stats(&s).unwrap();
+    assert_eq!(stats.dropped_security, 2, "{stats:?}");
+    assert_eq!(stats.delivered, 2);
+    assert!(server.try_recvfrom(&s).unwrap().is_none());
+}
+
+#[test]
+fn sfp_transfer_of_5_kb() {
+    let d = Muxd::start(9, "");
+    let opts = Options::NONE.with_sfp().with_crc();
+    let mut rx = Client::connect(&d.socket).unwrap();
+    let mut tx = Client::connect(&d.socket).unwrap();
+    let r = rx.bind_with(Bind::Port(12), opts).unwrap();
+    let t = tx.bind_with(Bind::Ephemeral, opts).unwrap();
+    let payload: Vec<u8> = (0..5000u32).map(|i| (i * 7 % 251) as u8).collect();
+
+    // Bigger than one packet: refused without SFP, fragmented with it.
+    let err = tx
+        .sendto_with(&t, 9, 12, &vec![0u8; 5000], &Options::NONE)
+        .unwrap_err();
+    assert!(matches!(err, Error::TooLarge { .. }), "{err}");
+    tx.sendto(&t, 9, 12, &payload).unwrap();
+    let got = rx.recvfrom(&r, T).unwrap();
+    assert_eq!(got.data.len(), payload.len());
+    assert!(got.data == payload, "byte-exact");
+    assert!(!got.header.flags.contains(Flags::FRAG));
+    assert_eq!(tx.socket_stats(&t).unwrap().tx_packets, 2);
+
+    // Small fragments (as a link with a small MTU would need).
+    let small = Options {
+        sfp_mtu: Some(200),
+        ..opts
+    };
+    tx.sendto_with(&t, 9, 12, &payload, &small).unwrap();
+    assert!(rx.recvfrom(&r, T).unwrap().data == payload);
+    assert_eq!(tx.socket_stats(&t).unwrap().tx_packets, 2 + 25);
+}
+
+#[test]
+fn port_in_use_any_and_close() {
+    let d = Muxd::start(9, "");
+    let mut a = Client::connect(&d.socket).unwrap();
+    let mut b = Client::connect(&d.socket).unwrap();
+    let s = a.bind(Bind::Port(10)).unwrap();
+    let err = b.bind(Bind::Port(10)).unwrap_err();
+    assert_eq!(err.to_string(), "port 10 is in use by another application");
+    assert!(matches!(
+        b.bind(Bind::Port(64)),
+        Err(Error::InvalidPort(64))
+    ));
+
+    // ANY gets what no exact binding takes; it can not send.
+    let any = b.bind(Bind::Any).unwrap();
+    let e = a.bind(Bind::Ephemeral).unwrap();
+    a.sendto(&e, 9, 20, b"to-any").unwrap();
+    let got = b.recvfrom(&any, T).unwrap();
+    assert_eq!((got.dport(), got.data.as_slice()), (20, &b"to-any"[..]));
+    assert!(b.sendto(&any, 9, 10, b"x").is_err());
+
+    // Closing frees the port for someone else.
+    a.close(s).unwrap();
+    assert!(matches!(
+        a.sendto(&s, 9, 10, b"x"),
+        Err(Error::UnknownSocket)
+    ));
+    let s2 = b.bind(Bind::Port(10)).unwrap();
+    a.sendto(&e, 9, 10, b"new owner").unwrap();
+    assert_eq!(b.recvfrom(&s2, T).unwrap().data, b"new owner");
+    assert!(matches!(
+        b.recvfrom(&s2, Some(Duration::from_millis(50))),
+        Err(Error::Timeout)
+    ));
+}
+
+#[test]
+fn services_of_the_daemon() {
+    let d = Muxd::start(9, "");
+    let mut c = Client::connect(&d.socket).unwrap();
+    let rtt = c.ping(9, 100, WAIT).unwrap();
+    assert!(rtt < WAIT);
+    c.ping(0, 0, WAIT).expect("0 is the local node");
+    assert!(c.uptime(9, WAIT).unwrap() < 3600);
+    assert!(c.buffree(9, WAIT).unwrap() > 0);
+    c.memfree(9, WAIT).unwrap();
+    assert_eq!(c.ident(9, WAIT).unwrap().hostname, "csp-muxd");
+    // The daemon holds no HMAC key: such a request gets no answer.
+    c.set_service_options(Options::NONE.with_hmac_key(b"k"));
+    assert!(matches!(
+        c.ping(9, 4, Duration::from_millis(200)),
+        Err(Error::Timeout)
+    ));
+    c.set_service_options(Options::NONE.with_crc());
+    c.ping(9, 4, WAIT).expect("CRC is checked and answered");
+}
+
+#[test]
+fn non_blocking_core() {
+    let d = Muxd::start(9, "");
+    let mut a = Client::connect(&d.socket).unwrap();
+    let mut b = Client::connect(&d.socket).unwrap();
+    let s = a.bind(Bind::Port(10)).unwrap();
+    let e = b.bind(Bind::Ephemeral).unwrap();
+    assert!(a.as_raw_fd().is_some());
+    assert_eq!(
+        a.poll_timeout(),
+        None,
+        "nothing due while connected and idle"
+    );
+    assert!(a.try_recvfrom(&s).unwrap().is_none());
+    for i in 0..10u8 {
+        b.try_sendto(&e, 9, 10, &[i], &Options::NONE).unwrap();
+    }
+    // Drive `a` as an event loop would: wait on its fd, then handle it.
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut got = Vec::new();
+    while got.len() < 10 && std::time::Instant::now() < deadline {
+        a.wait(Some(Duration::from_millis(100))).unwrap();
+        a.handle_readable();
+        while let Some(d) = a.try_recvfrom(&s).unwrap() {
+            got.push(d.data[0]);
+        }
+    }
+    assert_eq!(got, (0..10).collect::<Vec<u8>>());
 }
