@@ -230,6 +230,8 @@ struct Entry {
     /// The port the daemon gave us (255 for ANY).
     port: u8,
     registered: bool,
+    /// Why registering again after a reconnect failed.
+    lost: Option<Status>,
     options: Options,
     queue: VecDeque<Datagram>,
     sfp: Vec<SfpRx>,
@@ -417,6 +419,7 @@ impl Client {
                 bind,
                 port,
                 registered: true,
+                lost: None,
                 options,
                 queue: VecDeque::new(),
                 sfp: Vec::new(),
@@ -571,6 +574,9 @@ impl Client {
             return Err(Error::NotAvailable(
                 "a socket bound to ANY only receives: bind a port or Bind::Ephemeral to send",
             ));
+        }
+        if let (Some(status), Some(_)) = (entry.lost, &self.link) {
+            return Err(register_error(entry.port, status));
         }
         if !entry.registered || self.link.is_none() {
             return Err(self.disconnected());
@@ -983,6 +989,7 @@ impl Client {
                 Ok(port) => {
                     if let Some(e) = self.sockets.get_mut(&id) {
                         e.registered = true;
+                        e.lost = None;
                         e.port = port;
                         e.sfp.clear();
                     }
@@ -997,6 +1004,14 @@ impl Client {
                 Err(Error::Disconnected { .. }) => return false,
                 Err(error) => {
                     log::warn!("port {old} could not be registered again: {error}");
+                    if let (Some(e), Error::PortInUse { .. }) = (self.sockets.get_mut(&id), &error)
+                    {
+                        e.lost = Some(Status::PortInUse);
+                    } else if let (Some(e), Error::Register { status, .. }) =
+                        (self.sockets.get_mut(&id), &error)
+                    {
+                        e.lost = Some(*status);
+                    }
                     self.events.push_back(Event::RebindFailed { socket, error });
                 }
             }
