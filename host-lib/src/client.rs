@@ -977,13 +977,7 @@ impl Client {
             };
             // An ephemeral port can not be asked for by number: ask for any
             // ephemeral port again and say if it changed.
-            let (bind, old) = (
-                match e.bind {
-                    Bind::Ephemeral => Bind::Ephemeral,
-                    _ => e.bind,
-                },
-                e.port,
-            );
+            let (bind, old) = (e.bind, e.port);
             let socket = Socket { id };
             match self.register(bind) {
                 Ok(port) => {
@@ -1004,13 +998,13 @@ impl Client {
                 Err(Error::Disconnected { .. }) => return false,
                 Err(error) => {
                     log::warn!("port {old} could not be registered again: {error}");
-                    if let (Some(e), Error::PortInUse { .. }) = (self.sockets.get_mut(&id), &error)
-                    {
-                        e.lost = Some(Status::PortInUse);
-                    } else if let (Some(e), Error::Register { status, .. }) =
-                        (self.sockets.get_mut(&id), &error)
-                    {
-                        e.lost = Some(*status);
+                    let status = match &error {
+                        Error::PortInUse { .. } => Some(Status::PortInUse),
+                        Error::Register { status, .. } => Some(*status),
+                        _ => None,
+                    };
+                    if let (Some(e), Some(status)) = (self.sockets.get_mut(&id), status) {
+                        e.lost = Some(status);
                     }
                     self.events.push_back(Event::RebindFailed { socket, error });
                 }
