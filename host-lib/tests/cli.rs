@@ -257,3 +257,15 @@ fn help_has_examples_for_every_subcommand() {
     assert_eq!(code, 0);
     assert!(out.contains("csp ping 1"), "{out}");
 }
+
+#[test]
+fn send_reply_against_listen_echo() {
+    let d = Muxd::start(1, "");
+    let echo = listen(&d, &["--echo", "-c", "1", "--idle", "10000", "13"]);
+    let (code, out, err) =
+        run(csp(&d).args(["--timeout", "5000", "send", "--reply", "1", "13", "ping-me"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("1:13 -> port "), "{out}");
+    assert!(out.trim_end().ends_with("70 69 6e 67 2d 6d 65"), "{out}");
+    assert!(finish(echo).status.success());
+}
