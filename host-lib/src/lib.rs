@@ -23,14 +23,18 @@
 
 pub mod client;
 pub mod error;
+pub mod event;
 mod ipc;
 pub mod options;
 pub mod path;
 pub mod service;
+pub mod socket;
 
-pub use client::{Bind, Client, ClientConfig, ClientStats, Datagram, Event, Socket, SocketStats};
+pub use client::{Client, ClientConfig, ClientStats};
 pub use csp_ipc::Control;
 pub use error::{Error, Result};
+pub use event::Event;
 pub use options::Options;
 pub use path::default_socket_path;
 pub use service::IdentInfo;
+pub use socket::{Bind, Datagram, Socket, SocketStats};

@@ -5,8 +5,9 @@ use std::time::{Duration, Instant};
 
 use csp_core::service::client::{self, Request};
 
-use crate::client::{Bind, Client};
+use crate::client::Client;
 use crate::error::{Error, Result};
+use crate::socket::Bind;
 
 /// What CMP ident returned, owned.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -20,23 +20,17 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use csp_core::sfp::{self, Progress, Reassembler};
-use csp_core::{Addr, Flags, Header, Packet, Port, Version};
-use csp_ipc::{Control, ErrorCode, Message, Status};
+use csp_core::sfp;
+use csp_core::{Addr, Flags, Header, Port, Version};
+use csp_ipc::{Control, Message, Status};
 
 use crate::error::{register_error, Error, Result};
+use crate::event::Event;
 use crate::ipc::{Incoming, Link, ReadEnd};
 use crate::options::Options;
+use crate::socket::{Bind, Datagram, Entry, IpcPacket, Socket, SocketStats};
 
-/// Largest packet (header room included) the IPC socket carries.
-const PACKET_CAP: usize = csp_core::header::MAX_HEADER_LEN + csp_ipc::MAX_FRAME_LEN;
-type IpcPacket = Packet<PACKET_CAP>;
-
-/// Largest payload SFP reassembles (per sender, per socket).
-pub const MAX_SFP_LEN: usize = 64 * 1024;
-/// Senders whose SFP transfers one socket reassembles at once; the least
-/// recently used one is dropped for a new sender.
-const SFP_SENDERS: usize = 4;
+mod reconnect;
 
 /// First reconnect delay; doubled after every failed attempt.
 pub const RECONNECT_MIN: Duration = Duration::from_millis(250);
@@ -88,120 +82,6 @@ fn default_name() -> String {
     format!("{prog}[{}]", std::process::id())
 }
 
-/// What to bind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Bind {
-    /// One port by number (0..=63, within the daemon's bindable range).
-    Port(u8),
-    /// Every port of the node not bound by someone else (`CSP_ANY`).
-    Any,
-    /// A free port of the daemon's ephemeral range, for a client that only
-    /// needs somewhere for replies to come back to.
-    Ephemeral,
-}
-
-impl Bind {
-    fn raw(self) -> u8 {
-        match self {
-            Bind::Port(p) => p,
-            Bind::Any => csp_ipc::PORT_ANY,
-            Bind::Ephemeral => csp_ipc::PORT_EPHEMERAL,
-        }
-    }
-}
-
-/// A bound socket: a handle into its [`Client`]. Copying it does not bind
-/// anything twice; [`Client::close`] releases it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Socket {
-    id: u64,
-}
-
-/// One received packet, trailers checked and stripped (and, with SFP, the
-/// whole reassembled payload).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Datagram {
-    /// The header as received (FRAG cleared for a reassembled payload).
-    pub header: Header,
-    /// The data.
-    pub data: Vec<u8>,
-}
-
-impl Datagram {
-    /// Sender's address.
-    pub fn src(&self) -> u16 {
-        self.header.src.get()
-    }
-    /// Sender's port (where a reply goes).
-    pub fn sport(&self) -> u8 {
-        self.header.sport.get()
-    }
-    /// The port it was sent to.
-    pub fn dport(&self) -> u8 {
-        self.header.dport.get()
-    }
-}
-
-/// Something the application may want to know about.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum Event {
-    /// The daemon went away; the client will reconnect.
-    Disconnected {
-        /// What happened.
-        reason: String,
-    },
-    /// Connected again, ports registered again (except those reported in
-    /// [`Event::RebindFailed`]). Packets sent while away are lost; the
-    /// non-blocking caller must re-register the new descriptor
-    /// ([`Client::as_raw_fd`]).
-    Reconnected,
-    /// An ephemeral socket got another port from the restarted daemon.
-    PortChanged {
-        /// The socket.
-        socket: Socket,
-        /// The port it had.
-        old: u8,
-        /// The port it has now.
-        new: u8,
-    },
-    /// A socket could not be registered again after a reconnect (another
-    /// application took its port meanwhile); it stays unusable until closed.
-    RebindFailed {
-        /// The socket.
-        socket: Socket,
-        /// Why.
-        error: Error,
-    },
-    /// The daemon refused something we sent (e.g. a spoofed source).
-    DaemonError {
-        /// The daemon's code.
-        code: ErrorCode,
-        /// The daemon's message.
-        message: String,
-    },
-}
-
-/// Counters of one socket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct SocketStats {
-    /// Packets handed to the socket by the daemon.
-    pub rx_packets: u64,
-    /// Datagrams delivered to the application's queue.
-    pub delivered: u64,
-    /// Packets dropped because a trailer was missing or did not verify
-    /// (wrong HMAC key, bad CRC).
-    pub dropped_security: u64,
-    /// Datagrams dropped because the socket's queue was full.
-    pub dropped_overflow: u64,
-    /// SFP fragments refused (and transfers aborted or timed out).
-    pub sfp_errors: u64,
-    /// RDP segments dropped: RDP is not available yet.
-    pub dropped_rdp: u64,
-    /// Packets sent (each SFP fragment counts).
-    pub tx_packets: u64,
-}
-
 /// Counters of the client as a whole.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ClientStats {
@@ -215,27 +95,6 @@ pub struct ClientStats {
     pub no_socket: u64,
     /// Errors the daemon reported.
     pub daemon_errors: u64,
-}
-
-/// Reassembly state for one sender.
-struct SfpRx {
-    from: (Addr, Port),
-    last_use: u64,
-    rx: Box<Reassembler<MAX_SFP_LEN>>,
-}
-
-/// One bound socket's state.
-struct Entry {
-    bind: Bind,
-    /// The port the daemon gave us (255 for ANY).
-    port: u8,
-    registered: bool,
-    /// Why registering again after a reconnect failed.
-    lost: Option<Status>,
-    options: Options,
-    queue: VecDeque<Datagram>,
-    sfp: Vec<SfpRx>,
-    stats: SocketStats,
 }
 
 /// An answer to a request (REGISTER, UNREGISTER, CONTROL), in the order
@@ -919,144 +778,5 @@ impl Client {
         }
         entry.queue.push_back(Datagram { header, data });
         entry.stats.delivered += 1;
-    }
-
-    // ---- losing and finding the daemon -----------------------------------
-
-    fn lose_link(&mut self, reason: String) {
-        if self.link.take().is_none() {
-            return;
-        }
-        log::warn!("lost csp-muxd at {}: {reason}", self.path.display());
-        for e in self.sockets.values_mut() {
-            e.registered = false;
-        }
-        self.replies.clear();
-        self.stale_replies = 0;
-        self.retry_delay = RECONNECT_MIN;
-        self.retry_at = Some(Instant::now() + self.retry_delay);
-        self.events.push_back(Event::Disconnected { reason });
-    }
-
-    fn try_reconnect(&mut self) {
-        match Link::connect(&self.path, &self.cfg.name, self.cfg.request_timeout) {
-            Ok((link, hello)) => {
-                if let Err(e) = self.on_hello(hello.node, hello.mtu) {
-                    log::warn!("reconnect: {e}");
-                    return self.schedule_retry();
-                }
-                self.link = Some(link);
-                self.retry_at = None;
-                self.retry_delay = RECONNECT_MIN;
-                self.stats.reconnects += 1;
-                if self.rebind_all() {
-                    log::info!("reconnected to csp-muxd at {}", self.path.display());
-                    self.events.push_back(Event::Reconnected);
-                }
-            }
-            Err(e) => {
-                log::debug!("reconnect to {}: {e}", self.path.display());
-                self.stats.failed_attempts += 1;
-                self.schedule_retry();
-            }
-        }
-    }
-
-    fn schedule_retry(&mut self) {
-        self.retry_delay = (self.retry_delay * 2).min(RECONNECT_MAX);
-        self.retry_at = Some(Instant::now() + self.retry_delay);
-    }
-
-    /// Register every socket again; false if the link was lost meanwhile.
-    fn rebind_all(&mut self) -> bool {
-        let mut ids: Vec<u64> = self.sockets.keys().copied().collect();
-        ids.sort_unstable();
-        for id in ids {
-            let Some(e) = self.sockets.get(&id) else {
-                continue;
-            };
-            // An ephemeral port can not be asked for by number: ask for any
-            // ephemeral port again and say if it changed.
-            let (bind, old) = (e.bind, e.port);
-            let socket = Socket { id };
-            match self.register(bind) {
-                Ok(port) => {
-                    if let Some(e) = self.sockets.get_mut(&id) {
-                        e.registered = true;
-                        e.lost = None;
-                        e.port = port;
-                        e.sfp.clear();
-                    }
-                    if port != old {
-                        self.events.push_back(Event::PortChanged {
-                            socket,
-                            old,
-                            new: port,
-                        });
-                    }
-                }
-                Err(Error::Disconnected { .. }) => return false,
-                Err(error) => {
-                    log::warn!("port {old} could not be registered again: {error}");
-                    let status = match &error {
-                        Error::PortInUse { .. } => Some(Status::PortInUse),
-                        Error::Register { status, .. } => Some(*status),
-                        _ => None,
-                    };
-                    if let (Some(e), Some(status)) = (self.sockets.get_mut(&id), status) {
-                        e.lost = Some(status);
-                    }
-                    self.events.push_back(Event::RebindFailed { socket, error });
-                }
-            }
-            if self.link.is_none() {
-                return false;
-            }
-        }
-        true
-    }
-}
-
-impl Entry {
-    /// Feed one fragment to the sender's reassembler; the whole payload
-    /// once complete.
-    fn reassemble(
-        &mut self,
-        now: csp_core::time::Instant,
-        tick: u64,
-        packet: &IpcPacket,
-    ) -> Option<Vec<u8>> {
-        let from = (packet.header.src, packet.header.sport);
-        let idx = match self.sfp.iter().position(|s| s.from == from) {
-            Some(i) => i,
-            None => {
-                if self.sfp.len() >= SFP_SENDERS {
-                    let oldest = self
-                        .sfp
-                        .iter()
-                        .enumerate()
-                        .min_by_key(|(_, s)| s.last_use)
-                        .map_or(0, |(i, _)| i);
-                    self.sfp.swap_remove(oldest);
-                }
-                self.sfp.push(SfpRx {
-                    from,
-                    last_use: tick,
-                    rx: Box::default(),
-                });
-                self.sfp.len() - 1
-            }
-        };
-        let slot = &mut self.sfp[idx];
-        slot.last_use = tick;
-        match slot.rx.push_packet(now, packet) {
-            Ok(Progress::Complete(data)) => Some(data.to_vec()),
-            Ok(_) => None,
-            Err(e) => {
-                log::debug!("SFP from {}:{}: {e}", from.0, from.1);
-                self.stats.sfp_errors += 1;
-                None
-            }
-        }
     }
 }
