@@ -56,6 +56,17 @@ fn crc_and_hmac_both_ways_wrong_key_dropped_and_counted() {
     // that requires them; the good packet after them still gets through.
     intruder.sendto(&bad, 9, 11, b"forged").unwrap();
     intruder.sendto(&plain, 9, 11, b"bare").unwrap();
+    // Packets from two connections reach the daemon in no fixed order:
+    // drive the server until both refusals are counted (bounded).
+    let deadline = std::time::Instant::now() + WAIT;
+    while server.socket_stats(&s).unwrap().dropped_security < 2 {
+        assert!(std::time::Instant::now() < deadline, "refusals not counted");
+        server.wait(Some(Duration::from_millis(20))).unwrap();
+    }
+    assert!(
+        server.try_recvfrom(&s).unwrap().is_none(),
+        "nothing delivered"
+    );
     client.sendto(&c, 9, 11, b"second").unwrap();
     assert_eq!(server.recvfrom(&s, T).unwrap().data, b"second");
     let stats = server.socket_stats(&s).unwrap();
