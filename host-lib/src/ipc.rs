@@ -73,6 +73,10 @@ pub(crate) struct Link {
     stream: UnixStream,
     rbuf: Vec<u8>,
     wbuf: Vec<u8>,
+    /// Frames that arrived together with HELLO_ACK, not yet handed over.
+    held: Vec<Incoming>,
+    /// The stream ended right behind HELLO_ACK: why.
+    held_end: Option<String>,
 }
 
 /// What HELLO_ACK said.
@@ -104,6 +108,8 @@ impl Link {
             stream,
             rbuf: Vec::new(),
             wbuf: Vec::new(),
+            held: Vec::new(),
+            held_end: None,
         };
         // A name longer than the protocol allows is cut, not refused: it is
         // only shown in `csp status`.
@@ -126,18 +132,21 @@ impl Link {
             }
             link.wait(deadline - now)
                 .map_err(Error::io("waiting for csp-muxd"))?;
-            let mut first = None;
-            let end = link.read(&mut |m| {
-                if first.is_none() {
-                    first = Some(m);
-                }
-            })?;
-            match first {
+            let mut frames = Vec::new();
+            let end = link.read(&mut |m| frames.push(m))?;
+            let mut frames = frames.into_iter();
+            match frames.next() {
                 Some(Incoming::HelloAck { version, node, mtu }) => {
                     if version != csp_ipc::VERSION {
                         return Err(Error::VersionMismatch { daemon: version });
                     }
                     got = Some(Hello { node, mtu });
+                    // What came with the answer is the client's: keep it
+                    // for its first read, and the end of the stream too.
+                    link.held.extend(frames);
+                    if let ReadEnd::Lost(why) = end {
+                        link.held_end = Some(why);
+                    }
                 }
                 Some(Incoming::Error { code, message }) => {
                     return Err(Error::Refused { code, message })
@@ -218,6 +227,12 @@ impl Link {
     /// to `on_frame`. A bad frame from the daemon ends the connection: the
     /// stream can not be trusted to be framed after it.
     pub fn read(&mut self, on_frame: &mut dyn FnMut(Incoming)) -> Result<ReadEnd> {
+        for frame in self.held.drain(..) {
+            on_frame(frame);
+        }
+        if let Some(why) = self.held_end.take() {
+            return Ok(ReadEnd::Lost(why));
+        }
         let mut chunk = vec![0u8; READ_CHUNK];
         loop {
             let n = match self.stream.read(&mut chunk) {
@@ -298,6 +313,8 @@ mod tests {
             stream: a,
             rbuf: Vec::new(),
             wbuf: Vec::new(),
+            held: Vec::new(),
+            held_end: None,
         };
         let bytes = csp_ipc::encode_to_vec(&Message::Data {
             frame: &[0, 1, 2, 3, 4, 5, 6],

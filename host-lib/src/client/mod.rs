@@ -115,6 +115,8 @@ pub struct Client {
     mtu: usize,
     sockets: HashMap<u64, Entry>,
     next_id: u64,
+    /// Frames read but not yet acted on.
+    inbox: VecDeque<Incoming>,
     replies: VecDeque<Reply>,
     /// Answers still to come for requests that timed out: skipped.
     stale_replies: usize,
@@ -174,6 +176,7 @@ impl Client {
             mtu: 0,
             sockets: HashMap::new(),
             next_id: 1,
+            inbox: VecDeque::new(),
             replies: VecDeque::new(),
             stale_replies: 0,
             events: VecDeque::new(),
@@ -187,6 +190,8 @@ impl Client {
             service_options: Options::NONE,
         };
         client.on_hello(hello.node, hello.mtu)?;
+        // Whatever came along with HELLO_ACK (even the end of the stream).
+        client.handle_readable();
         Ok(client)
     }
 
@@ -364,6 +369,9 @@ impl Client {
         let deadline = Instant::now() + self.cfg.request_timeout;
         loop {
             self.flush_link();
+            // Frames behind the answer wait in the inbox: a DATA frame for
+            // the port being bound must find the socket in the table.
+            self.pump(true);
             if let Some(r) = self.replies.pop_front() {
                 return Ok(r);
             }
@@ -381,7 +389,10 @@ impl Client {
                 link.wait(deadline - now)
                     .map_err(Error::io("waiting for csp-muxd"))?;
             }
-            self.handle_readable();
+            if let Some(why) = self.read_link() {
+                self.pump(false);
+                self.lose_link(why);
+            }
         }
     }
 
@@ -557,6 +568,7 @@ impl Client {
 
     /// The next datagram for `socket`, if one is queued (reads nothing).
     pub fn try_recvfrom(&mut self, socket: &Socket) -> Result<Option<Datagram>> {
+        self.pump(false);
         Ok(self.entry_mut(socket)?.queue.pop_front())
     }
 
@@ -619,6 +631,10 @@ impl Client {
     /// When [`handle_timeout`](Self::handle_timeout) must be called next:
     /// the next reconnect attempt or SFP reassembly deadline.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        if !self.inbox.is_empty() {
+            // Frames read during a request wait to be dispatched.
+            return Some(Instant::now());
+        }
         let mut next = if self.link.is_none() && self.cfg.reconnect {
             self.retry_at
         } else {
@@ -637,18 +653,31 @@ impl Client {
 
     /// Read everything the daemon sent and dispatch it to the sockets.
     pub fn handle_readable(&mut self) {
-        let Some(link) = self.link.as_mut() else {
-            return;
-        };
-        let mut frames = Vec::new();
-        let end = link.read(&mut |m| frames.push(m));
-        for frame in frames {
-            self.on_frame(frame);
+        let lost = self.read_link();
+        self.pump(false);
+        if let Some(why) = lost {
+            self.lose_link(why);
         }
-        match end {
-            Ok(ReadEnd::Drained) => {}
-            Ok(ReadEnd::Lost(why)) => self.lose_link(why),
-            Err(e) => self.lose_link(e.to_string()),
+    }
+
+    /// Move what the daemon sent into the inbox; why the link ended, if it did.
+    fn read_link(&mut self) -> Option<String> {
+        let link = self.link.as_mut()?;
+        let inbox = &mut self.inbox;
+        match link.read(&mut |m| inbox.push_back(m)) {
+            Ok(ReadEnd::Drained) => None,
+            Ok(ReadEnd::Lost(why)) => Some(why),
+            Err(e) => Some(e.to_string()),
+        }
+    }
+
+    /// Act on the inbox in order; with `until_reply`, stop right after an
+    /// answer to a request so the requester sees it before what follows.
+    fn pump(&mut self, until_reply: bool) {
+        while let Some(frame) = self.inbox.pop_front() {
+            if self.on_frame(frame) && until_reply {
+                return;
+            }
         }
     }
 
@@ -659,6 +688,7 @@ impl Client {
 
     /// Do what is due at `now`: a reconnect attempt, SFP timeouts.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.pump(false);
         let ms = self.core_now(now);
         for e in self.sockets.values_mut() {
             for s in &mut e.sfp {
@@ -682,29 +712,37 @@ impl Client {
         csp_core::time::Instant::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
     }
 
-    fn on_frame(&mut self, frame: Incoming) {
+    /// Act on one frame; true if it was the answer to a pending request.
+    fn on_frame(&mut self, frame: Incoming) -> bool {
         let reply = match frame {
-            Incoming::Data(bytes) => return self.on_data(&bytes),
+            Incoming::Data(bytes) => {
+                self.on_data(&bytes);
+                return false;
+            }
             Incoming::RegisterAck { status, port } => Reply::Register { status, port },
             Incoming::UnregisterAck { status } => Reply::Unregister { status },
             Incoming::ControlReply(text) => Reply::Control(text),
             Incoming::Bye(reason) => {
-                return self.lose_link(format!("csp-muxd said goodbye ({reason:?})"));
+                self.lose_link(format!("csp-muxd said goodbye ({reason:?})"));
+                return false;
             }
             Incoming::Error { code, message } => {
                 self.stats.daemon_errors += 1;
                 log::warn!("csp-muxd: {message} ({code:?})");
                 self.events.push_back(Event::DaemonError { code, message });
-                return;
+                return false;
             }
             Incoming::HelloAck { .. } => {
-                return self.lose_link("second HELLO_ACK".into());
+                self.lose_link("second HELLO_ACK".into());
+                return false;
             }
         };
         if self.stale_replies > 0 {
             self.stale_replies -= 1;
+            false
         } else {
             self.replies.push_back(reply);
+            true
         }
     }
 
@@ -780,3 +818,6 @@ impl Client {
         entry.stats.delivered += 1;
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -8,7 +8,7 @@ use csp_ipc::Status;
 use super::{Client, RECONNECT_MAX, RECONNECT_MIN};
 use crate::error::Error;
 use crate::event::Event;
-use crate::ipc::Link;
+use crate::ipc::{Incoming, Link};
 use crate::socket::Socket;
 
 impl Client {
@@ -22,6 +22,9 @@ impl Client {
         }
         self.replies.clear();
         self.stale_replies = 0;
+        // Answers to requests of the old connection mean nothing now; its
+        // packets are still delivered.
+        self.inbox.retain(|f| matches!(f, Incoming::Data(_)));
         self.retry_delay = RECONNECT_MIN;
         self.retry_at = Some(Instant::now() + self.retry_delay);
         self.events.push_back(Event::Disconnected { reason });
@@ -39,6 +42,7 @@ impl Client {
                 self.retry_delay = RECONNECT_MIN;
                 self.stats.reconnects += 1;
                 if self.rebind_all() {
+                    self.handle_readable();
                     log::info!("reconnected to csp-muxd at {}", self.path.display());
                     self.events.push_back(Event::Reconnected);
                 }
