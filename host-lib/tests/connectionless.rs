@@ -193,3 +193,36 @@ fn non_blocking_core() {
     }
     assert_eq!(got, (0..10).collect::<Vec<u8>>());
 }
+
+#[test]
+fn xtea_hmac_crc_between_two_clients() {
+    // XTEA exists only in libcsp 1.x; between two host-lib clients the
+    // daemon carries its flag through the v2 IPC header untouched.
+    let d = Muxd::start(9, "");
+    let opts = Options::NONE
+        .with_xtea_key(b"xtea key")
+        .with_hmac_key(b"hmac key")
+        .with_crc();
+    let mut a = Client::connect(&d.socket).unwrap();
+    let mut b = Client::connect(&d.socket).unwrap();
+    let sa = a.bind_with(Bind::Ephemeral, opts).unwrap();
+    let sb = b.bind_with(Bind::Port(14), opts).unwrap();
+    let eavesdropper = b.bind(Bind::Port(15)).unwrap();
+    a.sendto(&sa, 9, 14, b"secret telecommand").unwrap();
+    let got = b.recvfrom(&sb, T).unwrap();
+    assert_eq!(got.data, b"secret telecommand");
+    assert!(got.header.flags.contains(Flags::XTEA));
+    // What goes over the wire is not the plaintext: a socket without the
+    // key (and without XTEA, a v2 notion) sees ciphertext and the nonce.
+    let xtea_only = Options::NONE.with_xtea_key(b"xtea key");
+    a.sendto_with(&sa, 9, 15, b"secret telecommand", &xtea_only)
+        .unwrap();
+    let raw = b.recvfrom(&eavesdropper, T).unwrap();
+    assert_eq!(raw.data.len(), b"secret telecommand".len() + 4);
+    assert!(!raw.data.windows(6).any(|w| w == b"secret"));
+    // HMAC-flagged data it has no key for is refused and counted.
+    a.sendto(&sa, 9, 15, b"secret telecommand").unwrap();
+    let refused = b.recvfrom(&eavesdropper, Some(Duration::from_millis(300)));
+    assert!(matches!(refused, Err(Error::Timeout)), "{refused:?}");
+    assert_eq!(b.socket_stats(&eavesdropper).unwrap().dropped_security, 1);
+}

@@ -16,7 +16,7 @@
 //! daemon's answer (a local round trip, bounded by the request timeout).
 
 use std::collections::{HashMap, VecDeque};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -621,6 +621,11 @@ impl Client {
     /// reconnect ([`Event::Reconnected`]).
     pub fn as_raw_fd(&self) -> Option<RawFd> {
         self.link.as_ref().map(|l| l.fd().as_raw_fd())
+    }
+
+    /// The same descriptor, borrowed (for `poll(2)` wrappers that take one).
+    pub fn as_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.link.as_ref().map(Link::fd)
     }
 
     /// True if bytes are waiting to be written to the daemon.
