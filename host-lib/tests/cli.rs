@@ -119,6 +119,10 @@ fn status_lists_node_routes_apps_counters() {
 
 /// Start `csp listen ARGS` and wait until it has bound its port.
 fn listen(d: &Muxd, args: &[&str]) -> Child {
+    listen_with_stderr(d, args).0
+}
+
+fn listen_with_stderr(d: &Muxd, args: &[&str]) -> (Child, BufReader<std::process::ChildStderr>) {
     let mut child = csp(d)
         .arg("listen")
         .args(args)
@@ -132,7 +136,7 @@ fn listen(d: &Muxd, args: &[&str]) -> Child {
     // The read is bounded by the listener's own --idle timeout.
     err.read_line(&mut line).unwrap();
     assert!(line.starts_with("listening on "), "{line:?}");
-    child
+    (child, err)
 }
 
 #[test]
@@ -268,4 +272,30 @@ fn send_reply_against_listen_echo() {
     assert!(out.starts_with("1:13 -> port "), "{out}");
     assert!(out.trim_end().ends_with("70 69 6e 67 2d 6d 65"), "{out}");
     assert!(finish(echo).status.success());
+}
+
+#[test]
+fn listen_survives_a_daemon_restart() {
+    let d = Muxd::start(1, "");
+    let (listener, mut err) = listen_with_stderr(&d, &["-c", "2", "--idle", "15000", "16"]);
+    let (code, _, e) = run(csp(&d).args(["send", "1", "16", "before"]));
+    assert_eq!(code, 0, "{e}");
+    let d = d.restart();
+    // The listener reports both steps on stderr (reads bounded by --idle).
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    assert!(line.contains("went away"), "{line:?}");
+    line.clear();
+    err.read_line(&mut line).unwrap();
+    assert!(line.contains("reconnected"), "{line:?}");
+    let (code, _, e) = run(csp(&d).args(["send", "1", "16", "after"]));
+    assert_eq!(code, 0, "{e}");
+    let out = finish(listener);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(
+        text.contains("62 65 66 6f 72 65") && text.contains("61 66 74 65 72"),
+        "{text}"
+    );
 }

@@ -137,3 +137,21 @@ fn not_running_is_said_plainly() {
         .to_string()
         .starts_with(&format!("csp-muxd is not running at {}", path.display())));
 }
+
+#[test]
+fn without_reconnect_a_lost_daemon_ends_the_wait() {
+    let mut d = Muxd::start(4, "");
+    let mut c = Client::with_config(host_lib::ClientConfig {
+        socket: Some(d.socket.clone()),
+        reconnect: false,
+        ..host_lib::ClientConfig::default()
+    })
+    .unwrap();
+    let s = c.bind(Bind::Port(10)).unwrap();
+    d.kill();
+    let started = Instant::now();
+    let err = c.recvfrom(&s, None).unwrap_err();
+    assert!(err.is_disconnect(), "{err}");
+    assert!(started.elapsed() < WAIT);
+    assert_eq!(c.poll_timeout(), None, "no reconnect scheduled");
+}

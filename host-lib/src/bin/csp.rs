@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
-use host_lib::{Bind, Client, ClientConfig, Control, Error, Options};
+use host_lib::{Bind, Client, ClientConfig, Control, Error, Event, Options, Socket};
 
 /// Talk CSP through csp-muxd: ping and query nodes, send and listen for
 /// packets, show the daemon's state. The protocol work (CRC, HMAC, SFP) is
@@ -187,12 +187,16 @@ fn options(g: &Global) -> Options {
     o
 }
 
+/// A client for one-shot commands: a lost daemon is reported, not waited for.
 fn connect(g: &Global) -> Result<Client, Error> {
+    connect_with(g, false)
+}
+
+fn connect_with(g: &Global, reconnect: bool) -> Result<Client, Error> {
     let mut client = Client::with_config(ClientConfig {
         socket: g.socket.clone(),
         name: format!("csp[{}]", std::process::id()),
-        // A one-shot tool reports a lost daemon instead of waiting for it.
-        reconnect: false,
+        reconnect,
         ..ClientConfig::default()
     })?;
     client.set_service_options(options(g));
@@ -286,28 +290,14 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 eprintln!("csp: --echo needs a port number (a socket bound to any can not send)");
                 return Ok(ExitCode::from(2));
             }
-            let mut client = connect(g)?;
+            // A listener outlives a daemon restart: it reconnects and keeps
+            // its port.
+            let mut client = connect_with(g, true)?;
             let mut opts = options(g);
             opts.sfp = sfp;
             let socket = client.bind_with(bind, opts)?;
             eprintln!("listening on {}:{port}", client.node());
-            let mut seen = 0u64;
-            while count.is_none_or(|c| seen < c) {
-                let d = match client.recvfrom(&socket, idle.map(Duration::from_millis)) {
-                    Ok(d) => d,
-                    Err(Error::Timeout) => {
-                        eprintln!("csp: nothing for {} ms", idle.unwrap_or(0));
-                        return Ok(ExitCode::FAILURE);
-                    }
-                    Err(e) => return Err(e),
-                };
-                seen += 1;
-                print_datagram(&d, raw)?;
-                if echo {
-                    client.sendto(&socket, d.src(), d.sport(), &d.data)?;
-                }
-            }
-            Ok(ExitCode::SUCCESS)
+            listen(&mut client, &socket, count, idle, raw, echo)
         }
         Command::Status => {
             let mut client = connect(g)?;
@@ -326,6 +316,54 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn listen(
+    client: &mut Client,
+    socket: &Socket,
+    count: Option<u64>,
+    idle: Option<u64>,
+    raw: bool,
+    echo: bool,
+) -> Result<ExitCode, Error> {
+    let idle = idle.map(Duration::from_millis);
+    let mut last = Instant::now();
+    let mut seen = 0u64;
+    while count.is_none_or(|c| seen < c) {
+        // Short slices, so that events are reported as they happen.
+        let slice = Duration::from_millis(250);
+        let wait = idle.map_or(slice, |i| i.saturating_sub(last.elapsed()).min(slice));
+        match client.recvfrom(socket, Some(wait)) {
+            Ok(d) => {
+                last = Instant::now();
+                seen += 1;
+                print_datagram(&d, raw)?;
+                if echo {
+                    if let Err(e) = client.sendto(socket, d.src(), d.sport(), &d.data) {
+                        eprintln!("csp: echo to {}:{}: {e}", d.src(), d.sport());
+                    }
+                }
+            }
+            Err(Error::Timeout) => {
+                if let Some(i) = idle.filter(|&i| last.elapsed() >= i) {
+                    eprintln!("csp: nothing for {} ms", i.as_millis());
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+        while let Some(event) = client.poll_event() {
+            match event {
+                Event::Disconnected { reason } => {
+                    eprintln!("csp: csp-muxd went away ({reason}); reconnecting")
+                }
+                Event::Reconnected => eprintln!("csp: reconnected to csp-muxd"),
+                Event::RebindFailed { error, .. } => return Err(error),
+                other => eprintln!("csp: {other:?}"),
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn ping(

@@ -574,7 +574,8 @@ impl Client {
 
     /// Wait (at most `timeout`; `None` = for ever) for a datagram on
     /// `socket`. Keeps waiting across a daemon restart: the client
-    /// reconnects meanwhile.
+    /// reconnects meanwhile (with reconnecting off, a lost daemon is
+    /// [`Error::Disconnected`]).
     pub fn recvfrom(&mut self, socket: &Socket, timeout: Option<Duration>) -> Result<Datagram> {
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
@@ -591,7 +592,9 @@ impl Client {
 
     /// Block once: until the descriptor is ready, a timer is due, or
     /// `timeout` passes; then do what is due. The building block of every
-    /// blocking call, usable as the loop of a simple program.
+    /// blocking call, usable as the loop of a simple program. Fails with
+    /// [`Error::Disconnected`] only when the daemon is gone and
+    /// [`ClientConfig::reconnect`] is off.
     pub fn wait(&mut self, timeout: Option<Duration>) -> Result<()> {
         let now = Instant::now();
         let mut limit = timeout.map(|t| now + t);
@@ -607,6 +610,9 @@ impl Client {
                 self.handle_readable();
                 self.handle_writable();
             }
+            // Without reconnecting nothing will ever arrive: say so instead
+            // of sleeping.
+            None if !self.cfg.reconnect => return Err(self.disconnected()),
             None => std::thread::sleep(span),
         }
         self.handle_timeout(Instant::now());
