@@ -14,6 +14,9 @@ use crate::error::{Error, Result};
 
 /// Bytes read per `read` call.
 const READ_CHUNK: usize = 64 * 1024;
+/// `read` calls per [`Link::read`]: a daemon that keeps sending can not make
+/// one call buffer without bound.
+const READS_PER_CALL: usize = 16;
 
 /// A frame from the daemon, owned so the client can act on it while the
 /// read buffer is reused.
@@ -63,6 +66,10 @@ impl Incoming {
 pub(crate) enum ReadEnd {
     /// Everything available was read; the stream is open.
     Drained,
+    /// The per-call read budget ran out with more bytes waiting: read
+    /// again soon (the descriptor will not signal them again when polled
+    /// edge-triggered).
+    More,
     /// The daemon closed the stream (or it failed): the reason.
     Lost(String),
 }
@@ -234,7 +241,7 @@ impl Link {
             return Ok(ReadEnd::Lost(why));
         }
         let mut chunk = vec![0u8; READ_CHUNK];
-        loop {
+        for _ in 0..READS_PER_CALL {
             let n = match self.stream.read(&mut chunk) {
                 Ok(0) => return Ok(ReadEnd::Lost("csp-muxd closed the connection".into())),
                 Ok(n) => n,
@@ -263,6 +270,7 @@ impl Link {
             }
             self.rbuf.drain(..used);
         }
+        Ok(ReadEnd::More)
     }
 
     /// Block until readable (or writable, when there is something to

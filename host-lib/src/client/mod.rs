@@ -32,6 +32,9 @@ use crate::socket::{Bind, Datagram, Entry, IpcPacket, Socket, SocketStats};
 
 mod reconnect;
 
+/// Events kept for [`Client::poll_event`] before the oldest is dropped.
+pub const MAX_EVENTS: usize = 64;
+
 /// First reconnect delay; doubled after every failed attempt.
 pub const RECONNECT_MIN: Duration = Duration::from_millis(250);
 /// Longest reconnect delay.
@@ -95,6 +98,8 @@ pub struct ClientStats {
     pub no_socket: u64,
     /// Errors the daemon reported.
     pub daemon_errors: u64,
+    /// Events dropped because nobody asked for them ([`MAX_EVENTS`]).
+    pub events_dropped: u64,
 }
 
 /// An answer to a request (REGISTER, UNREGISTER, CONTROL), in the order
@@ -117,6 +122,8 @@ pub struct Client {
     next_id: u64,
     /// Frames read but not yet acted on.
     inbox: VecDeque<Incoming>,
+    /// The last read stopped at its budget with bytes still waiting.
+    more_to_read: bool,
     replies: VecDeque<Reply>,
     /// Answers still to come for requests that timed out: skipped.
     stale_replies: usize,
@@ -177,6 +184,7 @@ impl Client {
             sockets: HashMap::new(),
             next_id: 1,
             inbox: VecDeque::new(),
+            more_to_read: false,
             replies: VecDeque::new(),
             stale_replies: 0,
             events: VecDeque::new(),
@@ -642,8 +650,9 @@ impl Client {
     /// When [`handle_timeout`](Self::handle_timeout) must be called next:
     /// the next reconnect attempt or SFP reassembly deadline.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if !self.inbox.is_empty() {
-            // Frames read during a request wait to be dispatched.
+        if !self.inbox.is_empty() || (self.more_to_read && self.link.is_some()) {
+            // Frames read during a request wait to be dispatched, or the
+            // read budget left bytes in the socket.
             return Some(Instant::now());
         }
         let mut next = if self.link.is_none() && self.cfg.reconnect {
@@ -676,7 +685,14 @@ impl Client {
         let link = self.link.as_mut()?;
         let inbox = &mut self.inbox;
         match link.read(&mut |m| inbox.push_back(m)) {
-            Ok(ReadEnd::Drained) => None,
+            Ok(ReadEnd::Drained) => {
+                self.more_to_read = false;
+                None
+            }
+            Ok(ReadEnd::More) => {
+                self.more_to_read = true;
+                None
+            }
             Ok(ReadEnd::Lost(why)) => Some(why),
             Err(e) => Some(e.to_string()),
         }
@@ -699,6 +715,9 @@ impl Client {
 
     /// Do what is due at `now`: a reconnect attempt, SFP timeouts.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.more_to_read {
+            self.handle_readable();
+        }
         self.pump(false);
         let ms = self.core_now(now);
         for e in self.sockets.values_mut() {
@@ -716,6 +735,16 @@ impl Client {
     /// The next event, if any.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
+    }
+
+    /// Queue an event; an application that never asks for them loses the
+    /// oldest (counted), rather than growing memory without bound.
+    pub(crate) fn push_event(&mut self, event: Event) {
+        if self.events.len() >= MAX_EVENTS {
+            self.events.pop_front();
+            self.stats.events_dropped += 1;
+        }
+        self.events.push_back(event);
     }
 
     fn core_now(&self, now: Instant) -> csp_core::time::Instant {
@@ -740,7 +769,7 @@ impl Client {
             Incoming::Error { code, message } => {
                 self.stats.daemon_errors += 1;
                 log::warn!("csp-muxd: {message} ({code:?})");
-                self.events.push_back(Event::DaemonError { code, message });
+                self.push_event(Event::DaemonError { code, message });
                 return false;
             }
             Incoming::HelloAck { .. } => {

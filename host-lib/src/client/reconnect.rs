@@ -22,12 +22,13 @@ impl Client {
         }
         self.replies.clear();
         self.stale_replies = 0;
+        self.more_to_read = false;
         // Answers to requests of the old connection mean nothing now; its
         // packets are still delivered.
         self.inbox.retain(|f| matches!(f, Incoming::Data(_)));
         self.retry_delay = RECONNECT_MIN;
         self.retry_at = Some(Instant::now() + self.retry_delay);
-        self.events.push_back(Event::Disconnected { reason });
+        self.push_event(Event::Disconnected { reason });
     }
 
     pub(super) fn try_reconnect(&mut self) {
@@ -44,7 +45,7 @@ impl Client {
                 if self.rebind_all() {
                     self.handle_readable();
                     log::info!("reconnected to csp-muxd at {}", self.path.display());
-                    self.events.push_back(Event::Reconnected);
+                    self.push_event(Event::Reconnected);
                 }
             }
             Err(e) => {
@@ -81,7 +82,7 @@ impl Client {
                         e.sfp.clear();
                     }
                     if port != old {
-                        self.events.push_back(Event::PortChanged {
+                        self.push_event(Event::PortChanged {
                             socket,
                             old,
                             new: port,
@@ -99,7 +100,7 @@ impl Client {
                     if let (Some(e), Some(status)) = (self.sockets.get_mut(&id), status) {
                         e.lost = Some(status);
                     }
-                    self.events.push_back(Event::RebindFailed { socket, error });
+                    self.push_event(Event::RebindFailed { socket, error });
                 }
             }
             if self.link.is_none() {

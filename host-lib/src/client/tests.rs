@@ -341,3 +341,36 @@ fn send_checks_addresses_ports_and_size() {
     drop(client);
     fake.join();
 }
+
+#[test]
+fn unread_events_are_bounded() {
+    let fake = Fake::start(|c| {
+        c.handshake();
+        for _ in 0..MAX_EVENTS + 6 {
+            c.send(&Message::Error {
+                code: ErrorCode::Spoofed,
+                message: "source 5:3 is not registered by this client",
+            });
+        }
+        let _ = c.stream.read(&mut [0u8; 1]);
+    });
+    let mut client = Client::with_config(fake.config()).unwrap();
+    drive(&mut client, |c| {
+        c.stats().daemon_errors == MAX_EVENTS as u64 + 6
+    });
+    assert_eq!(client.stats().events_dropped, 6);
+    let mut n = 0;
+    while let Some(e) = client.poll_event() {
+        assert!(matches!(
+            e,
+            Event::DaemonError {
+                code: ErrorCode::Spoofed,
+                ..
+            }
+        ));
+        n += 1;
+    }
+    assert_eq!(n, MAX_EVENTS);
+    drop(client);
+    fake.join();
+}
