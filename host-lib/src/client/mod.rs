@@ -20,17 +20,18 @@ use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use csp_core::sfp;
-use csp_core::{Addr, Flags, Header, Port, Version};
+use csp_core::{Addr, Port};
 use csp_ipc::{Control, Message, Status};
 
 use crate::error::{register_error, Error, Result};
 use crate::event::Event;
 use crate::ipc::{Incoming, Link, ReadEnd};
 use crate::options::Options;
-use crate::socket::{Bind, Datagram, Entry, IpcPacket, Socket, SocketStats};
+use crate::socket::{Bind, Datagram, Entry, Socket, SocketStats};
 
+mod dispatch;
 mod reconnect;
+mod send;
 
 /// Events kept for [`Client::poll_event`] before the oldest is dropped.
 pub const MAX_EVENTS: usize = 64;
@@ -404,174 +405,6 @@ impl Client {
         }
     }
 
-    // ---- sending -------------------------------------------------------
-
-    /// Send `data` from `socket` to (`dst`, `dport`) with the socket's
-    /// options, waiting for room in the socket buffer if needed.
-    pub fn sendto(&mut self, socket: &Socket, dst: u16, dport: u8, data: &[u8]) -> Result<()> {
-        let options = self.entry(socket)?.options;
-        self.sendto_with(socket, dst, dport, data, &options)
-    }
-
-    /// Send with `options` instead of the socket's.
-    pub fn sendto_with(
-        &mut self,
-        socket: &Socket,
-        dst: u16,
-        dport: u8,
-        data: &[u8],
-        options: &Options,
-    ) -> Result<()> {
-        self.send_inner(socket, dst, dport, data, options, true)
-    }
-
-    /// Non-blocking send: [`Error::WouldBlock`] (and nothing sent) when the
-    /// socket buffer is full.
-    pub fn try_sendto(
-        &mut self,
-        socket: &Socket,
-        dst: u16,
-        dport: u8,
-        data: &[u8],
-        options: &Options,
-    ) -> Result<()> {
-        self.send_inner(socket, dst, dport, data, options, false)
-    }
-
-    fn send_inner(
-        &mut self,
-        socket: &Socket,
-        dst: u16,
-        dport: u8,
-        data: &[u8],
-        options: &Options,
-        block: bool,
-    ) -> Result<()> {
-        let entry = self.entry(socket)?;
-        if entry.port == csp_ipc::PORT_ANY {
-            return Err(Error::NotAvailable(
-                "a socket bound to ANY only receives: bind a port or Bind::Ephemeral to send",
-            ));
-        }
-        if let (Some(status), Some(_)) = (entry.lost, &self.link) {
-            return Err(register_error(entry.port, status));
-        }
-        if !entry.registered || self.link.is_none() {
-            return Err(self.disconnected());
-        }
-        let header = Header {
-            prio: options.prio,
-            src: self.node,
-            dst: Addr::new(dst).map_err(|_| Error::InvalidAddr(dst))?,
-            dport: Port::new(dport).map_err(|_| Error::InvalidPort(dport))?,
-            sport: Port::new(entry.port).map_err(|_| Error::InvalidPort(entry.port))?,
-            flags: Flags::NONE,
-        };
-        let security = options.security();
-        let version = options.security_version();
-        let overhead = security.overhead();
-        if options.sfp {
-            let room = self.mtu.saturating_sub(overhead + sfp::TRAILER_LEN);
-            let frag_mtu = options.sfp_mtu.unwrap_or(room).min(room);
-            let fragments = sfp::split(data, frag_mtu).map_err(Error::Sfp)?;
-            let n = fragments.len();
-            if block {
-                self.wait_for_room(n * (frag_mtu + 32))?;
-            } else {
-                self.check_room(n * (frag_mtu + 32))?;
-            }
-            for frag in fragments {
-                let mut packet: IpcPacket =
-                    frag.to_packet(header).map_err(|_| Error::TooLarge {
-                        len: data.len(),
-                        mtu: self.mtu,
-                    })?;
-                self.nonce = self.nonce.wrapping_add(1);
-                security.append(&mut packet, version, self.nonce)?;
-                self.queue_packet(&mut packet)?;
-                if block {
-                    self.wait_for_room(0)?;
-                }
-            }
-            self.entry_mut(socket)?.stats.tx_packets += n as u64;
-        } else {
-            if data.len() + overhead > self.mtu {
-                return Err(Error::TooLarge {
-                    len: data.len() + overhead,
-                    mtu: self.mtu,
-                });
-            }
-            if block {
-                self.wait_for_room(data.len() + 16)?;
-            } else {
-                self.check_room(data.len() + 16)?;
-            }
-            let mut packet = IpcPacket::with_data(header, data).map_err(|_| Error::TooLarge {
-                len: data.len(),
-                mtu: self.mtu,
-            })?;
-            self.nonce = self.nonce.wrapping_add(1);
-            security.append(&mut packet, version, self.nonce)?;
-            self.queue_packet(&mut packet)?;
-            self.entry_mut(socket)?.stats.tx_packets += 1;
-        }
-        self.flush_link();
-        if self.link.is_none() {
-            return Err(self.disconnected());
-        }
-        Ok(())
-    }
-
-    fn queue_packet(&mut self, packet: &mut IpcPacket) -> Result<()> {
-        let (dst, len, mtu) = (packet.header.dst.get(), packet.len(), self.mtu);
-        let frame = packet.frame(Version::V2).map_err(|e| match e {
-            csp_core::packet::PacketError::Header(_) => Error::InvalidAddr(dst),
-            _ => Error::TooLarge { len, mtu },
-        })?;
-        let link = self.link.as_mut().ok_or_else(|| Error::Disconnected {
-            path: self.path.clone(),
-        })?;
-        link.queue(&Message::Data { frame })
-    }
-
-    fn check_room(&mut self, extra: usize) -> Result<()> {
-        self.flush_link();
-        let pending = self.link.as_ref().map_or(0, Link::pending_write);
-        if pending > 0 && pending + extra > self.cfg.write_buffer {
-            return Err(Error::WouldBlock);
-        }
-        Ok(())
-    }
-
-    /// Block until `extra` more bytes fit the write buffer.
-    fn wait_for_room(&mut self, extra: usize) -> Result<()> {
-        let deadline = Instant::now() + self.cfg.send_timeout;
-        loop {
-            match self.check_room(extra) {
-                Err(Error::WouldBlock) => {}
-                other => return other,
-            }
-            let Some(link) = &self.link else {
-                return Err(self.disconnected());
-            };
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(Error::Timeout);
-            }
-            link.wait(deadline - now)
-                .map_err(Error::io("waiting for csp-muxd"))?;
-            self.handle_readable();
-        }
-    }
-
-    fn flush_link(&mut self) {
-        if let Some(link) = self.link.as_mut() {
-            if let Err(e) = link.flush() {
-                self.lose_link(format!("writing to csp-muxd: {e}"));
-            }
-        }
-    }
-
     // ---- receiving -----------------------------------------------------
 
     /// The next datagram for `socket`, if one is queued (reads nothing).
@@ -750,112 +583,6 @@ impl Client {
     fn core_now(&self, now: Instant) -> csp_core::time::Instant {
         let ms = now.saturating_duration_since(self.epoch).as_millis();
         csp_core::time::Instant::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
-    }
-
-    /// Act on one frame; true if it was the answer to a pending request.
-    fn on_frame(&mut self, frame: Incoming) -> bool {
-        let reply = match frame {
-            Incoming::Data(bytes) => {
-                self.on_data(&bytes);
-                return false;
-            }
-            Incoming::RegisterAck { status, port } => Reply::Register { status, port },
-            Incoming::UnregisterAck { status } => Reply::Unregister { status },
-            Incoming::ControlReply(text) => Reply::Control(text),
-            Incoming::Bye(reason) => {
-                self.lose_link(format!("csp-muxd said goodbye ({reason:?})"));
-                return false;
-            }
-            Incoming::Error { code, message } => {
-                self.stats.daemon_errors += 1;
-                log::warn!("csp-muxd: {message} ({code:?})");
-                self.push_event(Event::DaemonError { code, message });
-                return false;
-            }
-            Incoming::HelloAck { .. } => {
-                self.lose_link("second HELLO_ACK".into());
-                return false;
-            }
-        };
-        if self.stale_replies > 0 {
-            self.stale_replies -= 1;
-            false
-        } else {
-            self.replies.push_back(reply);
-            true
-        }
-    }
-
-    fn on_data(&mut self, frame: &[u8]) {
-        let Ok(mut packet) = IpcPacket::from_frame(frame, Version::V2) else {
-            self.stats.bad_packets += 1;
-            return;
-        };
-        let dport = packet.header.dport.get();
-        let exact = self
-            .sockets
-            .iter()
-            .find(|(_, e)| e.registered && e.port == dport)
-            .or_else(|| {
-                self.sockets
-                    .iter()
-                    .find(|(_, e)| e.registered && e.port == csp_ipc::PORT_ANY)
-            })
-            .map(|(&id, _)| id);
-        let Some(id) = exact else {
-            self.stats.no_socket += 1;
-            return;
-        };
-        let now = self.core_now(Instant::now());
-        self.use_counter += 1;
-        let tick = self.use_counter;
-        let queue_len = self.cfg.queue_len.max(1);
-        let Some(entry) = self.sockets.get_mut(&id) else {
-            return;
-        };
-        entry.stats.rx_packets += 1;
-        if packet.header.flags.contains(Flags::RDP) {
-            // csp-rdp's connection state machine slots in here: a segment
-            // for a connection (local port, peer) or a SYN for a listener.
-            entry.stats.dropped_rdp += 1;
-            return;
-        }
-        let options = entry.options;
-        if let Err(e) = options
-            .security()
-            .verify(&mut packet, options.security_version())
-        {
-            log::debug!(
-                "port {dport}: packet from {}:{} dropped: {e}",
-                packet.header.src,
-                packet.header.sport
-            );
-            entry.stats.dropped_security += 1;
-            return;
-        }
-        let header = packet.header;
-        let data = if header.flags.contains(Flags::FRAG) && options.sfp {
-            match entry.reassemble(now, tick, &packet) {
-                Some(whole) => whole,
-                None => return,
-            }
-        } else {
-            packet.data().to_vec()
-        };
-        let header = Header {
-            flags: if options.sfp {
-                header.flags.without(Flags::FRAG)
-            } else {
-                header.flags
-            },
-            ..header
-        };
-        if entry.queue.len() >= queue_len {
-            entry.queue.pop_front();
-            entry.stats.dropped_overflow += 1;
-        }
-        entry.queue.push_back(Datagram { header, data });
-        entry.stats.delivered += 1;
     }
 }
 

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use csp_core::{Flags, Header, Version};
 use csp_ipc::{ByeReason, ErrorCode, Message, Status};
 
 use super::*;
