@@ -83,6 +83,9 @@ pub enum Error {
     },
     /// The daemon sent bytes that are not the IPC protocol.
     Protocol(IpcError),
+    /// The daemon answered a request with the answer to another kind of
+    /// request; the client drops the connection and reconnects.
+    OutOfTurn(String),
     /// A service reply could not be read.
     Service(ServiceError),
     /// Something this version of the library does not do (yet); the text
@@ -158,6 +161,10 @@ impl fmt::Display for Error {
             Error::Sfp(e) => write!(f, "SFP: {e}"),
             Error::Daemon { code, message } => write!(f, "csp-muxd: {message} ({code:?})"),
             Error::Protocol(e) => write!(f, "csp-muxd sent a bad frame: {e}"),
+            Error::OutOfTurn(what) => write!(
+                f,
+                "csp-muxd answered out of turn ({what}); the connection is reset"
+            ),
             Error::Service(e) => write!(f, "bad service reply: {e}"),
             Error::NotAvailable(what) => f.write_str(what),
             Error::Io { context, source } => write!(f, "{context}: {source}"),

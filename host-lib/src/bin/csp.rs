@@ -15,8 +15,8 @@ use host_lib::{Bind, Client, ClientConfig, Control, Error, Event, Options, Socke
 #[command(
     name = "csp",
     version,
-    after_help = "Examples:\n  csp ping 1                      # the daemon's own node (csp-muxd default address)\n  \
-csp ping -c 10 -s 100 --crc 5    # 10 pings of 100 bytes to node 5 with CRC32\n  \
+    after_help = "Examples:\n  csp ping 1                     # the daemon's own node (csp-muxd default address)\n  \
+csp ping -c 10 -s 100 --crc 5  # 10 pings of 100 bytes to node 5 with CRC32\n  \
 csp ident 5\n  csp send 5 10 hello\n  csp listen 10\n  csp status\n\n\
 Exit status: 0 success, 1 failure (no reply, daemon not running, ...), 2 usage error."
 )]
@@ -28,6 +28,7 @@ struct Cli {
 }
 
 #[derive(Args, Debug)]
+#[command(next_help_heading = "Global options")]
 struct Global {
     /// csp-muxd's socket [default: $XDG_RUNTIME_DIR/csp-muxd.sock, else /tmp/csp-muxd-$UID.sock]
     #[arg(long, global = true, value_name = "PATH")]
@@ -101,8 +102,8 @@ enum Command {
     /// Send one packet (connectionless) from an ephemeral port.
     #[command(after_help = "Examples:\n  csp send 5 10 hello\n  \
 echo -n hello | csp send 5 10 -\n  csp send --hex 5 10 'de ad be ef'\n  \
-csp send --sfp 5 10 - < image.bin          # larger than one packet: SFP fragments\n  \
-csp send --reply 5 10 request             # and print one reply")]
+csp send --sfp 5 10 - < image.bin   # larger than one packet: SFP fragments\n  \
+csp send --reply 5 10 request       # and print one reply")]
     Send {
         /// Node address.
         addr: u16,
@@ -123,7 +124,7 @@ csp send --reply 5 10 request             # and print one reply")]
     /// Bind a port and print every packet that arrives.
     #[command(
         after_help = "Examples:\n  csp listen 10                 # one line per packet, data in hex\n  \
-csp listen --raw -c 1 10 > out.bin\n  csp listen any               # every port nobody else bound\n  \
+csp listen --raw -c 1 10 > out.bin\n  csp listen any                # every port nobody else bound\n  \
 csp listen --echo 10          # send each packet back to its sender"
     )]
     Listen {

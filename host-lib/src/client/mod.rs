@@ -322,8 +322,9 @@ impl Client {
     fn out_of_order(&mut self, got: Reply) -> Error {
         // Our request/answer bookkeeping and the daemon disagree: start
         // afresh rather than hand anyone the wrong answer.
-        self.lose_link(format!("answer out of order: {got:?}"));
-        Error::Protocol(csp_ipc::IpcError::BadBody(0))
+        let what = format!("{got:?}");
+        self.lose_link(format!("answer out of turn: {what}"));
+        Error::OutOfTurn(what)
     }
 
     /// Change a socket's options.
