@@ -53,10 +53,12 @@ pub enum Error {
     InvalidPort(u8),
     /// The socket handle is not (or no longer) bound in this client.
     UnknownSocket,
-    /// The connection to the daemon is gone; the client reconnects by itself.
+    /// The connection to the daemon is gone.
     Disconnected {
         /// The socket path.
         path: PathBuf,
+        /// The client reconnects by itself (see `ClientConfig::reconnect`).
+        reconnecting: bool,
     },
     /// Nothing arrived (or could be sent) in time.
     Timeout,
@@ -146,10 +148,15 @@ impl fmt::Display for Error {
             Error::InvalidAddr(a) => write!(f, "address {a} is out of range (0..=16383)"),
             Error::InvalidPort(p) => write!(f, "port {p} is out of range (0..=63)"),
             Error::UnknownSocket => f.write_str("socket is not bound (closed already?)"),
-            Error::Disconnected { path } => write!(
+            Error::Disconnected { path, reconnecting } => write!(
                 f,
-                "lost the connection to csp-muxd at {}; reconnecting",
-                path.display()
+                "lost the connection to csp-muxd at {}{}",
+                path.display(),
+                if *reconnecting {
+                    "; reconnecting"
+                } else {
+                    " (did it stop?)"
+                }
             ),
             Error::Timeout => f.write_str("timed out"),
             Error::WouldBlock => f.write_str("send buffer full, try again when writable"),

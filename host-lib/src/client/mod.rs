@@ -267,6 +267,7 @@ impl Client {
     fn disconnected(&self) -> Error {
         Error::Disconnected {
             path: self.path.clone(),
+            reconnecting: self.cfg.reconnect,
         }
     }
 
@@ -372,9 +373,9 @@ impl Client {
     /// Send a request and wait (bounded) for its answer, serving everything
     /// else that arrives meanwhile.
     fn request(&mut self, msg: &Message<'_>) -> Result<Reply> {
-        let link = self.link.as_mut().ok_or_else(|| Error::Disconnected {
-            path: self.path.clone(),
-        })?;
+        let Some(link) = self.link.as_mut() else {
+            return Err(self.disconnected());
+        };
         link.queue(msg)?;
         let deadline = Instant::now() + self.cfg.request_timeout;
         loop {

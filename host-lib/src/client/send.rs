@@ -136,10 +136,10 @@ impl Client {
             csp_core::packet::PacketError::Header(_) => Error::InvalidAddr(dst),
             _ => Error::TooLarge { len, mtu },
         })?;
-        let link = self.link.as_mut().ok_or_else(|| Error::Disconnected {
-            path: self.path.clone(),
-        })?;
-        link.queue(&Message::Data { frame })
+        match self.link.as_mut() {
+            Some(link) => link.queue(&Message::Data { frame }),
+            None => Err(self.disconnected()),
+        }
     }
 
     fn check_room(&mut self, extra: usize) -> Result<()> {
