@@ -19,9 +19,15 @@ pub struct Options {
     /// Encrypt with XTEA (libcsp 1.x only: reaches a peer only through a
     /// link that speaks version 1 headers), require it on receive.
     pub xtea: Option<XteaKey>,
-    /// Send through SFP (fragments with the FRAG flag) and reassemble
-    /// received fragments. Without it a payload larger than one packet is
-    /// refused with [`Error::TooLarge`](crate::Error::TooLarge).
+    /// Send through SFP, as libcsp's `csp_sfp_send` does: every payload
+    /// goes as fragments with the FRAG flag (one fragment when it fits),
+    /// so a libcsp `csp_sfp_recv` on the other end takes it. On receive,
+    /// FRAG packets are reassembled (up to
+    /// [`MAX_SFP_LEN`](crate::socket::MAX_SFP_LEN) bytes, in any order) and
+    /// other packets delivered as they are. Without it a payload larger
+    /// than one packet is refused with [`Error::TooLarge`](crate::Error::TooLarge),
+    /// and received fragments are delivered raw (FRAG set, SFP trailer in
+    /// the data).
     pub sfp: bool,
     /// Data bytes per SFP fragment; `None` uses the largest that fits one
     /// packet (the daemon's MTU less trailers). Set it smaller when a link
