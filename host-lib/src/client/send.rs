@@ -97,11 +97,11 @@ impl Client {
                 self.nonce = self.nonce.wrapping_add(1);
                 security.append(&mut packet, version, self.nonce)?;
                 self.queue_packet(&mut packet)?;
+                self.entry_mut(socket)?.stats.tx_packets += 1;
                 if block {
                     self.wait_for_room(0)?;
                 }
             }
-            self.entry_mut(socket)?.stats.tx_packets += n as u64;
         } else {
             if data.len() + overhead > self.mtu {
                 return Err(Error::TooLarge {

@@ -375,3 +375,10 @@ fn unread_events_are_bounded() {
     drop(client);
     fake.join();
 }
+
+#[test]
+fn a_client_can_move_to_another_thread() {
+    fn send<T: Send>() {}
+    send::<Client>();
+    send::<Event>();
+}
