@@ -4,8 +4,9 @@
 use std::time::Instant;
 
 use csp_core::{Flags, Header, Version};
+use csp_ipc::{Message, Status};
 
-use super::{Client, Reply};
+use super::{Client, Pending, Reply};
 use crate::event::Event;
 use crate::ipc::Incoming;
 use crate::socket::{Datagram, IpcPacket};
@@ -36,12 +37,38 @@ impl Client {
                 return false;
             }
         };
-        if self.stale_replies > 0 {
-            self.stale_replies -= 1;
-            false
-        } else {
-            self.replies.push_back(reply);
-            true
+        match self.pending.pop_front() {
+            Some(Pending::Wanted) => {
+                self.replies.push_back(reply);
+                true
+            }
+            Some(Pending::Abandoned) => {
+                if let Reply::Register {
+                    status: Status::Ok,
+                    port,
+                } = reply
+                {
+                    // A bind we gave up waiting for succeeded after all:
+                    // give the port back, or it would stay ours, unused,
+                    // until we disconnect.
+                    let unregister = Message::Unregister {
+                        addr: csp_ipc::ADDR_DAEMON,
+                        port,
+                    };
+                    if self
+                        .link
+                        .as_mut()
+                        .is_some_and(|l| l.queue(&unregister).is_ok())
+                    {
+                        self.pending.push_back(Pending::Abandoned);
+                    }
+                }
+                false
+            }
+            None => {
+                log::warn!("csp-muxd answered a request never made: {reply:?}");
+                false
+            }
         }
     }
 

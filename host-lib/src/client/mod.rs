@@ -112,6 +112,15 @@ enum Reply {
     Control(String),
 }
 
+/// A request waiting for its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pending {
+    /// A caller waits for it.
+    Wanted,
+    /// Its caller gave up (timeout), or nobody asked: the answer is dropped.
+    Abandoned,
+}
+
 /// A connection to csp-muxd and the sockets bound through it.
 pub struct Client {
     cfg: ClientConfig,
@@ -126,8 +135,9 @@ pub struct Client {
     /// The last read stopped at its budget with bytes still waiting.
     more_to_read: bool,
     replies: VecDeque<Reply>,
-    /// Answers still to come for requests that timed out: skipped.
-    stale_replies: usize,
+    /// Requests sent and not yet answered, oldest first: the daemon
+    /// answers in order, so each answer belongs to the front one.
+    pending: VecDeque<Pending>,
     events: VecDeque<Event>,
     retry_at: Option<Instant>,
     retry_delay: Duration,
@@ -187,7 +197,7 @@ impl Client {
             inbox: VecDeque::new(),
             more_to_read: false,
             replies: VecDeque::new(),
-            stale_replies: 0,
+            pending: VecDeque::new(),
             events: VecDeque::new(),
             retry_at: None,
             retry_delay: RECONNECT_MIN,
@@ -377,6 +387,7 @@ impl Client {
             return Err(self.disconnected());
         };
         link.queue(msg)?;
+        self.pending.push_back(Pending::Wanted);
         let deadline = Instant::now() + self.cfg.request_timeout;
         loop {
             self.flush_link();
@@ -391,7 +402,16 @@ impl Client {
             }
             let now = Instant::now();
             if now >= deadline {
-                self.stale_replies += 1;
+                // Its answer may still come: it must not pass for the
+                // answer to a later request.
+                if let Some(p) = self
+                    .pending
+                    .iter_mut()
+                    .rev()
+                    .find(|p| **p == Pending::Wanted)
+                {
+                    *p = Pending::Abandoned;
+                }
                 return Err(Error::Timeout);
             }
             // Only the link is waited on: a reconnect in the middle of a

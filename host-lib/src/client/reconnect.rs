@@ -21,7 +21,7 @@ impl Client {
             e.registered = false;
         }
         self.replies.clear();
-        self.stale_replies = 0;
+        self.pending.clear();
         self.more_to_read = false;
         // Answers to requests of the old connection mean nothing now; its
         // packets are still delivered.

@@ -8,9 +8,15 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use csp_core::{Flags, Header, Version};
-use csp_ipc::{ByeReason, ErrorCode, Message, Status};
+use csp_ipc::{ByeReason, Control, ErrorCode, Message, Status};
 
 use super::*;
+
+impl Client {
+    fn request_timeout_for_test(&mut self, t: Duration) {
+        self.cfg.request_timeout = t;
+    }
+}
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -228,9 +234,21 @@ fn a_late_answer_is_not_taken_for_the_next_request() {
         c.handshake();
         assert_eq!(c.recv(), Sent::Register(10));
         std::thread::sleep(Duration::from_millis(300));
-        c.ack(Status::PortInUse, 10);
+        // Too late: the client gave up, and must give the port back.
+        c.ack(Status::Ok, 10);
         assert_eq!(c.recv(), Sent::Register(11));
         c.ack(Status::Ok, 11);
+        assert_eq!(c.recv(), Sent::Unregister(10));
+        c.send(&Message::UnregisterAck {
+            status: Status::Ok,
+            addr: 5,
+            port: 10,
+        });
+        assert_eq!(c.recv(), Sent::Control);
+        c.send(&Message::ControlReply {
+            request: Control::Status,
+            text: "node 5\n",
+        });
         let _ = c.stream.read(&mut [0u8; 1]);
     });
     let mut client = Client::with_config(ClientConfig {
@@ -244,6 +262,8 @@ fn a_late_answer_is_not_taken_for_the_next_request() {
         .bind(Bind::Port(11))
         .expect("its own answer, not the late one");
     assert_eq!(client.local_port(&s).unwrap(), 11);
+    client.request_timeout_for_test(WAIT);
+    assert_eq!(client.control(Control::Status).unwrap(), "node 5\n");
     drop(client);
     fake.join();
 }
