@@ -140,10 +140,16 @@ impl fmt::Display for Error {
             Error::PortInUse { port } => {
                 write!(f, "port {port} is in use by another application")
             }
-            Error::Register { port, status } => match *port {
-                csp_ipc::PORT_EPHEMERAL => write!(f, "no ephemeral port: {status}"),
-                csp_ipc::PORT_ANY => write!(f, "binding every port (ANY): {status}"),
-                p => write!(f, "port {p}: {status}"),
+            Error::Register { port, status } => match (*port, status) {
+                (csp_ipc::PORT_EPHEMERAL, _) => write!(f, "no ephemeral port: {status}"),
+                (csp_ipc::PORT_ANY, _) => write!(f, "binding every port (ANY): {status}"),
+                (p, Status::Invalid) => write!(
+                    f,
+                    "port {p} can not be bound by number: it is outside the daemon's bindable \
+                     range (`ports.max_bind` in its config, 31 by default); higher ports are \
+                     handed out as ephemeral ports"
+                ),
+                (p, _) => write!(f, "port {p}: {status}"),
             },
             Error::InvalidAddr(a) => write!(f, "address {a} is out of range (0..=16383)"),
             Error::InvalidPort(p) => write!(f, "port {p} is out of range (0..=63)"),
@@ -228,6 +234,9 @@ mod tests {
             register_error(10, Status::PortInUse).to_string(),
             "port 10 is in use by another application"
         );
+        assert!(register_error(40, Status::Invalid)
+            .to_string()
+            .contains("max_bind"));
         assert!(register_error(254, Status::NoEphemeralPort)
             .to_string()
             .contains("ephemeral"));
