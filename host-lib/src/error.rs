@@ -3,11 +3,12 @@
 
 use std::fmt;
 use std::io;
-use std::path::PathBuf;
 
 use csp_core::security::SecurityError;
 use csp_core::service::ServiceError;
 use csp_ipc::{ErrorCode, IpcError, Status};
+
+use crate::endpoint::Endpoint;
 
 /// Everything that can go wrong talking to csp-muxd and through it to CSP.
 #[derive(Debug)]
@@ -15,13 +16,13 @@ use csp_ipc::{ErrorCode, IpcError, Status};
 pub enum Error {
     /// Nothing listens on the socket (no file, or a stale one).
     NotRunning {
-        /// The socket path tried.
-        path: PathBuf,
+        /// Where we tried.
+        endpoint: Endpoint,
     },
     /// The socket exists but we may not connect to it.
     PermissionDenied {
-        /// The socket path tried.
-        path: PathBuf,
+        /// Where we tried.
+        endpoint: Endpoint,
     },
     /// The daemon refused our HELLO (other protocol version, bad token...).
     Refused {
@@ -55,8 +56,8 @@ pub enum Error {
     UnknownSocket,
     /// The connection to the daemon is gone.
     Disconnected {
-        /// The socket path.
-        path: PathBuf,
+        /// Where the daemon was.
+        endpoint: Endpoint,
         /// The client reconnects by itself (see `ClientConfig::reconnect`).
         reconnecting: bool,
     },
@@ -119,15 +120,19 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::NotRunning { path } => write!(
+            Error::NotRunning { endpoint } => match endpoint {
+                Endpoint::Unix(_) => write!(
+                    f,
+                    "csp-muxd is not running at {endpoint} (start it with `csp-muxd`, or point --socket at the socket it uses)"
+                ),
+                Endpoint::Tcp { .. } => write!(
+                    f,
+                    "csp-muxd is not listening at {endpoint} (start it with ipc.tcp_listen set to that address)"
+                ),
+            },
+            Error::PermissionDenied { endpoint } => write!(
                 f,
-                "csp-muxd is not running at {} (start it with `csp-muxd`, or point --socket at the socket it uses)",
-                path.display()
-            ),
-            Error::PermissionDenied { path } => write!(
-                f,
-                "no permission to connect to csp-muxd at {} (the socket is mode 0660: join the daemon's group)",
-                path.display()
+                "no permission to connect to csp-muxd at {endpoint} (the socket is mode 0660: join the daemon's group)"
             ),
             Error::Refused { code, message } => {
                 write!(f, "csp-muxd refused the connection ({code:?}): {message}")
@@ -154,10 +159,12 @@ impl fmt::Display for Error {
             Error::InvalidAddr(a) => write!(f, "address {a} is out of range (0..=16383)"),
             Error::InvalidPort(p) => write!(f, "port {p} is out of range (0..=63)"),
             Error::UnknownSocket => f.write_str("socket is not bound (closed already?)"),
-            Error::Disconnected { path, reconnecting } => write!(
+            Error::Disconnected {
+                endpoint,
+                reconnecting,
+            } => write!(
                 f,
-                "lost the connection to csp-muxd at {}{}",
-                path.display(),
+                "lost the connection to csp-muxd at {endpoint}{}",
                 if *reconnecting {
                     "; reconnecting"
                 } else {
@@ -225,7 +232,7 @@ mod tests {
     #[test]
     fn messages_name_the_fix() {
         let e = Error::NotRunning {
-            path: "/tmp/x.sock".into(),
+            endpoint: Endpoint::Unix("/tmp/x.sock".into()),
         };
         assert!(e
             .to_string()

@@ -4,12 +4,11 @@
 //! what a frame means.
 
 use std::io::{self, Read, Write};
-use std::os::unix::net::UnixStream;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use csp_ipc::{ByeReason, ErrorCode, Message, Status};
 
+use crate::endpoint::{Endpoint, Stream};
 use crate::error::{Error, Result};
 
 /// Bytes read per `read` call.
@@ -77,7 +76,7 @@ pub(crate) enum ReadEnd {
 /// The stream and its buffers.
 #[derive(Debug)]
 pub(crate) struct Link {
-    stream: UnixStream,
+    stream: Stream,
     rbuf: Vec<u8>,
     wbuf: Vec<u8>,
     /// Frames that arrived together with HELLO_ACK, not yet handed over.
@@ -94,14 +93,15 @@ pub(crate) struct Hello {
 }
 
 impl Link {
-    /// Connect, say HELLO and wait (at most `timeout`) for HELLO_ACK.
-    pub fn connect(path: &Path, name: &str, timeout: Duration) -> Result<(Link, Hello)> {
-        let stream = UnixStream::connect(path).map_err(|e| match e.kind() {
+    /// Connect, say HELLO (with the token as name over TCP) and wait (at
+    /// most `timeout`) for HELLO_ACK.
+    pub fn connect(endpoint: &Endpoint, name: &str, timeout: Duration) -> Result<(Link, Hello)> {
+        let stream = Stream::connect(endpoint, timeout).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => Error::NotRunning {
-                path: path.to_path_buf(),
+                endpoint: endpoint.clone(),
             },
             io::ErrorKind::PermissionDenied => Error::PermissionDenied {
-                path: path.to_path_buf(),
+                endpoint: endpoint.clone(),
             },
             _ => Error::Io {
                 context: "connecting to csp-muxd",
@@ -120,7 +120,11 @@ impl Link {
         };
         // A name longer than the protocol allows is cut, not refused: it is
         // only shown in `csp status`.
-        let mut cut = name.len().min(64);
+        let name = match endpoint {
+            Endpoint::Tcp { token, .. } => token.as_str(),
+            Endpoint::Unix(_) => name,
+        };
+        let mut cut = name.len().min(csp_ipc::MAX_TEXT_LEN);
         while !name.is_char_boundary(cut) {
             cut -= 1;
         }
@@ -315,10 +319,10 @@ mod tests {
 
     #[test]
     fn frames_split_across_reads_are_reassembled() {
-        let (a, mut b) = UnixStream::pair().unwrap();
+        let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
         a.set_nonblocking(true).unwrap();
         let mut link = Link {
-            stream: a,
+            stream: Stream::Unix(a),
             rbuf: Vec::new(),
             wbuf: Vec::new(),
             held: Vec::new(),

@@ -22,6 +22,7 @@
 #![warn(missing_docs)]
 
 pub mod client;
+pub mod endpoint;
 pub mod error;
 pub mod event;
 mod ipc;
@@ -32,6 +33,7 @@ pub mod socket;
 
 pub use client::{Client, ClientConfig, ClientStats};
 pub use csp_ipc::Control;
+pub use endpoint::Endpoint;
 pub use error::{Error, Result};
 pub use event::Event;
 pub use options::Options;

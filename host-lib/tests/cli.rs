@@ -299,3 +299,39 @@ fn listen_survives_a_daemon_restart() {
         "{text}"
     );
 }
+
+#[test]
+fn ping_over_tcp_with_token() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let d = Muxd::start(
+        1,
+        &format!("[ipc]\ntcp_listen = \"127.0.0.1:{port}\"\ntcp_token = \"tok\"\n"),
+    );
+    let addr = format!("127.0.0.1:{port}");
+    let (code, out, err) = run(Command::new(csp_bin()).args([
+        "--tcp",
+        &addr,
+        "--tcp-token",
+        "tok",
+        "ping",
+        "-c",
+        "1",
+        "1",
+    ]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("1 sent, 1 received"), "{out}");
+    let (code, _, err) = run(Command::new(csp_bin()).args(["--tcp", &addr, "ping", "1"]));
+    assert_eq!(code, 2, "--tcp needs --tcp-token: {err}");
+    drop(d);
+    let (code, _, err) =
+        run(Command::new(csp_bin()).args(["--tcp", &addr, "--tcp-token", "tok", "ping", "1"]));
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(&format!("csp-muxd is not listening at tcp:{addr}")),
+        "{err}"
+    );
+}

@@ -266,3 +266,42 @@ fn a_fast_sender_never_blocks_on_a_slow_receiver() {
         "got {got}, daemon dropped {daemon_dropped}, client dropped {client_dropped}"
     );
 }
+
+#[test]
+fn over_the_daemons_tcp_listener_with_its_token() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let d = Muxd::start(
+        9,
+        &format!("[ipc]\ntcp_listen = \"127.0.0.1:{port}\"\ntcp_token = \"t0k3n\"\n"),
+    );
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let tcp = |token: &str| host_lib::ClientConfig {
+        tcp: Some((addr, token.to_string())),
+        ..host_lib::ClientConfig::default()
+    };
+    let err = Client::with_config(tcp("wrong")).unwrap_err();
+    assert!(matches!(err, Error::Refused { .. }), "{err}");
+
+    let mut remote = Client::with_config(tcp("t0k3n")).unwrap();
+    assert_eq!(remote.node(), 9);
+    let mut local = Client::connect(&d.socket).unwrap();
+    let r = remote
+        .bind_with(Bind::Port(10), Options::NONE.with_crc())
+        .unwrap();
+    let l = local
+        .bind_with(Bind::Ephemeral, Options::NONE.with_crc())
+        .unwrap();
+    local.sendto(&l, 9, 10, b"over tcp").unwrap();
+    let got = remote.recvfrom(&r, T).unwrap();
+    assert_eq!(got.data, b"over tcp");
+    remote
+        .sendto(&r, got.src(), got.sport(), b"and back")
+        .unwrap();
+    assert_eq!(local.recvfrom(&l, T).unwrap().data, b"and back");
+    remote.ping(9, 8, WAIT).unwrap();
+    assert_eq!(remote.endpoint().to_string(), format!("tcp:{addr}"));
+}

@@ -1,6 +1,7 @@
 //! `csp`: talk CSP from a shell through csp-muxd. See `docs/cli.md`.
 
 use std::io::{Read, Write};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -33,6 +34,19 @@ struct Global {
     /// csp-muxd's socket [default: $XDG_RUNTIME_DIR/csp-muxd.sock, else /tmp/csp-muxd-$UID.sock]
     #[arg(long, global = true, value_name = "PATH")]
     socket: Option<PathBuf>,
+    /// Connect to csp-muxd's loopback TCP listener (its ipc.tcp_listen)
+    /// instead of its socket, e.g. from a container.
+    #[arg(
+        long,
+        global = true,
+        value_name = "ADDR",
+        requires = "tcp_token",
+        conflicts_with = "socket"
+    )]
+    tcp: Option<SocketAddr>,
+    /// The daemon's ipc.tcp_token, needed with --tcp.
+    #[arg(long, global = true, value_name = "TOKEN")]
+    tcp_token: Option<String>,
     /// Add a CRC32 trailer to what is sent and require one on what is received.
     #[arg(long, global = true)]
     crc: bool,
@@ -196,6 +210,7 @@ fn connect(g: &Global) -> Result<Client, Error> {
 fn connect_with(g: &Global, reconnect: bool) -> Result<Client, Error> {
     let mut client = Client::with_config(ClientConfig {
         socket: g.socket.clone(),
+        tcp: g.tcp.map(|a| (a, g.tcp_token.clone().unwrap_or_default())),
         name: format!("csp[{}]", std::process::id()),
         reconnect,
         ..ClientConfig::default()

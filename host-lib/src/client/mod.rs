@@ -16,6 +16,7 @@
 //! daemon's answer (a local round trip, bounded by the request timeout).
 
 use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -23,6 +24,7 @@ use std::time::{Duration, Instant};
 use csp_core::{Addr, Port};
 use csp_ipc::{Control, Message, Status};
 
+use crate::endpoint::Endpoint;
 use crate::error::{register_error, Error, Result};
 use crate::event::Event;
 use crate::ipc::{Incoming, Link, ReadEnd};
@@ -46,6 +48,9 @@ pub const RECONNECT_MAX: Duration = Duration::from_secs(16);
 pub struct ClientConfig {
     /// The daemon's socket; `None` is [`default_socket_path`](crate::default_socket_path).
     pub socket: Option<PathBuf>,
+    /// Connect to the daemon's loopback TCP listener instead (for a client
+    /// in a container); wins over `socket`.
+    pub tcp: Option<(SocketAddr, String)>,
     /// Name shown in `csp status`.
     pub name: String,
     /// Datagrams queued per socket before the oldest is dropped (counted).
@@ -65,6 +70,7 @@ impl Default for ClientConfig {
     fn default() -> Self {
         ClientConfig {
             socket: None,
+            tcp: None,
             name: default_name(),
             queue_len: 256,
             reconnect: true,
@@ -124,7 +130,7 @@ enum Pending {
 /// A connection to csp-muxd and the sockets bound through it.
 pub struct Client {
     cfg: ClientConfig,
-    path: PathBuf,
+    endpoint: Endpoint,
     link: Option<Link>,
     node: Addr,
     mtu: usize,
@@ -152,7 +158,7 @@ pub struct Client {
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("path", &self.path)
+            .field("endpoint", &self.endpoint)
             .field("connected", &self.link.is_some())
             .field("node", &self.node)
             .field("sockets", &self.sockets.len())
@@ -177,18 +183,22 @@ impl Client {
     /// Connect as `cfg` says. The first connection is not retried: if the
     /// daemon is not there, this says so ([`Error::NotRunning`]).
     pub fn with_config(cfg: ClientConfig) -> Result<Client> {
-        let path = cfg
-            .socket
-            .clone()
-            .unwrap_or_else(crate::path::default_socket_path);
-        let (link, hello) = Link::connect(&path, &cfg.name, cfg.request_timeout)?;
+        let endpoint = match (&cfg.tcp, &cfg.socket) {
+            (Some((addr, token)), _) => Endpoint::Tcp {
+                addr: *addr,
+                token: token.clone(),
+            },
+            (None, Some(path)) => Endpoint::Unix(path.clone()),
+            (None, None) => Endpoint::Unix(crate::path::default_socket_path()),
+        };
+        let (link, hello) = Link::connect(&endpoint, &cfg.name, cfg.request_timeout)?;
         let epoch = Instant::now();
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.subsec_nanos() ^ (d.as_secs() as u32));
         let mut client = Client {
             cfg,
-            path,
+            endpoint,
             link: Some(link),
             node: Addr::LOCAL,
             mtu: 0,
@@ -230,9 +240,9 @@ impl Client {
         self.mtu
     }
 
-    /// The daemon's socket path.
-    pub fn socket_path(&self) -> &Path {
-        &self.path
+    /// Where the daemon is.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
     }
 
     /// True while connected to the daemon.
@@ -276,7 +286,7 @@ impl Client {
 
     fn disconnected(&self) -> Error {
         Error::Disconnected {
-            path: self.path.clone(),
+            endpoint: self.endpoint.clone(),
             reconnecting: self.cfg.reconnect,
         }
     }

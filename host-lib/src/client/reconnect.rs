@@ -16,7 +16,7 @@ impl Client {
         if self.link.take().is_none() {
             return;
         }
-        log::warn!("lost csp-muxd at {}: {reason}", self.path.display());
+        log::warn!("lost csp-muxd at {}: {reason}", self.endpoint);
         for e in self.sockets.values_mut() {
             e.registered = false;
         }
@@ -32,7 +32,7 @@ impl Client {
     }
 
     pub(super) fn try_reconnect(&mut self) {
-        match Link::connect(&self.path, &self.cfg.name, self.cfg.request_timeout) {
+        match Link::connect(&self.endpoint, &self.cfg.name, self.cfg.request_timeout) {
             Ok((link, hello)) => {
                 if let Err(e) = self.on_hello(hello.node, hello.mtu) {
                     log::warn!("reconnect: {e}");
@@ -44,12 +44,12 @@ impl Client {
                 self.stats.reconnects += 1;
                 if self.rebind_all() {
                     self.handle_readable();
-                    log::info!("reconnected to csp-muxd at {}", self.path.display());
+                    log::info!("reconnected to csp-muxd at {}", self.endpoint);
                     self.push_event(Event::Reconnected);
                 }
             }
             Err(e) => {
-                log::debug!("reconnect to {}: {e}", self.path.display());
+                log::debug!("reconnect to {}: {e}", self.endpoint);
                 self.stats.failed_attempts += 1;
                 self.schedule_retry();
             }
