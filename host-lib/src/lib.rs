@@ -17,7 +17,19 @@
 //! ```
 //!
 //! The blocking calls are built on a non-blocking core for callers with
-//! their own event loop (see [`Client`]); nothing here starts a thread.
+//! their own event loop (see [`Client`] and `examples/event_loop.rs`);
+//! nothing here starts a thread. The daemon is reached through its Unix
+//! socket (default path as the daemon's, [`default_socket_path`]) or its
+//! loopback TCP listener ([`Endpoint`]). When it restarts, the client
+//! reconnects, registers its ports again and says so ([`Event`]).
+//!
+//! What is here: connectionless sockets ([`Client::bind`],
+//! [`Client::sendto`], [`Client::recvfrom`]) with CRC32, HMAC, XTEA and SFP
+//! ([`Options`]), the standard service requests ([`Client::ping`], ...)
+//! and the daemon's control requests ([`Client::control`]). RDP
+//! connections (`connect`/`listen`/`accept`) arrive with csp-rdp's
+//! connection state machine; until then RDP segments are counted and
+//! dropped ([`SocketStats::dropped_rdp`]).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
