@@ -1,0 +1,337 @@
+//! The `csp` tool run as a process against a real daemon; output checked.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use host_lib::{Bind, Client};
+
+fn csp(d: &Muxd) -> Command {
+    let mut c = Command::new(csp_bin());
+    c.arg("--socket").arg(&d.socket);
+    c
+}
+
+/// Wait (bounded) for a child to finish and collect its output.
+fn finish(mut child: Child) -> Output {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "csp did not finish in time; stdout {:?} stderr {:?}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn run(cmd: &mut Command) -> (i32, String, String) {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = finish(child);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn ping_ident_uptime_memfree_buffree_of_node_1() {
+    let d = Muxd::start(1, "");
+    let (code, out, err) = run(csp(&d).args(["ping", "-c", "3", "-i", "20", "1"]));
+    assert_eq!(code, 0, "{out}{err}");
+    for seq in 1..=3 {
+        assert!(
+            out.contains(&format!("10 bytes from 1: seq={seq} time=")),
+            "{out}"
+        );
+    }
+    assert!(out.contains("3 sent, 3 received, 0% loss"), "{out}");
+    assert!(out.contains("rtt min/avg/max = "), "{out}");
+
+    let (code, out, _) = run(csp(&d).args(["ident", "1"]));
+    assert_eq!(code, 0);
+    assert!(out.contains("hostname: csp-muxd"), "{out}");
+    assert!(out.contains("model:    csp-rs ground"), "{out}");
+
+    let (code, out, _) = run(csp(&d).args(["uptime", "1"]));
+    assert_eq!(code, 0);
+    assert!(out.starts_with("node 1 up "), "{out}");
+
+    let (code, out, _) = run(csp(&d).args(["--crc", "buffree", "1"]));
+    assert_eq!(code, 0);
+    assert!(out.contains("buffers free"), "{out}");
+    let (code, out, _) = run(csp(&d).args(["memfree", "1"]));
+    assert_eq!(code, 0);
+    assert!(out.contains("bytes free"), "{out}");
+}
+
+#[test]
+fn ping_without_answer_reports_loss_and_fails() {
+    // The daemon holds no HMAC key, so it can not answer such a ping.
+    let d = Muxd::start(1, "");
+    let (code, out, _) = run(csp(&d).args([
+        "--hmac-key",
+        "k",
+        "--timeout",
+        "100",
+        "ping",
+        "-c",
+        "2",
+        "-i",
+        "1",
+        "1",
+    ]));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("no reply from 1: seq=2"), "{out}");
+    assert!(out.contains("2 sent, 0 received, 100% loss"), "{out}");
+    assert!(!out.contains("rtt"), "{out}");
+}
+
+#[test]
+fn status_lists_node_routes_apps_counters() {
+    let d = Muxd::start(1, "");
+    let mut app = Client::connect(&d.socket).unwrap();
+    let _s = app.bind(Bind::Port(17)).unwrap();
+    let (code, out, err) = run(csp(&d).arg("status"));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("== status\nnode 1\n"), "{out}");
+    assert!(out.contains("ports=1:17"), "{out}");
+    assert!(out.contains("== routes\n"), "{out}");
+    assert!(out.contains("== counters\n"), "{out}");
+    assert!(out.contains("link udp"), "{out}");
+}
+
+/// Start `csp listen ARGS` and wait until it has bound its port.
+fn listen(d: &Muxd, args: &[&str]) -> Child {
+    listen_with_stderr(d, args).0
+}
+
+fn listen_with_stderr(d: &Muxd, args: &[&str]) -> (Child, BufReader<std::process::ChildStderr>) {
+    let mut child = csp(d)
+        .arg("listen")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    // The read is bounded by the listener's own --idle timeout.
+    err.read_line(&mut line).unwrap();
+    assert!(line.starts_with("listening on "), "{line:?}");
+    (child, err)
+}
+
+#[test]
+fn send_and_listen_pair() {
+    let d = Muxd::start(1, "");
+    let listener = listen(&d, &["-c", "2", "--idle", "10000", "10"]);
+    let (code, _, err) = run(csp(&d).args(["send", "1", "10", "hello"]));
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = run(csp(&d).args(["send", "--hex", "1", "10", "de ad be ef"]));
+    assert_eq!(code, 0, "{err}");
+    let out = finish(listener);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[0].ends_with("-> port 10 (5 bytes, flags 0x00): 68 65 6c 6c 6f"),
+        "{text}"
+    );
+    assert!(
+        lines[1].ends_with("(4 bytes, flags 0x00): de ad be ef"),
+        "{text}"
+    );
+}
+
+#[test]
+fn sfp_and_crc_through_stdin_and_raw_stdout() {
+    let d = Muxd::start(1, "");
+    let listener = listen(
+        &d,
+        &[
+            "--crc", "--sfp", "--raw", "-c", "1", "--idle", "10000", "11",
+        ],
+    );
+    let payload: Vec<u8> = (0..6000u32).map(|i| (i % 253) as u8).collect();
+    let mut sender = csp(&d)
+        .args(["--crc", "send", "--sfp", "1", "11", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    sender.stdin.take().unwrap().write_all(&payload).unwrap();
+    let out = finish(sender);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = finish(listener);
+    assert!(out.status.success());
+    assert!(out.stdout == payload, "{} bytes", out.stdout.len());
+}
+
+#[test]
+fn too_large_without_sfp_is_refused_with_a_hint() {
+    let d = Muxd::start(1, "");
+    let mut sender = csp(&d)
+        .args(["send", "1", "11", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    sender
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&[0u8; 5000])
+        .unwrap();
+    let out = finish(sender);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("enable SFP (--sfp)"), "{err}");
+}
+
+#[test]
+fn errors_are_actionable() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("none.sock");
+    let (code, _, err) = run(Command::new(csp_bin())
+        .arg("--socket")
+        .arg(&missing)
+        .args(["ping", "1"]));
+    assert_eq!(code, 1);
+    assert!(
+        err.starts_with(&format!(
+            "csp: csp-muxd is not running at {}",
+            missing.display()
+        )),
+        "{err}"
+    );
+
+    let d = Muxd::start(1, "");
+    let mut app = Client::connect(&d.socket).unwrap();
+    let _s = app.bind(Bind::Port(10)).unwrap();
+    let (code, _, err) = run(csp(&d).args(["listen", "10"]));
+    assert_eq!(code, 1);
+    assert_eq!(err.trim(), "csp: port 10 is in use by another application");
+
+    let (code, _, err) = run(csp(&d).args(["rdp", "1", "10"]));
+    assert_eq!(code, 1);
+    assert!(err.contains("RDP is not available yet"), "{err}");
+    let (code, _, err) = run(csp(&d).args(["listen", "--rdp", "12"]));
+    assert_eq!(code, 1);
+    assert!(err.contains("RDP is not available yet"), "{err}");
+
+    let (code, _, err) = run(csp(&d).args(["--xtea-key", "k", "ping", "1"]));
+    assert_eq!(code, 2, "--xtea-key needs --v1: {err}");
+}
+
+#[test]
+fn help_has_examples_for_every_subcommand() {
+    for sub in [
+        "ping", "uptime", "ident", "memfree", "buffree", "send", "listen", "rdp", "status",
+    ] {
+        let (code, out, _) = run(Command::new(csp_bin()).args([sub, "--help"]));
+        assert_eq!(code, 0);
+        assert!(out.contains("Example"), "{sub}: {out}");
+    }
+    let (code, out, _) = run(Command::new(csp_bin()).arg("--help"));
+    assert_eq!(code, 0);
+    assert!(out.contains("csp ping 1"), "{out}");
+}
+
+#[test]
+fn send_reply_against_listen_echo() {
+    let d = Muxd::start(1, "");
+    let echo = listen(&d, &["--echo", "-c", "1", "--idle", "10000", "13"]);
+    let (code, out, err) =
+        run(csp(&d).args(["--timeout", "5000", "send", "--reply", "1", "13", "ping-me"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("1:13 -> port "), "{out}");
+    assert!(out.trim_end().ends_with("70 69 6e 67 2d 6d 65"), "{out}");
+    assert!(finish(echo).status.success());
+}
+
+#[test]
+fn listen_survives_a_daemon_restart() {
+    let d = Muxd::start(1, "");
+    let (listener, mut err) = listen_with_stderr(&d, &["-c", "2", "--idle", "15000", "16"]);
+    let (code, _, e) = run(csp(&d).args(["send", "1", "16", "before"]));
+    assert_eq!(code, 0, "{e}");
+    let d = d.restart();
+    // The listener reports both steps on stderr (reads bounded by --idle).
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    assert!(line.contains("went away"), "{line:?}");
+    line.clear();
+    err.read_line(&mut line).unwrap();
+    assert!(line.contains("reconnected"), "{line:?}");
+    let (code, _, e) = run(csp(&d).args(["send", "1", "16", "after"]));
+    assert_eq!(code, 0, "{e}");
+    let out = finish(listener);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(
+        text.contains("62 65 66 6f 72 65") && text.contains("61 66 74 65 72"),
+        "{text}"
+    );
+}
+
+#[test]
+fn ping_over_tcp_with_token() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let d = Muxd::start(
+        1,
+        &format!("[ipc]\ntcp_listen = \"127.0.0.1:{port}\"\ntcp_token = \"tok\"\n"),
+    );
+    let addr = format!("127.0.0.1:{port}");
+    let (code, out, err) = run(Command::new(csp_bin()).args([
+        "--tcp",
+        &addr,
+        "--tcp-token",
+        "tok",
+        "ping",
+        "-c",
+        "1",
+        "1",
+    ]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("1 sent, 1 received"), "{out}");
+    let (code, _, err) = run(Command::new(csp_bin()).args(["--tcp", &addr, "ping", "1"]));
+    assert_eq!(code, 2, "--tcp needs --tcp-token: {err}");
+    drop(d);
+    let (code, _, err) =
+        run(Command::new(csp_bin()).args(["--tcp", &addr, "--tcp-token", "tok", "ping", "1"]));
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(&format!("csp-muxd is not listening at tcp:{addr}")),
+        "{err}"
+    );
+}

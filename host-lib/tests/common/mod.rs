@@ -1,0 +1,166 @@
+//! Test harness: a real `csp-muxd` process on a temp socket and a free UDP
+//! port on 127.0.0.1. The daemon binary belongs to another package, so it is
+//! built once (the first test that needs it runs `cargo build -p host-muxd`
+//! into this test's own target directory and profile). Every wait is bounded.
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::net::UdpSocket;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A free UDP port on 127.0.0.1 (bound and released; loopback only).
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Path of the csp-muxd binary, built on first use.
+pub fn muxd_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        // target/<profile>/deps/<test binary>: the daemon goes to
+        // target/<profile>/csp-muxd when built with the same profile.
+        let exe = std::env::current_exe().unwrap();
+        let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+        let target_dir = profile_dir.parent().unwrap().to_path_buf();
+        let profile = profile_dir
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let profile_arg = if profile == "debug" {
+            "dev".to_string()
+        } else {
+            profile
+        };
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "host-muxd",
+                "--bin",
+                "csp-muxd",
+                "--profile",
+            ])
+            .arg(&profile_arg)
+            .arg("--target-dir")
+            .arg(&target_dir)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("running cargo to build csp-muxd");
+        assert!(status.success(), "building csp-muxd failed");
+        let bin = profile_dir.join("csp-muxd");
+        assert!(bin.exists(), "{} missing after build", bin.display());
+        bin
+    })
+}
+
+/// The `csp` tool of this package.
+pub fn csp_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_csp")
+}
+
+pub struct Muxd {
+    pub child: Child,
+    pub socket: PathBuf,
+    pub udp_port: u16,
+    pub addr: u16,
+    pub dir: tempfile::TempDir,
+}
+
+impl Muxd {
+    /// A daemon with node `addr`, UDP on a free loopback port, `extra` TOML
+    /// appended after the generated tables.
+    pub fn start(addr: u16, extra: &str) -> Muxd {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("muxd.sock");
+        Self::start_in(dir, socket, addr, free_udp_port(), extra)
+    }
+
+    fn start_in(
+        dir: tempfile::TempDir,
+        socket: PathBuf,
+        addr: u16,
+        udp_port: u16,
+        extra: &str,
+    ) -> Muxd {
+        let config =
+            format!("[node]\naddress = {addr}\n[udp]\nbind = \"127.0.0.1:{udp_port}\"\n{extra}\n");
+        let cfg_path = dir.path().join("muxd.toml");
+        std::fs::write(&cfg_path, config).unwrap();
+        let child = Command::new(muxd_bin())
+            .arg("--config")
+            .arg(&cfg_path)
+            .arg("--socket")
+            .arg(&socket)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut m = Muxd {
+            child,
+            socket,
+            udp_port,
+            addr,
+            dir,
+        };
+        m.wait_ready();
+        m
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            if UnixStream::connect(&self.socket).is_ok() {
+                return;
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let mut err = String::new();
+                if let Some(mut e) = self.child.stderr.take() {
+                    let _ = e.read_to_string(&mut err);
+                }
+                panic!("csp-muxd exited early ({status}): {err}");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("csp-muxd did not open {} in time", self.socket.display());
+    }
+
+    /// SIGKILL: the daemon gets no chance to say goodbye or clean up.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Start a new daemon on the same socket (and config) as this one,
+    /// which must be dead.
+    pub fn restart(self) -> Muxd {
+        let mut old = self;
+        old.kill();
+        let dir = std::mem::replace(&mut old.dir, tempfile::tempdir().unwrap());
+        let (socket, addr) = (old.socket.clone(), old.addr);
+        let udp_port = free_udp_port();
+        drop(old);
+        Self::start_in(dir, socket, addr, udp_port, "")
+    }
+}
+
+impl Drop for Muxd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
