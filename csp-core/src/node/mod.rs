@@ -74,10 +74,14 @@
 //!   is read one segment at a time: a one-segment read-ahead per connection
 //!   holds it ([`Event::Readable`], [`Node::recv_conn`]). While it is unread
 //!   the connection's later events (acknowledgements, close) wait too.
-//! - **Connection life.** A slot is freed once the connection is finished
-//!   (closed or failed, including RDP's time-wait), its last event was
-//!   polled and its last segment sent; the [`ConnId`] then goes stale.
-//!   The application must drain `poll_event` for slots to be reclaimed.
+//! - **Connection life.** A slot is freed by the first `poll_transmit`
+//!   after the connection finished (closed or failed, including RDP's
+//!   time-wait), its last event was polled and its last segment sent; the
+//!   [`ConnId`] then goes stale. The application must drain `poll_event`
+//!   for slots to be reclaimed. A SYN from the remote port of a finished,
+//!   reported connection (a peer reusing its port during our time-wait, as
+//!   libcsp's eight ephemeral ports make likely) frees it at once and opens
+//!   a new one.
 //! - **Randomness.** The node keeps a small PRNG (SplitMix64) seeded by the
 //!   caller ([`NodeConfig::seed`], [`Node::reseed`]); RDP initial sequence
 //!   numbers and XTEA nonces come from it. `handle_frame` can therefore open
@@ -680,17 +684,55 @@ impl<
         dport: Port,
         opts: &ConnectOptions,
     ) -> Result<ConnId, NodeError> {
+        self.open_conn(now, None, dst, dport, opts)
+    }
+
+    /// [`connect`](Self::connect) from a given local port (e.g. one a
+    /// daemon assigned). The port is bound like a socket's, so it must be
+    /// bindable under the node's [`BindConfig`] and free.
+    pub fn connect_from(
+        &mut self,
+        now: Instant,
+        sport: Port,
+        dst: Addr,
+        dport: Port,
+        opts: &ConnectOptions,
+    ) -> Result<ConnId, NodeError> {
+        self.open_conn(now, Some(sport), dst, dport, opts)
+    }
+
+    fn open_conn(
+        &mut self,
+        now: Instant,
+        sport: Option<Port>,
+        dst: Addr,
+        dport: Port,
+        opts: &ConnectOptions,
+    ) -> Result<ConnId, NodeError> {
         self.route_out(dst)?;
+        opts.rdp.validate(W).map_err(NodeError::Options)?;
         let index = self
             .conns
             .iter()
             .position(Option::is_none)
             .ok_or(NodeError::NoFreeConnection)?;
+        let owner = Owner::Conn(index as u8);
+        let lport = match sport {
+            Some(p) => {
+                self.ports.bind(BindAddr::Any, BindPort::Port(p), owner)?;
+                p
+            }
+            None => self.ports.bind_ephemeral(BindAddr::Any, owner)?,
+        };
         let isn = self.random() as u16;
-        let conn = Connection::connect(now, opts.rdp, isn).map_err(NodeError::Options)?;
-        let lport = self
-            .ports
-            .bind_ephemeral(BindAddr::Any, Owner::Conn(index as u8))?;
+        let conn = match Connection::connect(now, opts.rdp, isn) {
+            Ok(c) => c,
+            Err(e) => {
+                // Validated above; undo the binding all the same.
+                let _ = self.ports.unbind(BindAddr::Any, BindPort::Port(lport));
+                return Err(NodeError::Options(e));
+            }
+        };
         self.conns[index] = Some(ConnSlot {
             conn,
             remote: dst,
@@ -728,8 +770,15 @@ impl<
 
     /// Queue one segment (at most `SEG` bytes); returns its RDP sequence
     /// number, which [`Event::Acknowledged`] reports once the peer has it.
-    /// A full window is [`NodeError::WouldBlock`].
+    /// A full window is [`NodeError::WouldBlock`]; a segment whose frame
+    /// would exceed the route's MTU is refused.
     pub fn send(&mut self, now: Instant, conn: ConnId, data: &[u8]) -> Result<u16, NodeError> {
+        let slot = self.slot(conn)?;
+        let (dst, overhead) = (slot.remote, slot.security.overhead());
+        if let Ok((Out::Iface(hop), version)) = self.route_out(dst) {
+            let len = version.header_len() + data.len() + csp_rdp::header::HEADER_LEN + overhead;
+            self.check_mtu(hop.iface, len)?;
+        }
         let slot = self.slot(conn)?;
         slot.conn.send(now, data).map_err(|e| match e {
             csp_rdp::SendError::WouldBlock => NodeError::WouldBlock,
@@ -968,12 +1017,19 @@ impl<
             let Some(slot) = self.conns[i].as_mut() else {
                 return Err(RxDrop::NoConnection);
             };
-            slot.security
-                .verify(&mut packet, version)
-                .map_err(RxDrop::Security)?;
-            slot.conn.handle_segment(now, packet.data());
-            bump(&mut self.counters.rx_segments);
-            return Ok(());
+            let finished = matches!(slot.conn.state(), ConnState::Closed | ConnState::TimeWait);
+            if !(finished && slot.end_reported && is_syn_under(&slot.security, &packet, version)) {
+                slot.security
+                    .verify(&mut packet, version)
+                    .map_err(RxDrop::Security)?;
+                slot.conn.handle_segment(now, packet.data());
+                bump(&mut self.counters.rx_segments);
+                return Ok(());
+            }
+            // A peer reusing its port for a new connection while ours waits
+            // out its close (libcsp rotates through only eight ports): the
+            // old one is over and reported, so the SYN opens a new one.
+            self.free_conn(i);
         }
         // Not a known connection: only a SYN to a listener opens one.
         let owner = self.ports.lookup(h.dst, h.dport).copied();
@@ -989,9 +1045,7 @@ impl<
             .security
             .verify(&mut packet, version)
             .map_err(RxDrop::Security)?;
-        let is_syn = csp_rdp::RdpHeader::split(packet.data())
-            .is_ok_and(|(_, r)| r.flags() == csp_rdp::Flags::SYN);
-        if !is_syn {
+        if !is_syn(packet.data()) {
             return Err(RxDrop::NoConnection);
         }
         if sock.opts.max_conns != 0 && sock.conns >= sock.opts.max_conns {
@@ -1103,13 +1157,20 @@ impl<
     /// way. A buffer too small for the next frame is counted, reported as
     /// [`Event::Error`], and the frame stays queued.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
-        for _ in 0..LOOPBACK_BUDGET {
+        // Only loopback deliveries can make new work without end (two local
+        // services answering each other); every other step consumes a queued
+        // packet or a segment, so the loop ends.
+        let mut looped = 0;
+        while looped < LOOPBACK_BUDGET {
             if let Some(entry) = self.tx.pop_front() {
                 match entry.out {
-                    Out::Loopback => self.loopback(now, entry.packet),
+                    Out::Loopback => {
+                        looped += 1;
+                        self.loopback(now, entry.packet);
+                    }
                     Out::Iface(hop) => match self.emit_queued(hop, entry, buf) {
                         Pulled::Frame(t) => return Some(t),
-                        Pulled::Progress => {}
+                        Pulled::Progress | Pulled::Looped => {}
                         Pulled::Idle => return None,
                     },
                 }
@@ -1117,7 +1178,8 @@ impl<
             }
             match self.pull_segment(now, buf) {
                 Pulled::Frame(t) => return Some(t),
-                Pulled::Progress => continue,
+                Pulled::Progress => {}
+                Pulled::Looped => looped += 1,
                 Pulled::Idle => return None,
             }
         }
@@ -1228,7 +1290,7 @@ impl<
         match out {
             Out::Loopback => {
                 self.loopback(now, packet);
-                Pulled::Progress
+                Pulled::Looped
             }
             // `buf` holds any frame (checked by the caller), so never `Idle`.
             Out::Iface(hop) => self.emit_queued(hop, TxEntry { out, packet }, buf),
@@ -1325,9 +1387,15 @@ impl<
     }
 }
 
+/// What one transmit step did.
 enum Pulled {
+    /// A frame is in the caller's buffer.
     Frame(Transmit),
+    /// Something was consumed (dropped and counted); look again.
     Progress,
+    /// A packet went round the loopback; look again, within the budget.
+    Looped,
+    /// Nothing to send (or the buffer is too small).
     Idle,
 }
 
@@ -1349,6 +1417,22 @@ fn pump<const W: usize, const SEG: usize>(slot: &mut ConnSlot<W, SEG>) {
             csp_rdp::Event::Failed { reason } => slot.stash.end = Some(End::Failed(reason)),
         }
     }
+}
+
+/// True if `data` (trailers stripped) is an RDP SYN.
+fn is_syn(data: &[u8]) -> bool {
+    csp_rdp::RdpHeader::split(data).is_ok_and(|(_, r)| r.flags() == csp_rdp::Flags::SYN)
+}
+
+/// True if `packet` verifies under `security` and is then a SYN (checked on
+/// a copy: the packet is left as it is).
+fn is_syn_under<const PKT: usize>(
+    security: &SecurityOptions,
+    packet: &Packet<PKT>,
+    version: Version,
+) -> bool {
+    let mut copy = packet.clone();
+    security.verify(&mut copy, version).is_ok() && is_syn(copy.data())
 }
 
 /// The trailers to use towards a peer that sent `flags`: CRC32 and HMAC as
