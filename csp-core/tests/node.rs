@@ -935,6 +935,84 @@ fn rdp_host_window_32_bulk_transfer() {
 }
 
 #[test]
+fn rdp_host_window_32_under_loss() {
+    for seed in 0..20u64 {
+        let mut net = Net::<Host>::new(500 + seed, LinkConfig::lossy(0.05));
+        let sec = SecurityOptions {
+            crc: true,
+            ..SecurityOptions::NONE
+        };
+        let (client, _) = rdp_echo(&mut net, 30_000, sec, 32);
+        assert_eq!(client.echoed, pattern(30_000, 3), "seed {seed}");
+        assert!(
+            matches!(client.end, Some(Event::Closed { .. })),
+            "seed {seed}: {:?}",
+            client.end
+        );
+    }
+}
+
+#[test]
+fn echo_port_answers_hmac_when_asked() {
+    // The firmware's port 10: HMAC accepted and mirrored, not required.
+    let key = HmacKey::from_key_string(b"secret");
+    let when_asked = SecurityOptions {
+        hmac: Some(key),
+        accept_missing: true,
+        ..SecurityOptions::NONE
+    };
+    let mut net = Net::<Fw>::new(24, LinkConfig::clean());
+    let mut echo = Echo::install(&mut net.b, SocketOptions::both().with_security(when_asked));
+    let (_, sport) = net
+        .a
+        .bind_ephemeral(SocketOptions::connectionless().with_security(when_asked))
+        .unwrap();
+    let dg = Datagram {
+        dst: addr(10),
+        dport: port(10),
+        sport,
+        prio: Prio::Normal,
+    };
+    net.a.send_to(&dg, &hmac_crc(), b"signed").unwrap();
+    net.a
+        .send_to(&dg, &SecurityOptions::NONE, b"plain")
+        .unwrap();
+    let mut wrong = hmac_crc();
+    wrong.hmac = Some(HmacKey::from_key_string(b"wrong"));
+    net.a.send_to(&dg, &wrong, b"forged").unwrap();
+    net.run(100, |_, b, now| {
+        echo.run(b, now);
+        false
+    });
+    let mut buf = [0u8; 64];
+    let got = collect_received(&mut net.a, &mut buf);
+    assert_eq!(got.len(), 2, "the forged one is dropped");
+    assert_eq!(got[0].1, b"signed");
+    assert!(got[0].0.flags.contains(Flags::HMAC | Flags::CRC32));
+    assert_eq!(got[1].1, b"plain");
+    assert!(!got[1].0.flags.contains(Flags::HMAC));
+    assert_eq!(net.b.counters().rx_security, 1);
+    // RDP with and without HMAC to the same port.
+    for security in [hmac_crc(), SecurityOptions::NONE] {
+        let opts = ConnectOptions {
+            security,
+            rdp: fast_rdp(),
+            ..ConnectOptions::default()
+        };
+        let conn = net.a.open(net.now, addr(10), port(10), &opts).unwrap();
+        let mut client = Client::new(conn, &pattern(700, 9));
+        net.run(10_000, |a, b, now| {
+            client.run(a, now);
+            echo.run(b, now);
+            client.end.is_some()
+        });
+        assert_eq!(client.echoed, pattern(700, 9));
+        assert!(matches!(client.end, Some(Event::Closed { .. })));
+    }
+    assert_eq!(net.b.counters().rx_security, 1);
+}
+
+#[test]
 fn rdp_hmac_key_mismatch_fails_the_connection() {
     let mut net = Net::<Fw>::new(22, LinkConfig::clean());
     let mut b_sec = hmac_crc();
@@ -1481,6 +1559,12 @@ fn firmware_node_size() {
     println!(
         "size_of Host test node = {} bytes",
         core::mem::size_of::<Host>()
+    );
+    println!(
+        "parts: Connection<4, 200> {} B, Packet<256> {} B, SocketOptions {} B",
+        core::mem::size_of::<csp_rdp::Connection<4, 200>>(),
+        core::mem::size_of::<Packet<256>>(),
+        core::mem::size_of::<SocketOptions>()
     );
     // The firmware budget is 16 KiB of RAM for everything.
     assert!(size < 12 * 1024, "{size}");
