@@ -84,6 +84,7 @@ impl<
             readahead: None,
             announced: false,
             stash: Stash::default(),
+            opened: false,
             end_reported: false,
         });
         csp_debug!("node: connect to {}:{} from {}", dst, dport, lport);

@@ -58,6 +58,7 @@ impl<
         let socket = listener.map(|l| self.socket_id(usize::from(l)));
         let slot = self.conns[i].as_mut()?;
         if core::mem::take(&mut slot.stash.connected) {
+            slot.opened = true;
             return Some(match (slot.conn.role(), socket) {
                 (csp_rdp::Role::Server, Some(socket)) => Event::Accepted { socket, conn },
                 _ => Event::Connected { conn },
@@ -75,6 +76,11 @@ impl<
         }
         let end = slot.stash.end.take()?;
         slot.end_reported = true;
+        if slot.conn.role() == csp_rdp::Role::Server && !slot.opened {
+            // A handshake that never completed: the application never heard
+            // of this connection, so it hears nothing of its end either.
+            return None;
+        }
         Some(match end {
             End::Closed(reason) => Event::Closed { conn, reason },
             End::Failed(reason) => Event::Failed { conn, reason },

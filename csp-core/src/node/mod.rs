@@ -280,6 +280,10 @@ struct ConnSlot<const W: usize, const SEG: usize> {
     readahead: Option<Payload<SEG>>,
     announced: bool,
     stash: Stash,
+    /// `Accepted` or `Connected` was reported.
+    opened: bool,
+    /// `Closed` or `Failed` was reported (or, for an accepted connection
+    /// that never opened, swallowed).
     end_reported: bool,
 }
 

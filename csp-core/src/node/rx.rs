@@ -230,6 +230,7 @@ impl<
             readahead: None,
             announced: false,
             stash: Stash::default(),
+            opened: false,
             end_reported: false,
         });
         if let Some(s) = self.sockets[l].as_mut() {

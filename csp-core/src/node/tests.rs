@@ -317,3 +317,31 @@ fn timeouts_drive_retransmission_and_failure() {
     assert_eq!(n.connections(), 0);
     assert_eq!(n.poll_timeout(), None);
 }
+
+#[test]
+fn a_half_open_accepted_connection_goes_away_silently() {
+    let mut n = node(7, 256);
+    n.bind(BindPort::Port(port(10)), SocketOptions::listener())
+        .unwrap();
+    let mut peer = Peer::connect(at(0), 20, 1000);
+    // Only the SYN reaches the node; the peer then vanishes.
+    for f in peer.frames(at(0)) {
+        n.handle_frame(at(0), IfaceId(0), &f).unwrap();
+    }
+    assert_eq!(n.connections(), 1);
+    assert!(!drain(&mut n, at(0)).is_empty(), "the SYN-ACK");
+    let mut now = at(0);
+    while let Some(t) = n.poll_timeout() {
+        now = t;
+        n.handle_timeout(now);
+        drain(&mut n, now);
+        assert_eq!(
+            events(&mut n),
+            [],
+            "nothing about a connection never accepted"
+        );
+        drain(&mut n, now);
+    }
+    assert_eq!(n.connections(), 0);
+    assert!(now <= at(30_000));
+}
