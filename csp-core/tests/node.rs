@@ -85,7 +85,7 @@ impl<
             ident: IDENT,
             ..NodeConfig::new(addr(a))
         });
-        let i = n.add_iface(IfaceConfig { version, mtu: PKT }).unwrap();
+        let i = n.add_iface(IfaceConfig::new("IF", version, PKT)).unwrap();
         n.routes_mut().set_default(i, None).unwrap();
         n
     }
@@ -604,6 +604,32 @@ fn services_memfree_buffree_ident_and_crc() {
 }
 
 #[test]
+fn cmp_interface_stats_by_name() {
+    let mut net = Net::<Fw>::new(8, LinkConfig::clean());
+    // A frame B can not use, and one with a bad HMAC, count on its interface.
+    net.b
+        .handle_frame(net.now, IfaceId(0), &[1, 2])
+        .unwrap_err();
+    net.b.iface_stats_mut(IfaceId(0)).unwrap().frame += 3;
+    let mut req = [0u8; 64];
+    let n = client::Request::IfStats("IF").emit(&mut req).unwrap();
+    let (_, d) = ask(&mut net, Port::CMP, &req[..n], true).unwrap();
+    let (name, stats) = client::parse_if_stats(&d).unwrap();
+    assert_eq!(name, "IF");
+    assert_eq!(
+        (stats.rx, stats.rx_error, stats.frame, stats.tx),
+        (2, 1, 3, 0)
+    );
+    assert_eq!(stats.rxbytes, 2 + 6 + n as u32 + 4);
+    // The reply itself is counted once it left.
+    assert_eq!(net.b.iface_stats(IfaceId(0)).unwrap().tx, 1);
+    assert_eq!(net.b.iface_stats(IfaceId(1)), None);
+    // An unknown name gets no reply, as in libcsp.
+    let n = client::Request::IfStats("CAN").emit(&mut req).unwrap();
+    assert!(ask(&mut net, Port::CMP, &req[..n], true).is_none());
+}
+
+#[test]
 fn reboot_and_shutdown_become_events() {
     let mut net = Net::<Fw>::new(6, LinkConfig::clean());
     for magic in [0x8007_8007u32, 0xD1E5_529A] {
@@ -987,6 +1013,7 @@ fn echo_port_answers_hmac_when_asked() {
     let mut buf = [0u8; 64];
     let got = collect_received(&mut net.a, &mut buf);
     assert_eq!(got.len(), 2, "the forged one is dropped");
+    assert_eq!(net.b.iface_stats(IfaceId(0)).unwrap().autherr, 1);
     assert_eq!(got[0].1, b"signed");
     assert!(got[0].0.flags.contains(Flags::HMAC | Flags::CRC32));
     assert_eq!(got[1].1, b"plain");
@@ -1298,10 +1325,7 @@ fn bad_crc_frame_is_counted_and_dropped() {
 fn unroutable_and_not_for_us_are_counted() {
     let mut n: Fw = Node::new(NodeConfig::new(addr(10)));
     let i = n
-        .add_iface(IfaceConfig {
-            version: Version::V2,
-            mtu: 256,
-        })
+        .add_iface(IfaceConfig::new("IF", Version::V2, 256))
         .unwrap();
     let dg = Datagram {
         dst: addr(20),
@@ -1373,16 +1397,10 @@ fn forwarding_reemits_the_header_for_the_outgoing_version() {
         ..NodeConfig::new(addr(5))
     });
     let v2 = r
-        .add_iface(IfaceConfig {
-            version: Version::V2,
-            mtu: 256,
-        })
+        .add_iface(IfaceConfig::new("IF", Version::V2, 256))
         .unwrap();
     let v1 = r
-        .add_iface(IfaceConfig {
-            version: Version::V1,
-            mtu: 256,
-        })
+        .add_iface(IfaceConfig::new("IF", Version::V1, 256))
         .unwrap();
     r.routes_mut().add(addr(8), 5, v1, Some(addr(9))).unwrap();
     r.routes_mut().set_default(v2, None).unwrap();
@@ -1451,10 +1469,7 @@ fn too_small_transmit_buffer_is_an_error_not_a_loss() {
 fn mtu_is_enforced_on_send() {
     let mut n: Fw = Node::new(NodeConfig::new(addr(10)));
     let i = n
-        .add_iface(IfaceConfig {
-            version: Version::V2,
-            mtu: 64,
-        })
+        .add_iface(IfaceConfig::new("IF", Version::V2, 64))
         .unwrap();
     n.routes_mut().set_default(i, None).unwrap();
     let dg = Datagram {

@@ -35,7 +35,7 @@
 //!     seed: 0x5eed, // from a hardware RNG
 //!     ..NodeConfig::new(Addr::new(10).unwrap())
 //! });
-//! let uart = node.add_iface(IfaceConfig { version: Version::V2, mtu: 256 }).unwrap();
+//! let uart = node.add_iface(IfaceConfig::new("KISS", Version::V2, 256)).unwrap();
 //! node.routes_mut().set_default(uart, None).unwrap();
 //! let echo = node.bind(BindPort::Port(Port::new(10).unwrap()), SocketOptions::both()).unwrap();
 //!
@@ -161,13 +161,15 @@ use crate::packet::{Packet, PacketError};
 use crate::route::{Hop, IfaceId, RouteTable};
 use crate::security::{HmacKey, SecurityOptions, CRC_LEN, HMAC_LEN, XTEA_NONCE_LEN};
 use crate::service::{
-    Ident, ServiceConfig, ServiceCounters, ServiceEvent, ServiceOutcome, ServiceValues, Services,
+    Ident, IfStats, ServiceConfig, ServiceCounters, ServiceEvent, ServiceOutcome, ServiceValues,
+    Services,
 };
 use crate::time::Instant;
 
 mod conn;
 mod event;
 mod rx;
+mod services;
 mod socket;
 mod tx;
 mod types;
@@ -186,6 +188,20 @@ const LOOPBACK_VERSION: Version = Version::V2;
 
 /// Largest outer-trailer overhead: HMAC, CRC and an XTEA nonce.
 const MAX_SECURITY_OVERHEAD: usize = HMAC_LEN + CRC_LEN + XTEA_NONCE_LEN;
+
+/// Interface counters at boot.
+const ZERO_STATS: IfStats = IfStats {
+    tx: 0,
+    rx: 0,
+    tx_error: 0,
+    rx_error: 0,
+    drop: 0,
+    autherr: 0,
+    frame: 0,
+    txbytes: 0,
+    rxbytes: 0,
+    irq: 0,
+};
 
 /// Highest service port (uptime).
 const LAST_SERVICE_PORT: u8 = 6;
@@ -328,6 +344,7 @@ pub struct Node<
     service_key: Option<HmacKey>,
     services: Services,
     ifaces: heapless::Vec<IfaceConfig, IFACES>,
+    iface_stats: [IfStats; IFACES],
     routes: RouteTable<ROUTES>,
     ports: PortTable<Owner, BINDS>,
     sockets: [Option<SocketSlot>; BINDS],
@@ -394,6 +411,7 @@ impl<
             service_key: None,
             services: Services::new(ServiceConfig::new(config.route_version, config.addr)),
             ifaces: heapless::Vec::new(),
+            iface_stats: [ZERO_STATS; IFACES],
             routes: RouteTable::new(config.route_version),
             ports: PortTable::new(config.ports),
             sockets: [const { None }; BINDS],
@@ -459,6 +477,20 @@ impl<
     /// An interface's configuration.
     pub fn iface(&self, id: IfaceId) -> Option<&IfaceConfig> {
         self.ifaces.get(usize::from(id.0))
+    }
+
+    /// The counters of an interface, as CMP interface stats reports them:
+    /// frames and bytes each way, receive errors (malformed, too long),
+    /// transmit errors (over the MTU, header not representable), drops and
+    /// authentication (HMAC) failures of frames from it.
+    pub fn iface_stats(&self, id: IfaceId) -> Option<&IfStats> {
+        self.iface_stats[..self.ifaces.len()].get(usize::from(id.0))
+    }
+
+    /// The counters of an interface, writable: the link layer adds its own
+    /// (`frame` errors of the KISS decoder, `irq`).
+    pub fn iface_stats_mut(&mut self, id: IfaceId) -> Option<&mut IfStats> {
+        self.iface_stats[..self.ifaces.len()].get_mut(usize::from(id.0))
     }
 
     /// The routing table.

@@ -1,6 +1,7 @@
 //! The receive path: frames in, to sockets, connections, services or onwards.
 
 use super::*;
+use crate::security::{SecurityError, Trailer};
 
 impl<
         const PKT: usize,
@@ -24,10 +25,27 @@ impl<
         frame: &[u8],
     ) -> Result<(), RxDrop> {
         bump(&mut self.counters.rx_frames);
+        // Counted on arrival, as a link driver would: a request for the
+        // interface statistics sees itself.
+        if let Some(st) = self.iface_stats_mut(iface) {
+            bump(&mut st.rx);
+            st.rxbytes = st.rxbytes.wrapping_add(frame.len() as u32);
+        }
         let r = self.rx_frame(now, iface, frame);
         if let Err(d) = r {
             self.count_drop(d);
             csp_trace!("node: dropped frame from {}: {}", iface.0, d);
+            if let Some(st) = self.iface_stats_mut(iface) {
+                bump(match d {
+                    RxDrop::Malformed(_) | RxDrop::TooLong { .. } => &mut st.rx_error,
+                    RxDrop::Security(
+                        SecurityError::HmacMismatch
+                        | SecurityError::NoKey(Trailer::Hmac)
+                        | SecurityError::MissingFlag(Trailer::Hmac),
+                    ) => &mut st.autherr,
+                    _ => &mut st.drop,
+                });
+            }
         }
         r
     }
@@ -239,74 +257,5 @@ impl<
         bump(&mut self.counters.rx_segments);
         csp_debug!("node: SYN from {}:{} to port {}", h.src, h.sport, h.dport);
         Ok(())
-    }
-
-    /// Answer a service request (ports 0..=6, nothing bound).
-    pub(super) fn serve(
-        &mut self,
-        now: Instant,
-        mut packet: Packet<PKT>,
-        version: Version,
-    ) -> Result<(), RxDrop> {
-        bump(&mut self.counters.rx_service);
-        let check = SecurityOptions {
-            hmac: self.service_key,
-            accept_missing: true,
-            ..SecurityOptions::NONE
-        };
-        check
-            .verify(&mut packet, version)
-            .map_err(RxDrop::Security)?;
-        let mut ctx = ServiceValues {
-            uptime_s: u32::try_from(now.saturating_duration_since(self.boot).as_millis() / 1000)
-                .unwrap_or(u32::MAX),
-            memfree: self.memfree,
-            buf_free: u32::try_from(self.free_buffers()).unwrap_or(u32::MAX),
-            ident: self.ident,
-            clock: None,
-        };
-        self.services.config.version = version;
-        self.services.config.own_addr = self.addr;
-        let mut out = [0u8; PKT];
-        let room = Packet::<PKT>::CAPACITY.saturating_sub(MAX_SECURITY_OVERHEAD);
-        let outcome =
-            self.services
-                .handle(&packet.header, packet.data(), &mut ctx, &mut out[..room]);
-        match outcome {
-            ServiceOutcome::Reply(r) => {
-                let mut header = r.header;
-                let flags = header.flags;
-                // Trailers are re-added by `queue_packet` to match the flags.
-                header.flags = flags.without(Flags::CRC32 | Flags::HMAC | Flags::XTEA);
-                if header.src == Addr::LOCAL || header.src.is_broadcast(version) {
-                    header.src = self.addr;
-                }
-                let reply = Packet::with_data(header, &out[..r.len])
-                    .map_err(|e| RxDrop::ReplyFailed(e.into()))?;
-                let security = SecurityOptions {
-                    crc: flags.contains(Flags::CRC32),
-                    hmac: if flags.contains(Flags::HMAC) {
-                        self.service_key
-                    } else {
-                        None
-                    },
-                    ..SecurityOptions::NONE
-                };
-                self.queue_packet(reply, &security).map_err(|e| match e {
-                    NodeError::TxQueueFull => RxDrop::TxQueueFull,
-                    e => RxDrop::ReplyFailed(e),
-                })
-            }
-            ServiceOutcome::Event(ServiceEvent::Reboot) => {
-                self.pending_reboot = true;
-                Ok(())
-            }
-            ServiceOutcome::Event(ServiceEvent::Shutdown) => {
-                self.pending_shutdown = true;
-                Ok(())
-            }
-            // Counted by the service handler.
-            ServiceOutcome::NoReply(_) | ServiceOutcome::Refused(_) => Ok(()),
-        }
     }
 }

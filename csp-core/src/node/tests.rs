@@ -32,10 +32,7 @@ fn node(seed: u64, mtu: usize) -> N {
         ..NodeConfig::new(addr(ME))
     });
     let i = n
-        .add_iface(IfaceConfig {
-            version: Version::V2,
-            mtu,
-        })
+        .add_iface(IfaceConfig::new("IF", Version::V2, mtu))
         .unwrap();
     n.routes_mut().set_default(i, None).unwrap();
     n

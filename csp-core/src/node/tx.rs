@@ -64,18 +64,20 @@ impl<
         mut entry: TxEntry<PKT>,
         buf: &mut [u8],
     ) -> Pulled {
-        let Some(&IfaceConfig { version, mtu }) = self.iface(hop.iface) else {
+        let Some(&IfaceConfig { version, mtu, .. }) = self.iface(hop.iface) else {
             bump(&mut self.counters.tx_dropped);
             return Pulled::Progress;
         };
-        let Ok(frame) = entry.packet.frame(version) else {
-            bump(&mut self.counters.tx_dropped);
-            return Pulled::Progress;
+        let frame = match entry.packet.frame(version) {
+            Ok(f) if f.len() <= mtu => f,
+            _ => {
+                bump(&mut self.counters.tx_dropped);
+                if let Some(st) = self.iface_stats.get_mut(usize::from(hop.iface.0)) {
+                    bump(&mut st.tx_error);
+                }
+                return Pulled::Progress;
+            }
         };
-        if frame.len() > mtu {
-            bump(&mut self.counters.tx_dropped);
-            return Pulled::Progress;
-        }
         let len = frame.len();
         let Some(out) = buf.get_mut(..len) else {
             self.too_small(len, buf.len());
@@ -84,6 +86,10 @@ impl<
         };
         out.copy_from_slice(frame);
         bump(&mut self.counters.tx_frames);
+        if let Some(st) = self.iface_stats.get_mut(usize::from(hop.iface.0)) {
+            bump(&mut st.tx);
+            st.txbytes = st.txbytes.wrapping_add(len as u32);
+        }
         Pulled::Frame(Transmit {
             iface: hop.iface,
             via: hop.via,

@@ -46,10 +46,20 @@ impl ConnId {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct IfaceConfig {
+    /// Name, as route strings and CMP interface-stats requests use it
+    /// (libcsp's `"KISS"`, `"ZMQHUB"`, ...; at most 10 bytes go in CMP).
+    pub name: &'static str,
     /// Header version on this link.
     pub version: Version,
     /// Largest frame (header included) the link takes; bigger ones are dropped.
     pub mtu: usize,
+}
+
+impl IfaceConfig {
+    /// An interface called `name`.
+    pub const fn new(name: &'static str, version: Version, mtu: usize) -> Self {
+        IfaceConfig { name, version, mtu }
+    }
 }
 
 /// What a bound socket accepts and how it checks it.
