@@ -433,6 +433,7 @@ fn connectionless_ping_between_nodes() {
         dport: Port::PING,
         sport,
         prio: Prio::Normal,
+        flags: Flags::NONE,
     };
     net.a
         .send_to(&dg, &SecurityOptions::NONE, &payload)
@@ -466,6 +467,7 @@ fn connectionless_echo_port_and_sink() {
             dport: port(dport),
             sport,
             prio: Prio::Low,
+            flags: Flags::NONE,
         };
         net.a
             .send_to(&dg, &SecurityOptions::NONE, &pattern(len, dport))
@@ -485,6 +487,42 @@ fn connectionless_echo_port_and_sink() {
 }
 
 #[test]
+fn sfp_fragments_pass_through_connectionless_sockets() {
+    use csp_core::sfp::{self, Progress, Reassembler};
+    let mut net = Net::<Fw>::new(3, LinkConfig::clean());
+    let crc = SecurityOptions {
+        crc: true,
+        ..SecurityOptions::NONE
+    };
+    let s = net
+        .b
+        .bind(
+            BindPort::Port(port(12)),
+            SocketOptions::connectionless().with_security(crc),
+        )
+        .unwrap();
+    let payload = pattern(1000, 5);
+    let mut dg = Datagram::new(addr(10), port(12), port(40));
+    dg.flags = Flags::FRAG;
+    let mut reasm: Reassembler<2048> = Reassembler::new(sfp::DEFAULT_TIMEOUT);
+    let mut done = None;
+    let mut buf = [0u8; 256];
+    for frag in sfp::split(&payload, 200).unwrap() {
+        let mut data = frag.data.to_vec();
+        data.extend_from_slice(&frag.trailer().to_be_bytes());
+        net.a.send_to(&dg, &crc, &data).unwrap();
+        net.run(20, |_, _, _| false);
+        while let Ok(r) = net.b.recv(s, &mut buf) {
+            assert!(r.header.flags.contains(Flags::FRAG | Flags::CRC32));
+            if let Progress::Complete(all) = reasm.push(net.now, &buf[..r.len]).unwrap() {
+                done = Some(all.to_vec());
+            }
+        }
+    }
+    assert_eq!(done, Some(payload));
+}
+
+#[test]
 fn loopback_ping_to_self_and_to_address_zero() {
     let mut n = Fw::make(10, 3, Version::V2);
     let (_, sport) = n.bind_ephemeral(SocketOptions::connectionless()).unwrap();
@@ -494,6 +532,7 @@ fn loopback_ping_to_self_and_to_address_zero() {
             dport: Port::PING,
             sport,
             prio: Prio::Normal,
+            flags: Flags::NONE,
         };
         n.send_to(
             &dg,
@@ -526,6 +565,7 @@ fn loopback_ping_pong_between_services_is_bounded() {
         dport: Port::PING,
         sport: Port::PING,
         prio: Prio::Normal,
+        flags: Flags::NONE,
     };
     n.send_to(&dg, &SecurityOptions::NONE, b"loop").unwrap();
     let mut buf = [0u8; 256];
@@ -554,6 +594,7 @@ fn ask(net: &mut Net<Fw>, dport: Port, data: &[u8], crc: bool) -> Option<(Header
         dport,
         sport,
         prio: Prio::Normal,
+        flags: Flags::NONE,
     };
     net.a.send_to(&dg, &security, data).unwrap();
     net.run(100, |_, _, _| false);
@@ -998,6 +1039,7 @@ fn echo_port_answers_hmac_when_asked() {
         dport: port(10),
         sport,
         prio: Prio::Normal,
+        flags: Flags::NONE,
     };
     net.a.send_to(&dg, &hmac_crc(), b"signed").unwrap();
     net.a
@@ -1236,6 +1278,7 @@ fn rx_queue_overflow_is_counted() {
             dport: port(12),
             sport: port(40),
             prio: Prio::Normal,
+            flags: Flags::NONE,
         };
         net.a.send_to(&dg, &SecurityOptions::NONE, &[i]).unwrap();
         net.run(20, |_, _, _| false);
@@ -1257,6 +1300,7 @@ fn rx_queue_overflow_is_counted() {
             dport: port(13),
             sport: port(40),
             prio: Prio::Normal,
+            flags: Flags::NONE,
         };
         net.a.send_to(&dg, &SecurityOptions::NONE, &[i]).unwrap();
         net.run(20, |_, _, _| false);
@@ -1332,6 +1376,7 @@ fn unroutable_and_not_for_us_are_counted() {
         dport: port(10),
         sport: port(30),
         prio: Prio::Normal,
+        flags: Flags::NONE,
     };
     assert_eq!(
         n.send_to(&dg, &SecurityOptions::NONE, b"x"),
@@ -1446,6 +1491,7 @@ fn too_small_transmit_buffer_is_an_error_not_a_loss() {
         dport: port(12),
         sport: port(40),
         prio: Prio::Normal,
+        flags: Flags::NONE,
     };
     net.a
         .send_to(&dg, &SecurityOptions::NONE, &[7; 100])
@@ -1477,6 +1523,7 @@ fn mtu_is_enforced_on_send() {
         dport: port(10),
         sport: port(30),
         prio: Prio::Normal,
+        flags: Flags::NONE,
     };
     assert_eq!(
         n.send_to(&dg, &SecurityOptions::NONE, &[0; 100]),
@@ -1493,6 +1540,7 @@ fn tx_queue_full_is_reported() {
         dport: port(10),
         sport: port(30),
         prio: Prio::Normal,
+        flags: Flags::NONE,
     };
     for _ in 0..4 {
         n.send_to(&dg, &SecurityOptions::NONE, b"x").unwrap();
@@ -1550,6 +1598,7 @@ fn connectionless_refused_by_listener_and_rdp_by_plain_socket() {
         dport: port(10),
         sport: port(40),
         prio: Prio::Normal,
+        flags: Flags::NONE,
     };
     net.a.send_to(&dg, &SecurityOptions::NONE, b"x").unwrap();
     net.a

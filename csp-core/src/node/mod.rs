@@ -143,10 +143,15 @@
 //!   [`Node::set_service_hmac_key`]); the reply copies the request's flags
 //!   and gets fresh trailers. Reboot and shutdown requests become
 //!   [`Event::Reboot`] / [`Event::Shutdown`]; the node never acts on them.
-//! - **Not here:** SFP fragmentation of connectionless packets or connections
-//!   (the FRAG flag is passed through untouched; [`crate::sfp`] can be used by
-//!   the application on the data), duplicate detection, CMP route set /
-//!   interface stats / clock / peek / poke (declined: no reply).
+//! - **SFP** is the application's: a datagram may carry the FRAG flag
+//!   ([`Datagram::flags`]) with data cut by [`crate::sfp::split`], and a
+//!   received packet keeps its flags and SFP trailer for a
+//!   [`crate::sfp::Reassembler`]. RDP connections carry no SFP: a segment
+//!   is at most `SEG` bytes and must fit the MTU.
+//! - **Interfaces** have a name and counters ([`Node::iface_stats`]); CMP
+//!   interface stats answers by name.
+//! - **Not here:** duplicate detection; CMP route set, clock, peek and poke
+//!   (declined: no reply, counted by the service handler).
 //!
 //! [`PortTable`]: crate::bind::PortTable
 //! [`SecurityOptions`]: crate::security::SecurityOptions

@@ -159,7 +159,7 @@ impl<
             dst: datagram.dst,
             dport: datagram.dport,
             sport: datagram.sport,
-            flags: Flags::NONE,
+            flags: datagram.flags.without(Flags::RDP),
         };
         let packet = Packet::with_data(header, data)?;
         self.queue_packet(packet, security)

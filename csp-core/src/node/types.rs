@@ -5,7 +5,7 @@ use core::fmt;
 use csp_rdp::{CloseReason, FailReason, OptionsError, SendError};
 
 use crate::bind::BindError;
-use crate::header::{Addr, Header, HeaderError, Port, Prio, Version};
+use crate::header::{Addr, Flags, Header, HeaderError, Port, Prio, Version};
 use crate::packet::PacketError;
 use crate::route::IfaceId;
 use crate::security::SecurityError;
@@ -161,6 +161,23 @@ pub struct Datagram {
     pub sport: Port,
     /// Priority.
     pub prio: Prio,
+    /// Header flags to set besides the security ones: `FRAG` for an SFP
+    /// fragment (see [`crate::sfp`]). CRC32, HMAC and XTEA follow the
+    /// security options and RDP is never set on a datagram, whatever is given.
+    pub flags: Flags,
+}
+
+impl Datagram {
+    /// A datagram at normal priority without extra flags.
+    pub const fn new(dst: Addr, dport: Port, sport: Port) -> Self {
+        Datagram {
+            dst,
+            dport,
+            sport,
+            prio: Prio::Normal,
+            flags: Flags::NONE,
+        }
+    }
 }
 
 /// A connectionless packet read with [`super::Node::recv`]: its header (flags
