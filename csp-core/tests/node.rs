@@ -948,6 +948,32 @@ fn replays_libcsp_rdp_captures_byte_for_byte() {
     replay_rdp_capture("rdp_crchmac_v2", Version::V2, hmac_crc());
 }
 
+#[test]
+fn replays_libcsp_connectionless_echo_capture() {
+    let rdp: serde_json::Value = {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors");
+        serde_json::from_str(&std::fs::read_to_string(dir.join("rdp.json")).unwrap()).unwrap()
+    };
+    let mut n = Fw::make(1, 1, Version::V2);
+    let mut echo = Echo::install(&mut n, SocketOptions::both());
+    let (mut sent, mut expected) = (Vec::new(), Vec::new());
+    for v in rdp["vectors"].as_array().unwrap() {
+        if v["inputs"]["capture"] != "echo_plain_v2" {
+            continue;
+        }
+        let frame = hex(v["outputs"]["frame"].as_str().unwrap());
+        if v["inputs"]["direction"] == "c2s" {
+            n.handle_frame(at(0), IfaceId(0), &frame).unwrap();
+            echo.run(&mut n, at(0));
+            sent.extend(n.output(at(0)).into_iter().map(|(_, f)| f));
+        } else {
+            expected.push(frame);
+        }
+    }
+    assert_eq!(expected.len(), 2);
+    assert_eq!(sent, expected);
+}
+
 // ---- RDP ------------------------------------------------------------------------
 
 fn hmac_crc() -> SecurityOptions {
