@@ -1839,4 +1839,206 @@ mod fuzz {
             prop_assert!(n.connections() <= 2);
         }
     }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Bind {
+            b: bool,
+            port: u8,
+            kind: u8,
+        },
+        Unbind {
+            b: bool,
+            which: u8,
+        },
+        Connect {
+            b: bool,
+            port: u8,
+            hmac: bool,
+        },
+        Send {
+            b: bool,
+            which: u8,
+            len: u16,
+        },
+        Close {
+            b: bool,
+            which: u8,
+        },
+        SendTo {
+            b: bool,
+            dport: u8,
+            len: u16,
+            crc: bool,
+        },
+        Advance {
+            ms: u16,
+        },
+        Lose {
+            frames: u8,
+        },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (any::<bool>(), 0u8..20, 0u8..3).prop_map(|(b, port, kind)| Op::Bind { b, port, kind }),
+            (any::<bool>(), any::<u8>()).prop_map(|(b, which)| Op::Unbind { b, which }),
+            (any::<bool>(), 0u8..20, any::<bool>()).prop_map(|(b, port, hmac)| Op::Connect {
+                b,
+                port,
+                hmac
+            }),
+            (any::<bool>(), any::<u8>(), 0u16..300).prop_map(|(b, which, len)| Op::Send {
+                b,
+                which,
+                len
+            }),
+            (any::<bool>(), any::<u8>()).prop_map(|(b, which)| Op::Close { b, which }),
+            (any::<bool>(), 0u8..64, 0u16..300, any::<bool>())
+                .prop_map(|(b, dport, len, crc)| Op::SendTo { b, dport, len, crc }),
+            (0u16..3000).prop_map(|ms| Op::Advance { ms }),
+            (0u8..4).prop_map(|frames| Op::Lose { frames }),
+        ]
+    }
+
+    /// One node's side of the model: what the application holds.
+    #[derive(Default)]
+    struct Held {
+        sockets: Vec<SocketId>,
+        conns: Vec<ConnId>,
+    }
+
+    fn pick<T: Copy>(v: &[T], which: u8) -> Option<T> {
+        (!v.is_empty()).then(|| v[usize::from(which) % v.len()])
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Random application calls, losses and time on two nodes: no
+        /// panic, no hang, every bound holds, every connection ends.
+        #[test]
+        fn random_api_sequences_keep_their_bounds(ops in proptest::collection::vec(op(), 1..60)) {
+            let mut nodes = [Fw::make(1, 1, Version::V2), Fw::make(10, 2, Version::V2)];
+            let mut held = [Held::default(), Held::default()];
+            let mut now = at(0);
+            let mut lose = 0u8;
+            let mut buf = [0u8; 256];
+            let key = HmacKey::from_key_string(b"k");
+            for op in ops {
+                match op {
+                    Op::Bind { b, port: p, kind } => {
+                        let opts = match kind {
+                            0 => SocketOptions::connectionless(),
+                            1 => SocketOptions::listener(),
+                            _ => SocketOptions::both().with_security(SecurityOptions { hmac: Some(key), accept_missing: true, ..SecurityOptions::NONE }),
+                        };
+                        if let Ok(s) = nodes[b as usize].bind(BindPort::Port(port(p)), opts) {
+                            held[b as usize].sockets.push(s);
+                        }
+                    }
+                    Op::Unbind { b, which } => {
+                        if let Some(s) = pick(&held[b as usize].sockets, which) {
+                            let _ = nodes[b as usize].unbind(s);
+                        }
+                    }
+                    Op::Connect { b, port: p, hmac } => {
+                        let dst = addr(if b { 1 } else { 10 });
+                        let opts = ConnectOptions {
+                            security: SecurityOptions { hmac: hmac.then_some(key), ..SecurityOptions::NONE },
+                            rdp: fast_rdp(),
+                            ..ConnectOptions::default()
+                        };
+                        if let Ok(c) = nodes[b as usize].connect(now, dst, port(p), &opts) {
+                            held[b as usize].conns.push(c);
+                        }
+                    }
+                    Op::Send { b, which, len } => {
+                        if let Some(c) = pick(&held[b as usize].conns, which) {
+                            let data = pattern(usize::from(len), 1);
+                            let _ = nodes[b as usize].send(now, c, &data);
+                        }
+                    }
+                    Op::Close { b, which } => {
+                        if let Some(c) = pick(&held[b as usize].conns, which) {
+                            let _ = nodes[b as usize].close(now, c);
+                        }
+                    }
+                    Op::SendTo { b, dport, len, crc } => {
+                        let dg = Datagram::new(addr(if b { 1 } else { 10 }), port(dport), port(30));
+                        let sec = SecurityOptions { crc, ..SecurityOptions::NONE };
+                        let _ = nodes[b as usize].send_to(&dg, &sec, &pattern(usize::from(len), 2));
+                    }
+                    Op::Advance { ms } => {
+                        now += Duration::from_millis(u64::from(ms));
+                        for n in nodes.iter_mut() {
+                            n.handle_timeout(now);
+                            // Nothing is left overdue once time was handled.
+                            prop_assert!(n.poll_timeout().is_none_or(|t| t > now));
+                        }
+                    }
+                    Op::Lose { frames } => lose = frames,
+                }
+                // Deliver everything (but the frames to lose) until quiet.
+                for _ in 0..50 {
+                    let mut moved = false;
+                    for from in 0..2 {
+                        for (_, f) in nodes[from].output(now) {
+                            moved = true;
+                            if lose > 0 {
+                                lose -= 1;
+                                continue;
+                            }
+                            let _ = nodes[1 - from].handle_frame(now, IfaceId(0), &f);
+                        }
+                    }
+                    for (n, h) in nodes.iter_mut().zip(held.iter_mut()) {
+                        while let Some(e) = n.poll_event() {
+                            moved = true;
+                            match e {
+                                Event::Received { socket } => {
+                                    while n.recv(socket, &mut buf).is_ok() {}
+                                }
+                                Event::Accepted { conn, .. } => h.conns.push(conn),
+                                Event::Readable { conn } => {
+                                    while n.recv_conn(conn, &mut buf).is_ok() {}
+                                }
+                                _ => {}
+                            }
+                        }
+                    }
+                    if !moved {
+                        break;
+                    }
+                }
+                for n in &nodes {
+                    prop_assert!(n.connections() <= 2);
+                    prop_assert!(n.free_buffers() <= 8);
+                }
+            }
+            // Given time, every connection ends and every slot comes back.
+            for _ in 0..200 {
+                let Some(t) = nodes.iter().filter_map(|n| n.poll_timeout()).min() else { break };
+                now = now.max(t);
+                for i in 0..2 {
+                    nodes[i].handle_timeout(now);
+                    for (_, f) in nodes[i].output(now) {
+                        let _ = nodes[1 - i].handle_frame(now, IfaceId(0), &f);
+                    }
+                }
+                for n in nodes.iter_mut() {
+                    while let Some(e) = n.poll_event() {
+                        if let Event::Readable { conn } = e {
+                            while n.recv_conn(conn, &mut buf).is_ok() {}
+                        }
+                    }
+                    n.output(now);
+                }
+            }
+            for n in nodes.iter_mut() {
+                n.output(now);
+                prop_assert_eq!(n.connections(), 0, "slots left at {:?}", now);
+            }
+        }
+    }
 }
