@@ -98,6 +98,17 @@ impl<
         }
     }
 
+    pub(super) fn slot_ref(&self, id: ConnId) -> Result<&ConnSlot<W, SEG>, NodeError> {
+        let i = id.index();
+        if self.conn_gen.get(i) != Some(&id.gen) {
+            return Err(NodeError::BadHandle);
+        }
+        self.conns
+            .get(i)
+            .and_then(Option::as_ref)
+            .ok_or(NodeError::BadHandle)
+    }
+
     pub(super) fn slot(&mut self, id: ConnId) -> Result<&mut ConnSlot<W, SEG>, NodeError> {
         let i = id.index();
         if self.conn_gen.get(i) != Some(&id.gen) {
@@ -128,8 +139,8 @@ impl<
     }
 
     /// Segments `send` takes right now.
-    pub fn send_capacity(&mut self, conn: ConnId) -> Result<usize, NodeError> {
-        Ok(self.slot(conn)?.conn.send_capacity())
+    pub fn send_capacity(&self, conn: ConnId) -> Result<usize, NodeError> {
+        Ok(self.slot_ref(conn)?.conn.send_capacity())
     }
 
     /// Copy the next received segment into `buf` and return its length.
@@ -164,19 +175,19 @@ impl<
     }
 
     /// The connection's state.
-    pub fn conn_state(&mut self, conn: ConnId) -> Result<ConnState, NodeError> {
-        Ok(self.slot(conn)?.conn.state())
+    pub fn conn_state(&self, conn: ConnId) -> Result<ConnState, NodeError> {
+        Ok(self.slot_ref(conn)?.conn.state())
     }
 
     /// The remote address and port and the local port of a connection.
-    pub fn conn_endpoints(&mut self, conn: ConnId) -> Result<(Addr, Port, Port), NodeError> {
-        let s = self.slot(conn)?;
+    pub fn conn_endpoints(&self, conn: ConnId) -> Result<(Addr, Port, Port), NodeError> {
+        let s = self.slot_ref(conn)?;
         Ok((s.remote, s.rport, s.lport))
     }
 
     /// The RDP counters of a connection.
-    pub fn conn_counters(&mut self, conn: ConnId) -> Result<csp_rdp::Counters, NodeError> {
-        Ok(*self.slot(conn)?.conn.counters())
+    pub fn conn_counters(&self, conn: ConnId) -> Result<csp_rdp::Counters, NodeError> {
+        Ok(*self.slot_ref(conn)?.conn.counters())
     }
 
     /// Connection slots in use.
@@ -188,15 +199,18 @@ impl<
         let Some(slot) = self.conns[index].take() else {
             return;
         };
-        match slot.listener {
-            None => {
-                let _ = self.ports.unbind(BindAddr::Any, BindPort::Port(slot.lport));
-            }
-            Some(l) => {
-                if let Some(s) = self.sockets[usize::from(l)].as_mut() {
-                    s.conns = s.conns.saturating_sub(1);
-                }
-            }
+        // Only an outgoing connection owns its port; an accepted one shares
+        // its listener's (which may be unbound and bound again by now).
+        let key = BindPort::Port(slot.lport);
+        if self.ports.get(BindAddr::Any, key) == Some(&Owner::Conn(index as u8)) {
+            let _ = self.ports.unbind(BindAddr::Any, key);
+        }
+        if let Some(s) = slot
+            .listener
+            .and_then(|l| self.sockets.get_mut(usize::from(l)))
+            .and_then(Option::as_mut)
+        {
+            s.conns = s.conns.saturating_sub(1);
         }
         self.conn_gen[index] = self.conn_gen[index].wrapping_add(1);
         csp_debug!("node: connection slot {} freed", index);

@@ -342,3 +342,33 @@ fn a_half_open_accepted_connection_goes_away_silently() {
     assert_eq!(n.connections(), 0);
     assert!(now <= at(30_000));
 }
+
+#[test]
+fn an_accepted_connection_leaves_a_rebound_listener_port_alone() {
+    let mut n = node(8, 256);
+    let l = n
+        .bind(BindPort::Port(port(10)), SocketOptions::listener())
+        .unwrap();
+    let mut peer = Peer::connect(at(0), 20, 1000);
+    peer.exchange(&mut n, at(0));
+    let Some(Event::Accepted { conn, .. }) = n.poll_event() else {
+        panic!()
+    };
+    n.unbind(l).unwrap();
+    let again = n
+        .bind(BindPort::Port(port(10)), SocketOptions::listener())
+        .unwrap();
+    // The old connection ends and its slot goes...
+    peer.conn.close(at(0));
+    peer.exchange(&mut n, at(0));
+    while n.poll_event().is_some() {}
+    n.handle_timeout(at(60_000));
+    drain(&mut n, at(60_000));
+    assert_eq!(n.conn_state(conn), Err(NodeError::BadHandle));
+    // ...and the new listener still has its port.
+    assert_eq!(n.socket_port(again), Ok(BindPort::Port(port(10))));
+    assert!(n
+        .ports
+        .get(BindAddr::Any, BindPort::Port(port(10)))
+        .is_some());
+}
