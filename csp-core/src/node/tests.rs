@@ -109,6 +109,12 @@ impl Peer {
     }
 }
 
+/// `new` stays a `const fn`: firmware can keep its node in a `static`.
+static _FIRMWARE_NODE: N = N::new(NodeConfig {
+    seed: 1,
+    ..NodeConfig::new(Addr::LOCAL)
+});
+
 #[test]
 fn mirror_follows_the_peer_and_keeps_the_key() {
     let key = HmacKey::from_key_string(b"k");
