@@ -367,6 +367,31 @@ pub struct Node<
     counters: NodeCounters,
 }
 
+impl<
+        const PKT: usize,
+        const RXQ: usize,
+        const TXQ: usize,
+        const BINDS: usize,
+        const CONNS: usize,
+        const W: usize,
+        const SEG: usize,
+        const IFACES: usize,
+        const ROUTES: usize,
+    > core::fmt::Debug for Node<PKT, RXQ, TXQ, BINDS, CONNS, W, SEG, IFACES, ROUTES>
+{
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Node")
+            .field("addr", &self.addr)
+            .field("ifaces", &self.ifaces)
+            .field("bindings", &self.ports.len())
+            .field("connections", &self.conns.iter().flatten().count())
+            .field("rx_queued", &self.rx.iter().flatten().count())
+            .field("tx_queued", &self.tx.len())
+            .field("counters", &self.counters)
+            .finish()
+    }
+}
+
 /// A wrapping `+= 1` on a counter.
 fn bump(c: &mut u32) {
     *c = c.wrapping_add(1);
