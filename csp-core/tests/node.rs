@@ -671,6 +671,28 @@ fn cmp_interface_stats_by_name() {
 }
 
 #[test]
+fn broadcast_and_address_zero_requests_are_answered_from_our_address() {
+    for (version, dst) in [(Version::V2, 16383u16), (Version::V1, 31), (Version::V2, 0)] {
+        let mut n = Fw::make(10, 9, version);
+        let h = Header {
+            prio: Prio::Normal,
+            src: addr(2),
+            dst: addr(dst),
+            dport: Port::PING,
+            sport: port(20),
+            flags: Flags::NONE,
+        };
+        let mut p = Packet::<64>::with_data(h, b"anyone").unwrap();
+        n.handle_frame(at(0), IfaceId(0), p.frame(version).unwrap())
+            .unwrap();
+        let out = n.output(at(0));
+        assert_eq!(out.len(), 1, "{version:?} {dst}");
+        let r = Header::parse(&out[0].1, version).unwrap();
+        assert_eq!((r.src, r.dst, r.dport), (addr(10), addr(2), port(20)));
+    }
+}
+
+#[test]
 fn reboot_and_shutdown_become_events() {
     let mut net = Net::<Fw>::new(6, LinkConfig::clean());
     for magic in [0x8007_8007u32, 0xD1E5_529A] {

@@ -70,6 +70,21 @@
 //! # let _ = echo;
 //! ```
 //!
+//! # The two users
+//!
+//! - **Firmware** (one KISS UART, address 10): one interface, a default
+//!   route to it, the standard services on, a socket on port 10 with
+//!   [`SocketOptions::both`] (echo of datagrams via [`Node::reply`] and of
+//!   RDP data via [`Node::recv_conn`] + [`Node::send`]) whose security has
+//!   an HMAC key and `accept_missing` (HMAC when the peer asks for it), a
+//!   sink on port 11. The node can live in a `static` (`new` is `const`).
+//! - **host-lib** (one "interface": the connection to csp-muxd, v2 frames):
+//!   a default route to it, services off (the daemon answers them), a
+//!   [`BindConfig`] mirroring the daemon's port ranges so that the ports it
+//!   assigns can be bound, [`Node::connect_from`] for a daemon-assigned
+//!   source port, large `W` (32+) and `SEG` for throughput. Everything is
+//!   inline, so a host node with big windows is large: box it.
+//!
 //! # Capacities
 //!
 //! Everything is a fixed array sized by const generics:
