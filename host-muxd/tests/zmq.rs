@@ -375,4 +375,7 @@ fn a_libcsp_style_peer_pings_a_daemon() {
         b"from a libcsp node",
         "header | data, no prefix"
     );
+    let s = stats(&node);
+    assert!(link_stat(&s, "zmqhub", "rx_frames") >= 1, "{s}");
+    assert_eq!(link_stat(&s, "zmqhub", "rx_errors"), 0, "{s}");
 }
