@@ -50,11 +50,12 @@ fn kiss_token(i: usize) -> Token {
     Token(KISS_TOKENS + 2 * i)
 }
 
-/// ZMQ link `i` has token `ZMQ_TOKENS + i`, far above the KISS links'.
+/// ZMQ link `i` has tokens `ZMQ_TOKENS + 2i` (its SUB socket) and the one
+/// after (its PUB socket), far above the KISS links'.
 const ZMQ_TOKENS: usize = KISS_TOKENS + usize::MAX / 4;
 
 fn zmq_token(i: usize) -> Token {
-    Token(ZMQ_TOKENS + i)
+    Token(ZMQ_TOKENS + 2 * i)
 }
 
 /// Most (address, port) bindings held by all clients together.
@@ -569,12 +570,17 @@ impl Daemon {
     }
 
     fn on_zmq(&mut self, token: Token) {
-        let index = token.0 - ZMQ_TOKENS;
+        let index = (token.0 - ZMQ_TOKENS) / 2;
         let iface = self.links.zmq_iface(index);
         let mut frames = Vec::new();
         let Some(link) = self.links.zmq.get_mut(index) else {
             return;
         };
+        match link.owns(token) {
+            Some(true) => {}
+            Some(false) => return link.on_pub_event(),
+            None => return,
+        }
         let version = link.version;
         if link.recv_all(ZMQ_READ_BUDGET, |f| frames.push(f.to_vec())) {
             self.read_again(token);

@@ -33,8 +33,15 @@
 //! the PUB socket never touches the SUB socket's descriptor (they are
 //! separate sockets with separate mailboxes), so a send needs no drain;
 //! the daemon still drains every link once at start, in case the
-//! descriptor was signalled before it was registered. No thread is needed
-//! besides libzmq's own I/O thread (one per daemon, shared by all links).
+//! descriptor was signalled before it was registered. The PUB socket's
+//! descriptor is registered too (the token after the SUB's): the PUB
+//! socket learns of new subscribers, and forgets lost ones, only when its
+//! commands are processed, which otherwise happens only inside a send (and
+//! a send may skip it if the last one was under a millisecond ago), so on
+//! its event the link asks its `ZMQ_EVENTS` as well
+//! ([`ZmqLink::on_pub_event`]): a node that just joined gets frames sooner,
+//! and an idle link does not pile up commands. No thread is needed besides
+//! libzmq's own I/O thread (one per daemon, shared by all links).
 //!
 //! Sending never blocks: a PUB socket drops messages for a subscriber whose
 //! queue is at the high-water mark, silently (ZeroMQ does not report it), so
@@ -126,6 +133,7 @@ pub struct ZmqLink {
     publisher: zmq::Socket,
     subscriber: zmq::Socket,
     fd: RawFd,
+    pub_fd: RawFd,
     token: Token,
     /// Destinations received for (when not promiscuous).
     addrs: Vec<u16>,
@@ -152,7 +160,8 @@ fn zerr(what: String) -> impl FnOnce(zmq::Error) -> io::Error {
 impl ZmqLink {
     /// Open the sockets of `cfg` in `ctx` for node `node`, start connecting
     /// (ZeroMQ connects in the background: no proxy yet is no error) and
-    /// register the SUB socket's descriptor with `registry` under `token`.
+    /// register the SUB socket's descriptor with `registry` under `token`,
+    /// the PUB socket's under the token after it.
     pub fn open(
         cfg: &ZmqConfig,
         node: u16,
@@ -198,7 +207,15 @@ impl ZmqLink {
         let fd = subscriber
             .get_fd()
             .map_err(zerr(format!("zmq {name}: ZMQ_FD")))?;
+        let pub_fd = publisher
+            .get_fd()
+            .map_err(zerr(format!("zmq {name}: ZMQ_FD")))?;
         registry.register(&mut SourceFd(&fd), token, Interest::READABLE)?;
+        registry.register(
+            &mut SourceFd(&pub_fd),
+            Token(token.0 + 1),
+            Interest::READABLE,
+        )?;
         log::info!(
             "zmq {name}: pub {} sub {} version {:?}{}",
             cfg.pub_endpoint,
@@ -215,6 +232,7 @@ impl ZmqLink {
             publisher,
             subscriber,
             fd,
+            pub_fd,
             token,
             addrs,
             subscriptions: subs.len(),
@@ -223,9 +241,26 @@ impl ZmqLink {
         })
     }
 
-    /// Whether `token` is this link's.
-    pub fn owns(&self, token: Token) -> bool {
-        token == self.token
+    /// Whether `token` is this link's SUB socket's (true) or its PUB
+    /// socket's (false); None if neither.
+    pub fn owns(&self, token: Token) -> Option<bool> {
+        if token == self.token {
+            Some(true)
+        } else if token.0 == self.token.0 + 1 {
+            Some(false)
+        } else {
+            None
+        }
+    }
+
+    /// The PUB socket's descriptor fired: let it process its commands
+    /// (subscriptions arriving, peers attached or lost). Asking
+    /// `ZMQ_EVENTS` does that and re-arms the descriptor; there is nothing
+    /// to read on a PUB socket.
+    pub fn on_pub_event(&mut self) {
+        if let Err(e) = self.publisher.get_events() {
+            log::debug!("zmq {}: PUB ZMQ_EVENTS: {e}", self.name);
+        }
     }
 
     /// Number of subscription prefixes (1, the empty one, when receiving
@@ -320,6 +355,7 @@ impl ZmqLink {
     /// Take the descriptor out of the poll (on shutdown).
     pub fn close(&mut self, registry: &Registry) {
         let _ = registry.deregister(&mut SourceFd(&self.fd));
+        let _ = registry.deregister(&mut SourceFd(&self.pub_fd));
     }
 }
 
@@ -472,6 +508,14 @@ mod tests {
             ..ZmqConfig::default()
         };
         let mut link = ZmqLink::open(&cfg, 11, &ctx, Token(0), poll.registry()).unwrap();
+        assert_eq!(
+            (
+                link.owns(Token(0)),
+                link.owns(Token(1)),
+                link.owns(Token(2))
+            ),
+            (Some(true), Some(false), None)
+        );
         assert_eq!(link.subscription_count(), 12);
         let frame = |dst: u16, tag: u8| {
             let h = Header {
