@@ -16,7 +16,7 @@ use host_muxd::daemon::Daemon;
     after_help = "Logging: RUST_LOG=debug (or info, warn, ...); default info.\n\
 Examples:\n  csp-muxd                          # address 1, UDP 0.0.0.0:9700, default socket\n  \
 csp-muxd --config /etc/csp-muxd.toml\n  csp-muxd --print-default-config > csp-muxd.toml\n  \
-csp-muxd --zmq-proxy                # a ZMQ hub like libcsp's zmqproxy (tcp://*:6000, tcp://*:7000)"
+csp-muxd --zmq-proxy              # a ZMQ hub like libcsp's zmqproxy (tcp://*:6000, tcp://*:7000)"
 )]
 struct Args {
     /// TOML configuration file (every key optional; see --print-default-config).
