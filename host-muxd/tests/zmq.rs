@@ -302,6 +302,22 @@ fn daemons_rejoin_a_restarted_proxy() {
 }
 
 #[test]
+fn daemons_started_before_the_proxy_join_it_when_it_comes() {
+    let (xsub, xpub) = (free_tcp_port(), free_tcp_port());
+    let table = format!(
+        "[[zmq]]\nname = \"zmqhub\"\npub_endpoint = \"tcp://127.0.0.1:{xsub}\"\n\
+         sub_endpoint = \"tcp://127.0.0.1:{xpub}\"\n"
+    );
+    let a = Muxd::start(11, "routes = [\"0/0 zmqhub\"]", &table);
+    let b = Muxd::start(12, "routes = [\"0/0 zmqhub\"]", &table);
+    std::thread::sleep(Duration::from_millis(300));
+    let _hub = Hub::start_on(xsub, xpub);
+    join(&a, 11, 12);
+    join(&b, 12, 11);
+    exchange(&mut app(&a, 11), &mut app(&b, 12), 5);
+}
+
+#[test]
 fn version_1_hub_filters_on_the_receiving_side() {
     let hub = Hub::start();
     let nodes: Vec<Muxd> = [5u16, 6, 7]
