@@ -202,6 +202,27 @@ impl KissConfig {
     }
 }
 
+/// How frames sit in a ZeroMQ message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ZmqFraming {
+    /// libcsp 2.x: `header | data`, nothing else.
+    Libcsp2,
+    /// libcsp 1.x: the next hop's address in one byte, then the v1 header
+    /// as a little-endian u32 (libcsp 1.x sent it in host order), then data.
+    Libcsp1,
+}
+
+impl ZmqFraming {
+    /// The name used in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ZmqFraming::Libcsp2 => "libcsp2",
+            ZmqFraming::Libcsp1 => "libcsp1",
+        }
+    }
+}
+
 /// One ZeroMQ hub link (`[[zmq]]` table): PUB to the proxy's XSUB
 /// endpoint, SUB from its XPUB endpoint, one CSP frame per message.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -217,6 +238,8 @@ pub struct ZmqConfig {
     /// CSP header version on the hub (1 or 2).
     #[serde(deserialize_with = "de_header_version")]
     pub version: u8,
+    /// Message layout: libcsp 2.x's, or 1.x's (which needs `version = 1`).
+    pub framing: ZmqFraming,
     /// Receive every frame on the hub, not only those for this node.
     pub promiscuous: bool,
     /// More destination addresses to receive frames for (a gateway's
@@ -231,6 +254,7 @@ impl Default for ZmqConfig {
             pub_endpoint: "tcp://127.0.0.1:6000".into(),
             sub_endpoint: "tcp://127.0.0.1:7000".into(),
             version: 2,
+            framing: ZmqFraming::Libcsp2,
             promiscuous: false,
             subscribe: Vec::new(),
         }
@@ -592,6 +616,12 @@ impl Config {
                     ));
                 }
             }
+            if z.framing == ZmqFraming::Libcsp1 && z.version != 1 {
+                return Err(err(
+                    "framing",
+                    "libcsp 1.x framing carries v1 headers only: set version = 1".into(),
+                ));
+            }
             let top = if z.version == 1 { 31 } else { 16383 };
             if let Some(a) = z.subscribe.iter().find(|&&a| a > top) {
                 return Err(err(
@@ -820,6 +850,7 @@ mod tests {
         assert_eq!(c.zmq[1].name, "zmq1", "unnamed link named by position");
         assert_eq!(c.zmq[1].header_version(), csp_core::Version::V1);
         assert_eq!(c.zmq[1].subscribe, [3, 4]);
+        assert_eq!(c.zmq[1].framing, ZmqFraming::Libcsp2);
         let plan = crate::links::RoutePlan::<8>::from_config(&c).unwrap();
         let names: Vec<_> = plan.ifaces.iter().map(|i| i.name.as_str()).collect();
         assert_eq!(names, ["zmqhub", "zmq1"]);
@@ -851,6 +882,14 @@ mod tests {
         assert_eq!((e.line, e.key.as_deref()), (Some(3), Some("zmq.subscribe")));
         let e = bad("[[zmq]]\nsubscribe = [16384]\n");
         assert!(e.message.contains("out of range 0..=16383"), "{e}");
+        let e = bad("[[zmq]]\nframing = \"libcsp1\"\n");
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (Some(2), Some("zmq.framing")),
+            "{e}"
+        );
+        let e = bad("[[zmq]]\nframing = \"libcsp3\"\n");
+        assert_eq!(e.line, Some(2), "{e}");
         let e = bad("[[zmq]]\nversion = 3\n");
         assert_eq!(e.line, Some(2), "{e}");
         let e = bad("[[kiss]]\nname = \"hub\"\n[[zmq]]\nname = \"HUB\"\n");

@@ -619,7 +619,7 @@ impl Daemon {
         *self.route_hits.entry(route.prefix).or_default() += 1;
         if !self
             .links
-            .send(route.iface, &header, data, self.poll.registry())
+            .send(route.iface, route.via, &header, data, self.poll.registry())
         {
             self.stats.link_errors += 1;
         }

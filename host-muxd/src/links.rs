@@ -270,9 +270,17 @@ impl Links {
             .map_or("?", |i| i.name.as_str())
     }
 
-    /// Send `header | data` on interface `id`, with the header emitted for
-    /// the link's version. False if it could not be sent (counted).
-    pub fn send(&mut self, id: IfaceId, header: &Header, data: &[u8], registry: &Registry) -> bool {
+    /// Send `header | data` on interface `id` towards `via` (the route's
+    /// next hop, if any), with the header emitted for the link's version.
+    /// False if it could not be sent (counted).
+    pub fn send(
+        &mut self,
+        id: IfaceId,
+        via: Option<csp_core::Addr>,
+        header: &Header,
+        data: &[u8],
+        registry: &Registry,
+    ) -> bool {
         let Some(iface) = self.ifaces.get_mut(id.0 as usize) else {
             return false;
         };
@@ -334,7 +342,8 @@ impl Links {
                 let mut frame = Vec::with_capacity(n + data.len());
                 frame.extend_from_slice(&bytes[..n]);
                 frame.extend_from_slice(data);
-                let ok = zmq.send(&frame);
+                let hop = via.unwrap_or(header.dst).get();
+                let ok = zmq.send(&frame, hop);
                 if ok {
                     iface.tx_frames += 1;
                 } else {
@@ -419,11 +428,12 @@ impl Links {
         }
         for z in &self.zmq {
             out.push(format!(
-                "{} zmq pub={} sub={} version={:?} promiscuous={} subscriptions={}",
+                "{} zmq pub={} sub={} version={:?} framing={} promiscuous={} subscriptions={}",
                 z.name,
                 z.pub_endpoint,
                 z.sub_endpoint,
                 z.version,
+                z.framing.as_str(),
                 z.promiscuous,
                 z.subscription_count()
             ));

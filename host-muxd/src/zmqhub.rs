@@ -4,8 +4,11 @@
 //! A hub is a ZeroMQ proxy with an XSUB side (default port 6000) and an
 //! XPUB side (7000). Every node PUBlishes its frames to the XSUB side and
 //! SUBscribes at the XPUB side. One message is one CSP frame,
-//! `header | data`, with nothing in front (libcsp 2.x; 1.x put the next
-//! hop's address byte first, which this link does not do).
+//! `header | data`, with nothing in front (libcsp 2.x). With `framing =
+//! "libcsp1"` the link speaks libcsp 1.x's layout instead: the next hop's
+//! address in one byte (the route's via, else the destination), then the
+//! v1 header as a little-endian u32 (1.x copied its header word in host
+//! order), then the data; its subscriptions are that first byte.
 //!
 //! Receiving only what is ours: ZeroMQ subscriptions are byte prefixes of
 //! the message, and a v2 header starts with `prio:2 | dst:14` in two
@@ -59,7 +62,7 @@ use csp_core::Version;
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 
-use crate::config::ZmqConfig;
+use crate::config::{ZmqConfig, ZmqFraming};
 
 /// Most extra addresses in one link's `subscribe` list.
 pub const MAX_SUBSCRIBE: usize = 64;
@@ -102,8 +105,29 @@ pub struct ZmqLinkStats {
 /// a promiscuous or v1 link, else two bytes `prio:2 | dst:14`, big-endian,
 /// for every priority and every address in `addrs`, as libcsp 2.x
 /// subscribes.
-pub fn subscriptions(version: Version, promiscuous: bool, addrs: &[u16]) -> Vec<Vec<u8>> {
-    if promiscuous || version == Version::V1 {
+///
+/// With libcsp 1.x framing the prefix is the one-byte next-hop address in
+/// front of the header, so each address is one one-byte subscription.
+pub fn subscriptions(
+    version: Version,
+    framing: ZmqFraming,
+    promiscuous: bool,
+    addrs: &[u16],
+) -> Vec<Vec<u8>> {
+    if promiscuous {
+        return vec![Vec::new()];
+    }
+    if framing == ZmqFraming::Libcsp1 {
+        let mut out: Vec<Vec<u8>> = Vec::new();
+        for &addr in addrs {
+            let prefix = vec![addr as u8];
+            if !out.contains(&prefix) {
+                out.push(prefix);
+            }
+        }
+        return out;
+    }
+    if version == Version::V1 {
         return vec![Vec::new()];
     }
     let mut out: Vec<Vec<u8>> = Vec::new();
@@ -126,6 +150,8 @@ pub struct ZmqLink {
     pub version: Version,
     /// Receives every frame on the hub.
     pub promiscuous: bool,
+    /// Message layout.
+    pub framing: ZmqFraming,
     /// The proxy's XSUB endpoint, published to.
     pub pub_endpoint: String,
     /// The proxy's XPUB endpoint, subscribed at.
@@ -192,7 +218,7 @@ impl ZmqLink {
                 addrs.push(a);
             }
         }
-        let subs = subscriptions(version, cfg.promiscuous, &addrs);
+        let subs = subscriptions(version, cfg.framing, cfg.promiscuous, &addrs);
         for s in &subs {
             subscriber
                 .set_subscribe(s)
@@ -227,6 +253,7 @@ impl ZmqLink {
             name: name.clone(),
             version,
             promiscuous: cfg.promiscuous,
+            framing: cfg.framing,
             pub_endpoint: cfg.pub_endpoint.clone(),
             sub_endpoint: cfg.sub_endpoint.clone(),
             publisher,
@@ -269,13 +296,9 @@ impl ZmqLink {
         self.subscriptions
     }
 
-    /// Whether a frame for `frame`'s destination is received here.
-    fn accepts(&self, frame: &[u8]) -> bool {
-        if self.promiscuous {
-            return true;
-        }
-        HeaderView::new_checked(frame, self.version)
-            .is_ok_and(|h| self.addrs.contains(&h.dst().get()))
+    /// Whether a frame whose next hop is `hop` is received here.
+    fn accepts(&self, hop: u16) -> bool {
+        self.promiscuous || self.addrs.contains(&hop)
     }
 
     /// Receive the frames waiting, at most `budget` messages, and hand each
@@ -319,13 +342,22 @@ impl ZmqLink {
                 self.stats.rx_too_long += 1;
                 continue;
             }
-            if n < self.version.header_len() {
+            let prefix = usize::from(self.framing == ZmqFraming::Libcsp1);
+            if n < prefix + self.version.header_len() {
                 self.stats.rx_errors += 1;
                 log::debug!("zmq {}: {n}-byte message is not a CSP frame", self.name);
                 continue;
             }
-            let frame = &self.buf[..n];
-            if !self.accepts(frame) {
+            let hop = if prefix == 1 {
+                // libcsp 1.x: the header word arrives little-endian.
+                self.buf[1..5].reverse();
+                u16::from(self.buf[0])
+            } else {
+                HeaderView::new_checked(&self.buf[..n], self.version)
+                    .map_or(u16::MAX, |h| h.dst().get())
+            };
+            let frame = &self.buf[prefix..n];
+            if !self.accepts(hop) {
                 self.stats.rx_filtered += 1;
                 continue;
             }
@@ -336,9 +368,20 @@ impl ZmqLink {
         true
     }
 
-    /// Publish one frame (`header | data`). Never blocks.
-    pub fn send(&mut self, frame: &[u8]) -> bool {
-        match self.publisher.send(frame, zmq::DONTWAIT) {
+    /// Publish one frame (`header | data`, the header in the link's
+    /// version) whose next hop is `hop` (used by libcsp 1.x framing only).
+    /// Never blocks.
+    pub fn send(&mut self, frame: &[u8], hop: u16) -> bool {
+        let sent = if self.framing == ZmqFraming::Libcsp1 && frame.len() >= 4 {
+            let mut msg = Vec::with_capacity(1 + frame.len());
+            msg.push(hop as u8);
+            msg.extend(frame[..4].iter().rev());
+            msg.extend_from_slice(&frame[4..]);
+            self.publisher.send(msg, zmq::DONTWAIT)
+        } else {
+            self.publisher.send(frame, zmq::DONTWAIT)
+        };
+        match sent {
             Ok(()) => {
                 self.stats.tx_frames += 1;
                 self.stats.tx_bytes += frame.len() as u64;
@@ -448,7 +491,7 @@ mod tests {
 
     #[test]
     fn v2_subscriptions_are_prio_and_destination_big_endian() {
-        let subs = subscriptions(Version::V2, false, &[11, 16383]);
+        let subs = subscriptions(Version::V2, ZmqFraming::Libcsp2, false, &[11, 16383]);
         assert_eq!(
             subs,
             [
@@ -462,9 +505,22 @@ mod tests {
                 [0xFF, 0xFF],
             ]
         );
-        assert_eq!(subscriptions(Version::V2, true, &[11]), [Vec::<u8>::new()]);
-        assert_eq!(subscriptions(Version::V1, false, &[11]), [Vec::<u8>::new()]);
-        assert_eq!(subscriptions(Version::V2, false, &[5, 5]).len(), 4);
+        let l2 = ZmqFraming::Libcsp2;
+        assert_eq!(
+            subscriptions(Version::V2, l2, true, &[11]),
+            [Vec::<u8>::new()]
+        );
+        assert_eq!(
+            subscriptions(Version::V1, l2, false, &[11]),
+            [Vec::<u8>::new()]
+        );
+        assert_eq!(subscriptions(Version::V2, l2, false, &[5, 5]).len(), 4);
+        let l1 = ZmqFraming::Libcsp1;
+        assert_eq!(subscriptions(Version::V1, l1, false, &[5, 31]), [[5], [31]]);
+        assert_eq!(
+            subscriptions(Version::V1, l1, true, &[5]),
+            [Vec::<u8>::new()]
+        );
     }
 
     proptest! {
@@ -485,7 +541,7 @@ mod tests {
             };
             let (bytes, n) = h.to_bytes(Version::V2).unwrap();
             let frame = &bytes[..n];
-            let subs = subscriptions(Version::V2, false, &want);
+            let subs = subscriptions(Version::V2, ZmqFraming::Libcsp2, false, &want);
             let matched = subs.iter().any(|s| frame.starts_with(s));
             prop_assert_eq!(matched, want.contains(&dst));
         }
@@ -537,14 +593,14 @@ mod tests {
         let mut got: Vec<Vec<u8>> = Vec::new();
         while got.is_empty() {
             assert!(Instant::now() < deadline, "nothing came back");
-            link.send(&frame(12, 0));
-            link.send(&frame(11, 1));
+            link.send(&frame(12, 0), 0);
+            link.send(&frame(11, 1), 0);
             std::thread::sleep(Duration::from_millis(20));
             link.recv_all(64, |f| got.push(f.to_vec()));
         }
         got.clear();
         for (dst, tag) in [(12, 2), (11, 3), (13, 4), (16383, 5), (20, 6)] {
-            assert!(link.send(&frame(dst, tag)));
+            assert!(link.send(&frame(dst, tag), 0));
         }
         let deadline = Instant::now() + Duration::from_secs(10);
         while got.len() < 3 {
@@ -560,8 +616,8 @@ mod tests {
         assert_eq!(link.stats.tx_errors, 0);
 
         // A budget of one leaves the rest for the next round.
-        link.send(&frame(11, 7));
-        link.send(&frame(11, 8));
+        link.send(&frame(11, 7), 0);
+        link.send(&frame(11, 8), 0);
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut more = Vec::new();
         while more.len() < 2 {

@@ -187,7 +187,7 @@ fn three_daemons_on_one_proxy_reach_each_other() {
     assert!(
         status.contains(&format!(
             "link zmqhub zmq pub=tcp://127.0.0.1:{} sub=tcp://127.0.0.1:{} version=V2 \
-             promiscuous=false subscriptions=8",
+             framing=libcsp2 promiscuous=false subscriptions=8",
             hub.xsub, hub.xpub
         )),
         "{status}"
@@ -394,4 +394,79 @@ fn a_libcsp_style_peer_pings_a_daemon() {
     let s = stats(&node);
     assert!(link_stat(&s, "zmqhub", "rx_frames") >= 1, "{s}");
     assert_eq!(link_stat(&s, "zmqhub", "rx_errors"), 0, "{s}");
+}
+
+/// libcsp 1.x framing: a raw peer in the test speaks it (next-hop byte,
+/// little-endian v1 header word, data; one-byte subscriptions) with a
+/// daemon, which also sends to a via address by that first byte.
+#[test]
+fn libcsp1_framing_with_a_1x_style_peer() {
+    let hub = Hub::start();
+    let node = Muxd::start(
+        11,
+        "routes = [\"0/0 zmqhub\", \"20 zmqhub 12\"]",
+        &hub.table("version = 1\nframing = \"libcsp1\""),
+    );
+    let ctx = zmq::Context::new();
+    let publisher = ctx.socket(zmq::PUB).unwrap();
+    let subscriber = ctx.socket(zmq::SUB).unwrap();
+    // The peer is node 12 and, as libcsp 1.x, subscribes to its address byte.
+    subscriber.set_subscribe(&[12]).unwrap();
+    publisher
+        .connect(&format!("tcp://127.0.0.1:{}", hub.xsub))
+        .unwrap();
+    subscriber
+        .connect(&format!("tcp://127.0.0.1:{}", hub.xpub))
+        .unwrap();
+    subscriber.set_rcvtimeo(100).unwrap();
+    let message_1x = |hop: u8, h: &Header, data: &[u8]| {
+        let (bytes, n) = h.to_bytes(Version::V1).unwrap();
+        assert_eq!(n, 4);
+        let mut m = vec![hop];
+        m.extend(bytes[..4].iter().rev());
+        m.extend_from_slice(data);
+        m
+    };
+    let ping = message_1x(11, &header(12, 33, 11, 1, Flags::NONE), b"from libcsp 1.x");
+    let deadline = Instant::now() + WAIT;
+    let reply = loop {
+        assert!(Instant::now() < deadline, "no answer from the daemon");
+        publisher.send(&ping, 0).unwrap();
+        if let Ok(msg) = subscriber.recv_bytes(0) {
+            break msg;
+        }
+    };
+    assert_eq!(reply[0], 12, "next hop first");
+    let mut word = reply[1..5].to_vec();
+    word.reverse();
+    let h = Header::parse(&word, Version::V1).unwrap();
+    assert_eq!(
+        (h.src.get(), h.sport.get(), h.dst.get(), h.dport.get()),
+        (11, 1, 12, 33)
+    );
+    assert_eq!(&reply[5..], b"from libcsp 1.x");
+
+    // Node 20 is reached via 12: the message goes to 12's byte.
+    let mut app11 = app(&node, 11);
+    app11
+        .ipc
+        .send_packet(11, 10, 20, 7, Flags::NONE, b"for 20 via 12");
+    subscriber.set_rcvtimeo(WAIT.as_millis() as i32).unwrap();
+    let msg = subscriber.recv_bytes(0).unwrap();
+    let mut word = msg[1..5].to_vec();
+    word.reverse();
+    let h = Header::parse(&word, Version::V1).unwrap();
+    assert_eq!((msg[0], h.dst.get(), h.dport.get()), (12, 20, 7));
+    assert_eq!(&msg[5..], b"for 20 via 12");
+
+    // Messages for another hop byte are not the daemon's.
+    let other = message_1x(13, &header(12, 33, 11, 1, Flags::NONE), b"not for 11");
+    publisher.send(&other, 0).unwrap();
+    publisher.send(&ping, 0).unwrap();
+    let again = subscriber.recv_bytes(0).unwrap();
+    assert_eq!(&again[5..], b"from libcsp 1.x");
+    let s = stats(&node);
+    assert_eq!(link_stat(&s, "zmqhub", "rx_errors"), 0, "{s}");
+    let status = node.client("s").control(Control::Status);
+    assert!(status.contains("framing=libcsp1"), "{status}");
 }
