@@ -12,9 +12,9 @@
 //!
 //! Receiving only what is ours: ZeroMQ subscriptions are byte prefixes of
 //! the message, and a v2 header starts with `prio:2 | dst:14` in two
-//! big-endian bytes. libcsp subscribes to those two bytes for each of the
-//! four priorities and each address it wants (its own, its subnet's
-//! broadcast, 16383); [`subscriptions`] does the same for the node address,
+//! big-endian bytes. libcsp 2.x (`csp_zmqhub_init_filter2`) subscribes to
+//! those two bytes for each of the four priorities and each address it
+//! wants (its own, its subnet's broadcast, 16383); [`subscriptions`] does the same for the node address,
 //! the broadcast address and the link's `subscribe` list. The filtering
 //! then happens in the publishers (ZeroMQ forwards subscriptions upstream
 //! through the proxy), so the hub does not flood every node with every
@@ -40,7 +40,7 @@
 //! descriptor is registered too (the token after the SUB's): the PUB
 //! socket learns of new subscribers, and forgets lost ones, only when its
 //! commands are processed, which otherwise happens only inside a send (and
-//! a send may skip it if the last one was under a millisecond ago), so on
+//! a send skips it when the last processing was very recent), so on
 //! its event the link asks its `ZMQ_EVENTS` as well
 //! ([`ZmqLink::on_pub_event`]): a node that just joined gets frames sooner,
 //! and an idle link does not pile up commands. No thread is needed besides
