@@ -35,6 +35,9 @@ pub struct Config {
     /// KISS links (serial device, pty, TCP client or server), `[[kiss]]`
     /// tables; routes name them by `name`.
     pub kiss: Vec<KissConfig>,
+    /// ZeroMQ hub links (libcsp's `zmqproxy`), `[[zmq]]` tables; routes
+    /// name them by `name`.
+    pub zmq: Vec<ZmqConfig>,
 }
 
 /// This CSP node's identity.
@@ -189,6 +192,76 @@ impl Default for KissConfig {
 }
 
 impl KissConfig {
+    /// The CSP header version on this link.
+    pub fn header_version(&self) -> csp_core::Version {
+        if self.version == 1 {
+            csp_core::Version::V1
+        } else {
+            csp_core::Version::V2
+        }
+    }
+}
+
+/// How frames sit in a ZeroMQ message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ZmqFraming {
+    /// libcsp 2.x: `header | data`, nothing else.
+    Libcsp2,
+    /// libcsp 1.x: the next hop's address in one byte, then the v1 header
+    /// as a little-endian u32 (libcsp 1.x sent it in host order), then data.
+    Libcsp1,
+}
+
+impl ZmqFraming {
+    /// The name used in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ZmqFraming::Libcsp2 => "libcsp2",
+            ZmqFraming::Libcsp1 => "libcsp1",
+        }
+    }
+}
+
+/// One ZeroMQ hub link (`[[zmq]]` table): PUB to the proxy's XSUB
+/// endpoint, SUB from its XPUB endpoint, one CSP frame per message.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ZmqConfig {
+    /// Name routes use for the link; empty means `zmqN`, N being the
+    /// table's position (0-based).
+    pub name: String,
+    /// Where frames are published: the proxy's XSUB endpoint.
+    pub pub_endpoint: String,
+    /// Where frames are received from: the proxy's XPUB endpoint.
+    pub sub_endpoint: String,
+    /// CSP header version on the hub (1 or 2).
+    #[serde(deserialize_with = "de_header_version")]
+    pub version: u8,
+    /// Message layout: libcsp 2.x's, or 1.x's (which needs `version = 1`).
+    pub framing: ZmqFraming,
+    /// Receive every frame on the hub, not only those for this node.
+    pub promiscuous: bool,
+    /// More destination addresses to receive frames for (a gateway's
+    /// far side), besides the node address and broadcast.
+    pub subscribe: Vec<u16>,
+}
+
+impl Default for ZmqConfig {
+    fn default() -> Self {
+        ZmqConfig {
+            name: String::new(),
+            pub_endpoint: "tcp://127.0.0.1:6000".into(),
+            sub_endpoint: "tcp://127.0.0.1:7000".into(),
+            version: 2,
+            framing: ZmqFraming::Libcsp2,
+            promiscuous: false,
+            subscribe: Vec::new(),
+        }
+    }
+}
+
+impl ZmqConfig {
     /// The CSP header version on this link.
     pub fn header_version(&self) -> csp_core::Version {
         if self.version == 1 {
@@ -354,8 +427,14 @@ impl Config {
                 k.name = format!("kiss{i}");
             }
         }
+        for (i, z) in config.zmq.iter_mut().enumerate() {
+            if z.name.is_empty() {
+                z.name = format!("zmq{i}");
+            }
+        }
         config.validate(text, path)?;
         config.validate_kiss(text, path)?;
+        config.validate_zmq(text, path)?;
         crate::links::RoutePlan::<{ crate::daemon::MAX_ROUTES }>::from_config(&config).map_err(
             |e| ConfigError {
                 path: path.map(Path::to_path_buf),
@@ -441,22 +520,13 @@ impl Config {
         for (i, k) in self.kiss.iter().enumerate() {
             let err = |key: &str, message: String| ConfigError {
                 path: path.map(Path::to_path_buf),
-                line: kiss_key_line(text, i, key),
+                line: table_key_line(text, "kiss", i, key),
                 key: Some(format!("kiss.{key}")),
                 message: format!("[[kiss]] {:?}: {message}", k.name),
             };
             let name = k.name.as_str();
-            if name.eq_ignore_ascii_case("udp")
-                || name.bytes().next().is_some_and(|b| b.is_ascii_digit())
-                || !name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            {
-                return Err(err(
-                    "name",
-                    "a link name is letters, digits, - and _, starts with a letter, and is not udp"
-                        .into(),
-                ));
+            if !is_link_name(name) {
+                return Err(err("name", LINK_NAME_RULE.into()));
             }
             if self.kiss[..i]
                 .iter()
@@ -508,11 +578,91 @@ impl Config {
     }
 }
 
-/// Line of `key` inside the `index`th `[[kiss]]` table, else the line of
+impl Config {
+    /// Checks of the `[[zmq]]` tables, as for `[[kiss]]`; a name may not
+    /// repeat a KISS link's either.
+    fn validate_zmq(&self, text: &str, path: Option<&Path>) -> Result<(), ConfigError> {
+        for (i, z) in self.zmq.iter().enumerate() {
+            let err = |key: &str, message: String| ConfigError {
+                path: path.map(Path::to_path_buf),
+                line: table_key_line(text, "zmq", i, key),
+                key: Some(format!("zmq.{key}")),
+                message: format!("[[zmq]] {:?}: {message}", z.name),
+            };
+            let name = z.name.as_str();
+            if !is_link_name(name) {
+                return Err(err("name", LINK_NAME_RULE.into()));
+            }
+            if self.zmq[..i]
+                .iter()
+                .any(|o| o.name.eq_ignore_ascii_case(name))
+                || self.kiss.iter().any(|o| o.name.eq_ignore_ascii_case(name))
+            {
+                return Err(err("name", "another link has this name".into()));
+            }
+            for (key, endpoint) in [
+                ("pub_endpoint", &z.pub_endpoint),
+                ("sub_endpoint", &z.sub_endpoint),
+            ] {
+                // libzmq checks the rest when connecting; a missing
+                // transport is the typo worth catching with a line number.
+                let ok = endpoint
+                    .split_once("://")
+                    .is_some_and(|(t, rest)| !t.is_empty() && !rest.is_empty());
+                if !ok {
+                    return Err(err(
+                        key,
+                        format!("{endpoint:?} is not a ZeroMQ endpoint (tcp://HOST:PORT)"),
+                    ));
+                }
+            }
+            if z.framing == ZmqFraming::Libcsp1 && z.version != 1 {
+                return Err(err(
+                    "framing",
+                    "libcsp 1.x framing carries v1 headers only: set version = 1".into(),
+                ));
+            }
+            let top = if z.version == 1 { 31 } else { 16383 };
+            if let Some(a) = z.subscribe.iter().find(|&&a| a > top) {
+                return Err(err(
+                    "subscribe",
+                    format!(
+                        "address {a} out of range 0..={top} for version {}",
+                        z.version
+                    ),
+                ));
+            }
+            if z.subscribe.len() > crate::zmqhub::MAX_SUBSCRIBE {
+                return Err(err(
+                    "subscribe",
+                    format!("at most {} addresses", crate::zmqhub::MAX_SUBSCRIBE),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What [`is_link_name`] accepts, for error messages.
+const LINK_NAME_RULE: &str =
+    "a link name is letters, digits, - and _, starts with a letter, and is not udp";
+
+/// Whether `name` can name a KISS or ZMQ link: route lines split on
+/// whitespace and commas, and `udp` is taken.
+fn is_link_name(name: &str) -> bool {
+    !name.eq_ignore_ascii_case("udp")
+        && name.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Line of `key` inside the `index`th `[[table]]` table, else the line of
 /// that table's header.
-fn kiss_key_line(text: &str, index: usize, key: &str) -> Option<usize> {
+fn table_key_line(text: &str, table: &str, index: usize, key: &str) -> Option<usize> {
     let lines: Vec<&str> = text.lines().collect();
-    let is_header = |l: &str| l.trim_start().starts_with("[[kiss]]");
+    let header = format!("[[{table}]]");
+    let is_header = |l: &str| l.trim_start().starts_with(header.as_str());
     let start = lines
         .iter()
         .enumerate()
@@ -683,6 +833,77 @@ mod tests {
         assert_eq!(e.line, Some(4));
         // A route naming a link that does not exist.
         let e = bad("routes = [\"10 radio\"]\n[[kiss]]\nname = \"radoi\"\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(1), Some("routes")), "{e}");
+    }
+
+    #[test]
+    fn zmq_tables_are_read_with_defaults() {
+        let c = Config::parse(
+            "routes = [\"0/0 zmqhub\", \"16/10 ZMQ1\"]\n[[zmq]]\nname = \"zmqhub\"\nsub_endpoint = \"tcp://192.0.2.1:7000\"\npromiscuous = true\n[[zmq]]\nversion = 1\nsubscribe = [3, 4]\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.zmq.len(), 2);
+        assert_eq!(c.zmq[0].pub_endpoint, "tcp://127.0.0.1:6000");
+        assert_eq!(c.zmq[0].sub_endpoint, "tcp://192.0.2.1:7000");
+        assert!(c.zmq[0].promiscuous);
+        assert_eq!(c.zmq[1].name, "zmq1", "unnamed link named by position");
+        assert_eq!(c.zmq[1].header_version(), csp_core::Version::V1);
+        assert_eq!(c.zmq[1].subscribe, [3, 4]);
+        assert_eq!(c.zmq[1].framing, ZmqFraming::Libcsp2);
+        let plan = crate::links::RoutePlan::<8>::from_config(&c).unwrap();
+        let names: Vec<_> = plan.ifaces.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(names, ["zmqhub", "zmq1"]);
+        let shown = plan.table.display_with(|i| names[i.0 as usize]).to_string();
+        assert!(shown.contains("0/0 zmqhub"), "{shown}");
+        assert!(shown.contains("16/10 zmq1"), "{shown}");
+        // libcsp's route-string syntax names them too.
+        let c = Config::parse(
+            "route_string = \"0/0 ZMQHUB\"\n[[zmq]]\nname = \"ZMQHUB\"\n",
+            None,
+        )
+        .unwrap();
+        crate::links::RoutePlan::<8>::from_config(&c).unwrap();
+    }
+
+    #[test]
+    fn zmq_errors_name_key_and_line() {
+        let bad = |text: &str| Config::parse(text, None).unwrap_err();
+        let e = bad("[[zmq]]\nname = \"a\"\npub_endpiont = \"tcp://x:1\"\n");
+        assert_eq!(e.line, Some(3), "{e}");
+        assert!(e.message.contains("unknown field `pub_endpiont`"), "{e}");
+        let e = bad("[[zmq]]\n[[zmq]]\nname = \"b\"\nsub_endpoint = \"127.0.0.1:7000\"\n");
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (Some(4), Some("zmq.sub_endpoint")),
+            "{e}"
+        );
+        let e = bad("[[zmq]]\nversion = 1\nsubscribe = [32]\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(3), Some("zmq.subscribe")));
+        let e = bad("[[zmq]]\nsubscribe = [16384]\n");
+        assert!(e.message.contains("out of range 0..=16383"), "{e}");
+        let e = bad("[[zmq]]\nframing = \"libcsp1\"\n");
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (Some(2), Some("zmq.framing")),
+            "{e}"
+        );
+        let e = bad("[[zmq]]\nframing = \"libcsp3\"\n");
+        assert_eq!(e.line, Some(2), "{e}");
+        let e = bad("[[zmq]]\nversion = 3\n");
+        assert_eq!(e.line, Some(2), "{e}");
+        let e = bad("[[kiss]]\nname = \"hub\"\n[[zmq]]\nname = \"HUB\"\n");
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (Some(4), Some("zmq.name")),
+            "{e}"
+        );
+        assert!(e.message.contains("another link has this name"), "{e}");
+        for name in ["udp", "1hub", "a b", "-x"] {
+            let e = bad(&format!("[[zmq]]\nname = \"{name}\"\n"));
+            assert_eq!(e.key.as_deref(), Some("zmq.name"), "{name}");
+        }
+        let e = bad("routes = [\"0/0 zmqhb\"]\n[[zmq]]\nname = \"zmqhub\"\n");
         assert_eq!((e.line, e.key.as_deref()), (Some(1), Some("routes")), "{e}");
     }
 

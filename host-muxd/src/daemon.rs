@@ -20,7 +20,7 @@ use signal_hook_mio::v1_0::Signals;
 
 use csp_core::bind::{BindAddr, BindError, BindPort, PortTable};
 use csp_core::header::HeaderView;
-use csp_core::route::{Prefix, RouteTable};
+use csp_core::route::{IfaceId, Prefix, RouteTable};
 use csp_core::{Addr, Header, Version};
 use csp_ipc::{ByeReason, Control, ErrorCode, Message, Status};
 
@@ -40,12 +40,22 @@ const FIRST_CLIENT: usize = 16;
 /// UDP link: fairness between sources (a flood from one waits its turn).
 const CLIENT_READ_BUDGET: usize = 64 * 1024;
 const UDP_READ_BUDGET: usize = 64;
+/// Messages taken from one ZMQ hub link per round.
+const ZMQ_READ_BUDGET: usize = 64;
 /// KISS link `i` has tokens `KISS_TOKENS + 2i` (its stream) and the one
 /// after (a tcp-server's listener); clients never count up this far.
 const KISS_TOKENS: usize = usize::MAX / 2;
 
 fn kiss_token(i: usize) -> Token {
     Token(KISS_TOKENS + 2 * i)
+}
+
+/// ZMQ link `i` has tokens `ZMQ_TOKENS + 2i` (its SUB socket) and the one
+/// after (its PUB socket), far above the KISS links'.
+const ZMQ_TOKENS: usize = KISS_TOKENS + usize::MAX / 4;
+
+fn zmq_token(i: usize) -> Token {
+    Token(ZMQ_TOKENS + 2 * i)
 }
 
 /// Most (address, port) bindings held by all clients together.
@@ -90,7 +100,7 @@ impl Daemon {
         let bind_config = cfg.bind_config()?;
 
         let plan = RoutePlan::<MAX_ROUTES>::from_config(&cfg).map_err(|e| e.message)?;
-        let mut links = Links::open(&cfg, plan.ifaces, poll.registry(), kiss_token)?;
+        let mut links = Links::open(&cfg, plan.ifaces, poll.registry(), kiss_token, zmq_token)?;
         let routes = plan.table;
 
         let mut listener = crate::endpoint::bind(&socket_path)?;
@@ -114,6 +124,9 @@ impl Daemon {
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
 
         let services = Services::new(&cfg);
+        // A ZMQ descriptor signalled before it was registered gives no
+        // edge: drain every hub link once in the first round.
+        let again = (0..links.zmq.len()).map(zmq_token).collect();
         Ok(Daemon {
             poll,
             node,
@@ -131,7 +144,7 @@ impl Daemon {
             signals,
             started: Instant::now(),
             shutdown: false,
-            again: Vec::new(),
+            again,
             cfg,
         })
     }
@@ -176,6 +189,7 @@ impl Daemon {
                     TCP_LISTENER => self.accept_tcp(),
                     UDP => self.on_udp(),
                     SIGNALS => self.on_signals(),
+                    token if token.0 >= ZMQ_TOKENS => self.on_zmq(token),
                     token if token.0 >= KISS_TOKENS => self.on_kiss(token),
                     token => self.on_client(token, event.is_readable(), event.is_writable()),
                 }
@@ -183,6 +197,7 @@ impl Daemon {
             for token in std::mem::take(&mut self.again) {
                 match token {
                     UDP => self.on_udp(),
+                    token if token.0 >= ZMQ_TOKENS => self.on_zmq(token),
                     token => self.on_client(token, true, false),
                 }
             }
@@ -209,6 +224,9 @@ impl Daemon {
         self.clients.clear();
         for k in &mut self.links.kiss {
             k.close();
+        }
+        for z in &mut self.links.zmq {
+            z.close(self.poll.registry());
         }
         crate::endpoint::remove(&self.socket_path);
         log::info!("csp-muxd stopped");
@@ -527,7 +545,7 @@ impl Daemon {
                 continue; // runts were counted by the link
             };
             self.links.note_rx(from);
-            self.route(view.header(), view.payload(), Origin::Link);
+            self.route(view.header(), view.payload(), Origin::Link { iface: None });
         }
     }
 
@@ -547,7 +565,32 @@ impl Daemon {
                 continue; // a KISS frame is at least a header and a CRC
             };
             self.links.note_kiss_rx(index);
-            self.route(view.header(), view.payload(), Origin::Link);
+            self.route(view.header(), view.payload(), Origin::Link { iface: None });
+        }
+    }
+
+    fn on_zmq(&mut self, token: Token) {
+        let index = (token.0 - ZMQ_TOKENS) / 2;
+        let iface = self.links.zmq_iface(index);
+        let mut frames = Vec::new();
+        let Some(link) = self.links.zmq.get_mut(index) else {
+            return;
+        };
+        match link.owns(token) {
+            Some(true) => {}
+            Some(false) => return link.on_pub_event(),
+            None => return,
+        }
+        let version = link.version;
+        if link.recv_all(ZMQ_READ_BUDGET, |f| frames.push(f.to_vec())) {
+            self.read_again(token);
+        }
+        for frame in frames {
+            let Ok(view) = HeaderView::new_checked(&frame, version) else {
+                continue; // runts were counted by the link
+            };
+            self.links.note_zmq_rx(index);
+            self.route(view.header(), view.payload(), Origin::Link { iface });
         }
     }
 
@@ -561,11 +604,22 @@ impl Daemon {
             log::debug!("no route to {}", header.dst);
             return;
         };
+        if let Origin::Link { iface: Some(from) } = origin {
+            if from == route.iface {
+                self.stats.same_link += 1;
+                log::trace!(
+                    "{} back into {}: dropped",
+                    header.dst,
+                    self.links.name(from)
+                );
+                return;
+            }
+        }
         self.stats.forwarded += 1;
         *self.route_hits.entry(route.prefix).or_default() += 1;
         if !self
             .links
-            .send(route.iface, &header, data, self.poll.registry())
+            .send(route.iface, route.via, &header, data, self.poll.registry())
         {
             self.stats.link_errors += 1;
         }
@@ -679,7 +733,11 @@ impl Daemon {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Origin {
     Client,
-    Link,
+    /// From a link; `iface` is set for links where a frame can come back
+    /// to the interface it would be routed to (the ZMQ hub).
+    Link {
+        iface: Option<IfaceId>,
+    },
     Service,
 }
 

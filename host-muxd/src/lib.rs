@@ -11,6 +11,7 @@ pub mod links;
 pub mod services;
 pub mod stats;
 pub mod udp;
+pub mod zmqhub;
 
 /// Largest CSP data (after the header) carried over IPC: a maximum IPC
 /// frame less its type byte and the 6-byte v2 header.

@@ -4,7 +4,8 @@
 //! address (libcsp's UDP interface has exactly one peer; here every route
 //! line may name its own `HOST:PORT`, and routes naming the same peer share
 //! one interface). For KISS, the interface is the link itself, named by its
-//! `name`. The route table stores only the interface id.
+//! `name`, and so for a ZMQ hub link. The route table stores only the
+//! interface id.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -17,6 +18,7 @@ use csp_core::{Header, Version};
 use crate::config::Config;
 use crate::kiss::KissLink;
 use crate::udp::UdpLink;
+use crate::zmqhub::ZmqLink;
 
 /// What an interface sends through.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +31,11 @@ pub enum IfaceKind {
     /// A KISS link.
     Kiss {
         /// Index into the config's `[[kiss]]` tables (and [`Links::kiss`]).
+        link: usize,
+    },
+    /// A ZMQ hub link.
+    Zmq {
+        /// Index into the config's `[[zmq]]` tables (and [`Links::zmq`]).
         link: usize,
     },
 }
@@ -94,6 +101,17 @@ impl<const N: usize> RoutePlan<N> {
             }
             plan.ifaces.push(Iface::new(k.name.clone(), kind));
         }
+        for (link, z) in cfg.zmq.iter().enumerate() {
+            if u8::try_from(plan.ifaces.len()).is_err() {
+                return Err(RouteConfigError {
+                    key: "zmq",
+                    at: 0,
+                    message: "too many links".into(),
+                });
+            }
+            plan.ifaces
+                .push(Iface::new(z.name.clone(), IfaceKind::Zmq { link }));
+        }
         let udp_default = match cfg.udp.peer {
             Some(peer) if cfg.udp.enabled => plan.udp_iface(peer),
             _ => None,
@@ -142,25 +160,16 @@ impl<const N: usize> RoutePlan<N> {
 
     fn load(&mut self, cfg: &Config, entry: &str, udp: Option<IfaceId>) -> Result<(), String> {
         let mut missing = None;
-        let kiss = |name: &str| {
-            self.ifaces.iter().position(|f| {
-                matches!(f.kind, IfaceKind::Kiss { .. }) && f.name.eq_ignore_ascii_case(name)
-            })
-        };
-        let kiss_ids: Vec<(String, Option<IfaceId>)> = cfg
-            .kiss
+        // Named links (KISS, ZMQ): their interfaces are theirs alone.
+        let named: Vec<(String, Option<IfaceId>)> = self
+            .ifaces
             .iter()
-            .map(|k| {
-                (
-                    k.name.clone(),
-                    kiss(&k.name)
-                        .and_then(|i| u8::try_from(i).ok())
-                        .map(IfaceId),
-                )
-            })
+            .enumerate()
+            .filter(|(_, f)| !matches!(f.kind, IfaceKind::Udp { .. }))
+            .map(|(i, f)| (f.name.clone(), u8::try_from(i).ok().map(IfaceId)))
             .collect();
         let result = self.table.load(entry, |name| {
-            if let Some((_, id)) = kiss_ids.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+            if let Some((_, id)) = named.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
                 return *id;
             }
             if !name.eq_ignore_ascii_case("udp") {
@@ -200,18 +209,21 @@ pub struct Links {
     pub udp: Option<UdpLink>,
     /// The KISS links, in config order.
     pub kiss: Vec<KissLink>,
+    /// The ZMQ hub links, in config order.
+    pub zmq: Vec<ZmqLink>,
     ifaces: Vec<Iface>,
 }
 
 impl Links {
     /// Open the links the config enables, for the interfaces of `plan`.
     /// KISS link `i` registers with `registry` under `kiss_token(i)` and
-    /// the token after it.
+    /// the token after it, ZMQ link `i` under `zmq_token(i)`.
     pub fn open(
         cfg: &Config,
         ifaces: Vec<Iface>,
         registry: &Registry,
         kiss_token: impl Fn(usize) -> Token,
+        zmq_token: impl Fn(usize) -> Token,
     ) -> std::io::Result<Links> {
         let version = if cfg.udp.version == 1 {
             Version::V1
@@ -232,7 +244,23 @@ impl Links {
             .enumerate()
             .map(|(i, k)| KissLink::open(k, kiss_token(i), registry, now))
             .collect::<std::io::Result<Vec<_>>>()?;
-        Ok(Links { udp, kiss, ifaces })
+        // One ZeroMQ context (one libzmq I/O thread) for all hub links.
+        let zmq = if cfg.zmq.is_empty() {
+            Vec::new()
+        } else {
+            let ctx = zmq::Context::new();
+            cfg.zmq
+                .iter()
+                .enumerate()
+                .map(|(i, z)| ZmqLink::open(z, cfg.node.address, &ctx, zmq_token(i), registry))
+                .collect::<std::io::Result<Vec<_>>>()?
+        };
+        Ok(Links {
+            udp,
+            kiss,
+            zmq,
+            ifaces,
+        })
     }
 
     /// Name of an interface, for route printing.
@@ -242,9 +270,17 @@ impl Links {
             .map_or("?", |i| i.name.as_str())
     }
 
-    /// Send `header | data` on interface `id`, with the header emitted for
-    /// the link's version. False if it could not be sent (counted).
-    pub fn send(&mut self, id: IfaceId, header: &Header, data: &[u8], registry: &Registry) -> bool {
+    /// Send `header | data` on interface `id` towards `via` (the route's
+    /// next hop, if any), with the header emitted for the link's version.
+    /// False if it could not be sent (counted).
+    pub fn send(
+        &mut self,
+        id: IfaceId,
+        via: Option<csp_core::Addr>,
+        header: &Header,
+        data: &[u8],
+        registry: &Registry,
+    ) -> bool {
         let Some(iface) = self.ifaces.get_mut(id.0 as usize) else {
             return false;
         };
@@ -292,6 +328,49 @@ impl Links {
                 }
                 ok
             }
+            IfaceKind::Zmq { link } => {
+                let Some(zmq) = self.zmq.get_mut(link) else {
+                    iface.tx_errors += 1;
+                    return false;
+                };
+                let Ok((bytes, n)) = header.to_bytes(zmq.version) else {
+                    iface.tx_errors += 1;
+                    zmq.stats.tx_errors += 1;
+                    log::debug!("{}: header does not fit {:?}", iface.name, zmq.version);
+                    return false;
+                };
+                let mut frame = Vec::with_capacity(n + data.len());
+                frame.extend_from_slice(&bytes[..n]);
+                frame.extend_from_slice(data);
+                let hop = via.unwrap_or(header.dst).get();
+                let ok = zmq.send(&frame, hop);
+                if ok {
+                    iface.tx_frames += 1;
+                } else {
+                    iface.tx_errors += 1;
+                }
+                ok
+            }
+        }
+    }
+
+    /// The interface of ZMQ link `link`.
+    pub fn zmq_iface(&self, link: usize) -> Option<IfaceId> {
+        let i = self
+            .ifaces
+            .iter()
+            .position(|i| i.kind == IfaceKind::Zmq { link })?;
+        u8::try_from(i).ok().map(IfaceId)
+    }
+
+    /// Count a frame received on ZMQ link `link` against its interface.
+    pub fn note_zmq_rx(&mut self, link: usize) {
+        if let Some(i) = self
+            .ifaces
+            .iter_mut()
+            .find(|i| i.kind == IfaceKind::Zmq { link })
+        {
+            i.rx_frames += 1;
         }
     }
 
@@ -347,6 +426,18 @@ impl Links {
                 k.queued()
             ));
         }
+        for z in &self.zmq {
+            out.push(format!(
+                "{} zmq pub={} sub={} version={:?} framing={} promiscuous={} subscriptions={}",
+                z.name,
+                z.pub_endpoint,
+                z.sub_endpoint,
+                z.version,
+                z.framing.as_str(),
+                z.promiscuous,
+                z.subscription_count()
+            ));
+        }
         for i in &self.ifaces {
             out.push(format!("iface {}", i.name));
         }
@@ -393,6 +484,22 @@ impl Links {
                 d.too_short,
                 d.non_data_command,
                 d.crc_with_header
+            ));
+        }
+        for z in &self.zmq {
+            let s = z.stats;
+            out.push(format!(
+                "link {} rx_frames={} rx_bytes={} rx_errors={} rx_too_long={} rx_filtered={} \
+                 tx_frames={} tx_bytes={} tx_errors={}",
+                z.name,
+                s.rx_frames,
+                s.rx_bytes,
+                s.rx_errors,
+                s.rx_too_long,
+                s.rx_filtered,
+                s.tx_frames,
+                s.tx_bytes,
+                s.tx_errors
             ));
         }
         for i in &self.ifaces {

@@ -15,7 +15,8 @@ use host_muxd::daemon::Daemon;
     version,
     after_help = "Logging: RUST_LOG=debug (or info, warn, ...); default info.\n\
 Examples:\n  csp-muxd                          # address 1, UDP 0.0.0.0:9700, default socket\n  \
-csp-muxd --config /etc/csp-muxd.toml\n  csp-muxd --print-default-config > csp-muxd.toml"
+csp-muxd --config /etc/csp-muxd.toml\n  csp-muxd --print-default-config > csp-muxd.toml\n  \
+csp-muxd --zmq-proxy              # a ZMQ hub like libcsp's zmqproxy (tcp://*:6000, tcp://*:7000)"
 )]
 struct Args {
     /// TOML configuration file (every key optional; see --print-default-config).
@@ -27,6 +28,17 @@ struct Args {
     /// Print the commented default configuration and exit.
     #[arg(long)]
     print_default_config: bool,
+    /// Run a ZeroMQ hub (what libcsp's zmqproxy does) instead of a node:
+    /// nodes publish to --xsub and subscribe at --xpub. Stops on SIGINT or
+    /// SIGTERM.
+    #[arg(long, conflicts_with_all = ["config", "socket", "print_default_config"])]
+    zmq_proxy: bool,
+    /// With --zmq-proxy: where nodes publish (their `pub_endpoint`).
+    #[arg(long, default_value = "tcp://*:6000", requires = "zmq_proxy")]
+    xsub: String,
+    /// With --zmq-proxy: where nodes subscribe (their `sub_endpoint`).
+    #[arg(long, default_value = "tcp://*:7000", requires = "zmq_proxy")]
+    xpub: String,
 }
 
 fn main() -> ExitCode {
@@ -36,6 +48,9 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    if args.zmq_proxy {
+        return zmq_proxy(&args.xsub, &args.xpub);
+    }
 
     let config = match &args.config {
         Some(path) => Config::load(path),
@@ -61,6 +76,46 @@ fn main() -> ExitCode {
     };
     match daemon.run() {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("csp-muxd: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Run the hub until SIGINT or SIGTERM. The proxy blocks inside libzmq, so
+/// a thread waits for the signal and sends the proxy its TERMINATE command;
+/// if the signal lands on the proxy's own thread instead, its wait returns
+/// EINTR, which ends it just the same.
+fn zmq_proxy(xsub: &str, xpub: &str) -> ExitCode {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = match signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("csp-muxd: signals: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let (proxy, stop) = match host_muxd::zmqhub::Proxy::bind(xsub, xpub) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("csp-muxd: zmq proxy: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let (front, back) = proxy.endpoints();
+    log::info!("zmq proxy: nodes publish to {front} (XSUB) and subscribe at {back} (XPUB)");
+    std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            log::info!("signal {sig}: stopping the proxy");
+        }
+        stop.stop();
+    });
+    match proxy.run() {
+        Ok(()) => {
+            log::info!("zmq proxy stopped");
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("csp-muxd: {e}");
             ExitCode::from(1)

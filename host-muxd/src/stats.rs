@@ -23,6 +23,11 @@ pub struct Stats {
     pub ipc_errors: u64,
     /// Connections refused because `ipc.max_clients` were connected.
     pub clients_refused: u64,
+    /// Packets from a hub link whose route leads back into that same link
+    /// (another node's traffic seen in promiscuous mode, a broadcast, our
+    /// own frame echoed by the hub): dropped, as libcsp does, so a hub
+    /// never loops a frame.
+    pub same_link: u64,
 }
 
 impl fmt::Display for Stats {
@@ -35,6 +40,7 @@ impl fmt::Display for Stats {
         writeln!(f, "rejected_packets {}", self.rejected_packets)?;
         writeln!(f, "link_errors {}", self.link_errors)?;
         writeln!(f, "ipc_errors {}", self.ipc_errors)?;
-        writeln!(f, "clients_refused {}", self.clients_refused)
+        writeln!(f, "clients_refused {}", self.clients_refused)?;
+        writeln!(f, "same_link {}", self.same_link)
     }
 }
