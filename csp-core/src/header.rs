@@ -415,37 +415,33 @@ impl<'a> HeaderView<'a> {
         u64::from_be_bytes(be)
     }
 
-    fn field(&self, v1_shift: u32, v2_shift: u32, v1_bits: u32, v2_bits: u32) -> u64 {
-        let (shift, bits) = match self.version {
-            Version::V1 => (v1_shift, v1_bits),
-            Version::V2 => (v2_shift, v2_bits),
-        };
-        (self.raw() >> shift) & ((1u64 << bits) - 1)
+    fn get(&self, field: Field) -> u64 {
+        extract(self.raw(), self.version, field)
     }
 
     /// Priority.
     pub fn prio(&self) -> Prio {
-        Prio::from_bits(self.field(30, 46, 2, 2) as u8)
+        Prio::from_bits(self.get(PRIO) as u8)
     }
     /// Source address.
     pub fn src(&self) -> Addr {
-        Addr(self.field(25, 18, 5, 14) as u16)
+        Addr(self.get(SRC) as u16)
     }
     /// Destination address.
     pub fn dst(&self) -> Addr {
-        Addr(self.field(20, 32, 5, 14) as u16)
+        Addr(self.get(DST) as u16)
     }
     /// Destination port.
     pub fn dport(&self) -> Port {
-        Port(self.field(14, 12, 6, 6) as u8)
+        Port(self.get(DPORT) as u8)
     }
     /// Source port.
     pub fn sport(&self) -> Port {
-        Port(self.field(8, 6, 6, 6) as u8)
+        Port(self.get(SPORT) as u8)
     }
     /// Flag bits.
     pub fn flags(&self) -> Flags {
-        Flags(self.field(0, 0, 8, 6) as u8)
+        Flags(self.get(FLAGS) as u8)
     }
     /// The bytes of the header itself.
     pub fn header_bytes(&self) -> &'a [u8] {
@@ -457,15 +453,35 @@ impl<'a> HeaderView<'a> {
     }
     /// The whole header as a value.
     pub fn header(&self) -> Header {
+        // One load of the header word for all six fields (the per-field
+        // getters each load it again).
+        let (raw, v) = (self.raw(), self.version);
         Header {
-            prio: self.prio(),
-            src: self.src(),
-            dst: self.dst(),
-            dport: self.dport(),
-            sport: self.sport(),
-            flags: self.flags(),
+            prio: Prio::from_bits(extract(raw, v, PRIO) as u8),
+            src: Addr(extract(raw, v, SRC) as u16),
+            dst: Addr(extract(raw, v, DST) as u16),
+            dport: Port(extract(raw, v, DPORT) as u8),
+            sport: Port(extract(raw, v, SPORT) as u8),
+            flags: Flags(extract(raw, v, FLAGS) as u8),
         }
     }
+}
+
+/// Field positions as (v1 shift, v2 shift, v1 bits, v2 bits).
+type Field = (u32, u32, u32, u32);
+const PRIO: Field = (30, 46, 2, 2);
+const SRC: Field = (25, 18, 5, 14);
+const DST: Field = (20, 32, 5, 14);
+const DPORT: Field = (14, 12, 6, 6);
+const SPORT: Field = (8, 6, 6, 6);
+const FLAGS: Field = (0, 0, 8, 6);
+
+fn extract(raw: u64, version: Version, (v1_shift, v2_shift, v1_bits, v2_bits): Field) -> u64 {
+    let (shift, bits) = match version {
+        Version::V1 => (v1_shift, v1_bits),
+        Version::V2 => (v2_shift, v2_bits),
+    };
+    (raw >> shift) & ((1u64 << bits) - 1)
 }
 
 #[cfg(test)]
