@@ -28,6 +28,7 @@ fn main() {
     let (date, time) = c_date_time(secs);
     println!("cargo:rustc-env=FW_BUILD_DATE={date}");
     println!("cargo:rustc-env=FW_BUILD_TIME={time}");
+    println!("cargo:rustc-env=FW_BUILD_EPOCH={secs}");
 }
 
 /// `("Nov 26 2026", "07:20:00")` for seconds since the epoch (UTC).
