@@ -184,6 +184,22 @@ fn SysTick() {
     clock::tick();
 }
 
+/// Interrupt lines of the mps2 boards' NVIC as QEMU models them.
+const IRQ_LINES: usize = 32;
+
+extern "C" {
+    /// cortex-m-rt's name for the handler below.
+    fn DefaultHandler();
+}
+
+/// The device vectors, all to `DefaultHandler`: only as many as the board
+/// has lines (cortex-m-rt's own table, without its `device` feature, has
+/// 240: 832 bytes more flash). Only UART0 receive is ever unmasked.
+#[link_section = ".vector_table.interrupts"]
+#[no_mangle]
+#[used]
+static __INTERRUPTS: [unsafe extern "C" fn(); IRQ_LINES] = [DefaultHandler; IRQ_LINES];
+
 /// Device interrupts: only UART0 receive is unmasked.
 #[exception]
 unsafe fn DefaultHandler(irqn: i16) {
