@@ -78,11 +78,24 @@ fn wait_bounded(child: &mut Child, limit: Duration, what: &str) -> std::process:
     }
 }
 
-/// The firmware image, built once per test run. `None`: QEMU is missing and
-/// we are not in CI (the skip was printed).
+/// The default firmware image (header v2), built once per test run.
+/// `None`: QEMU is missing and we are not in CI (the skip was printed).
 fn firmware() -> Option<&'static Path> {
     static ELF: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let elf = ELF.get_or_init(|| {
+    firmware_variant(&ELF, false)
+}
+
+/// The image built with `--features header-v1`.
+fn firmware_v1() -> Option<&'static Path> {
+    static ELF: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    firmware_variant(&ELF, true)
+}
+
+fn firmware_variant(
+    elf: &'static OnceLock<Result<PathBuf, String>>,
+    v1: bool,
+) -> Option<&'static Path> {
+    let elf = elf.get_or_init(|| {
         if let Err(e) = Command::new(qemu_bin())
             .arg("--version")
             .stdout(Stdio::null())
@@ -92,7 +105,7 @@ fn firmware() -> Option<&'static Path> {
             let bin = qemu_bin();
             return Err(format!("{} not runnable ({e})", bin.to_string_lossy()));
         }
-        Ok(build_firmware())
+        Ok(build_firmware(v1))
     });
     match elf {
         Ok(path) => Some(path),
@@ -114,27 +127,44 @@ fn firmware() -> Option<&'static Path> {
 }
 
 /// `cargo build --release --locked` in firmware-demo/ (the cwd selects its
-/// .cargo/config.toml), with the outer cargo's build settings removed.
-fn build_firmware() -> PathBuf {
+/// .cargo/config.toml), with the outer cargo's build settings removed. Both
+/// variants land on the same output path, so builds are serialised and each
+/// image is copied to a name of its own before the next build.
+fn build_firmware(v1: bool) -> PathBuf {
+    static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
     let dir = repo_root().join("firmware-demo");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let started = Instant::now();
     let mut child = Command::new(cargo)
         .args(["build", "--release", "--locked"])
+        .args(if v1 {
+            &["--features", "header-v1"][..]
+        } else {
+            &[][..]
+        })
         .current_dir(&dir)
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("CARGO_BUILD_RUSTFLAGS")
         .env_remove("CARGO_TARGET_DIR")
         .env_remove("CARGO_BUILD_TARGET")
+        .env_remove("FW_CSP_ADDR")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
         .expect("run cargo to build firmware-demo");
     let status = wait_bounded(&mut child, BUILD_TIMEOUT, "firmware build");
     assert!(status.success(), "firmware build failed: {status}");
-    eprintln!("firmware built in {:.1} s", started.elapsed().as_secs_f64());
-    dir.join("target/thumbv7em-none-eabihf/release/firmware-demo")
+    let variant = if v1 { "header-v1" } else { "header-v2" };
+    eprintln!(
+        "firmware ({variant}) built in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let out = dir.join("target/thumbv7em-none-eabihf/release");
+    let elf = out.join(format!("firmware-demo-{variant}"));
+    std::fs::copy(out.join("firmware-demo"), &elf).expect("copy the image");
+    elf
 }
 
 fn addr(a: u16) -> Addr {
@@ -862,24 +892,30 @@ impl Drop for Ground {
 
 impl Ground {
     /// The configuration README.md shows, with QEMU's port and no UDP.
-    fn config(qemu_port: u16) -> String {
+    fn config(qemu_port: u16, version: u8) -> String {
         format!(
             "routes = [\"{FW_ADDR} fw\"]\n\
              [node]\naddress = {MUXD_ADDR}\n\
              [udp]\nenabled = false\n\
-             [[kiss]]\nname = \"fw\"\nmode = \"tcp-client\"\nconnect = \"127.0.0.1:{qemu_port}\"\n"
+             [[kiss]]\nname = \"fw\"\nmode = \"tcp-client\"\nconnect = \"127.0.0.1:{qemu_port}\"\n\
+             version = {version}\n"
         )
     }
 
     /// Boots the firmware and starts the daemon; `None` if skipped. Returns
     /// once a ping through the daemon is answered.
     fn start() -> Option<Ground> {
-        let elf = firmware()?;
+        Self::start_with(firmware()?, 2)
+    }
+
+    /// As [`start`](Self::start), for an image whose header version is
+    /// `version` (the link's version in the daemon's configuration).
+    fn start_with(elf: &Path, version: u8) -> Option<Ground> {
         let (muxd_bin, _) = ground_bins();
         let (qemu, port) = start_qemu(elf);
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("muxd.toml");
-        std::fs::write(&cfg, Self::config(port)).unwrap();
+        std::fs::write(&cfg, Self::config(port, version)).unwrap();
         let socket = dir.path().join("muxd.sock");
         let muxd = Command::new(muxd_bin)
             .arg("--config")
@@ -1012,6 +1048,29 @@ fn ground_services_through_csp_muxd() {
     assert!(out.contains("mps2-an386"), "{out}");
     let (ok, out) = g.csp(&["uptime", &FW_ADDR.to_string()]);
     assert!(ok && out.contains(&format!("node {FW_ADDR} up")), "{out}");
+}
+
+/// The libcsp 1.x build (`--features header-v1`) behind a `version = 1`
+/// KISS link: the daemon re-emits headers in v1 for it.
+#[test]
+fn ground_header_v1_through_csp_muxd() {
+    let Some(elf) = firmware_v1() else { return };
+    let Some(g) = Ground::start_with(elf, 1) else {
+        return;
+    };
+    let mut c = g.client();
+    let t = REPLY_TIMEOUT;
+    c.ping(FW_ADDR, 100, t).expect("v1 ping");
+    let id = c.ident(FW_ADDR, t).expect("v1 ident");
+    assert_eq!(id.hostname, "firmware-demo");
+    let u = c.uptime(FW_ADDR, t).expect("v1 uptime");
+    assert!(u < 120, "uptime {u}");
+    let opts = host_lib::Options::NONE.with_hmac_key(DEMO_KEY);
+    let sock = c.bind_with(host_lib::Bind::Ephemeral, opts).expect("bind");
+    c.sendto(&sock, FW_ADDR, ECHO_PORT, b"v1 echo")
+        .expect("sendto");
+    let reply = c.recvfrom(&sock, Some(t)).expect("v1 HMAC echo");
+    assert_eq!(reply.data, b"v1 echo");
 }
 
 // ---------------------------------------------------------------------------
