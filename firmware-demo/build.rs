@@ -1,4 +1,4 @@
-//! Puts memory.x on the linker path and records the build date and time for
+//! Puts memory.x and device.x on the linker path and records the build date and time for
 //! the CMP ident reply (C `__DATE__`/`__TIME__` style, UTC).
 use std::time::{SystemTime, UNIX_EPOCH};
 use std::{env, fs, path::PathBuf};
@@ -6,8 +6,10 @@ use std::{env, fs, path::PathBuf};
 fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     fs::copy("memory.x", out.join("memory.x")).expect("copy memory.x");
+    fs::copy("device.x", out.join("device.x")).expect("copy device.x");
     println!("cargo:rustc-link-search={}", out.display());
     println!("cargo:rerun-if-changed=memory.x");
+    println!("cargo:rerun-if-changed=device.x");
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
     if env::var_os("CARGO_FEATURE_DEFMT").is_some() {
@@ -28,6 +30,7 @@ fn main() {
     let (date, time) = c_date_time(secs);
     println!("cargo:rustc-env=FW_BUILD_DATE={date}");
     println!("cargo:rustc-env=FW_BUILD_TIME={time}");
+    println!("cargo:rustc-env=FW_BUILD_EPOCH={secs}");
 }
 
 /// `("Nov 26 2026", "07:20:00")` for seconds since the epoch (UTC).

@@ -5,7 +5,8 @@
 #
 # Default: tcp:127.0.0.1:5410. QEMU listens there and holds the guest until a
 # client connects (wait=on), so no early byte is lost; connect a KISS TCP
-# client (csp-muxd's KISS-over-TCP link) or a Unix-socket client to it.
+# client (csp-muxd's KISS link in tcp-client mode: run-ground.sh does that)
+# or a Unix-socket client to it.
 # Semihosting carries the firmware's fatal reports (stdout) and exit status:
 # the script exits with QEMU's status, non-zero if the firmware failed.
 # Without an ELF argument the release image is built first.

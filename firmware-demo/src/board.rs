@@ -1,13 +1,12 @@
-//! The board's side of the services: uptime, free memory, ident strings and
-//! the receive interrupt count.
+//! The board's side of the application: free memory, ident strings, the
+//! receive interrupt count and timing noise.
 
 use core::sync::atomic::{AtomicU32, Ordering};
 
 use cortex_m_rt::STACK_PAINT_VALUE as STACK_PAINT;
 use csp_core::service::Ident;
 
-use crate::clock;
-use crate::node::Board;
+use crate::app::Board;
 
 /// Receive interrupts taken (incremented by the interrupt handler).
 pub static RX_IRQS: AtomicU32 = AtomicU32::new(0);
@@ -31,10 +30,6 @@ extern "C" {
 }
 
 impl Board for Mps2 {
-    fn uptime_s(&self) -> u32 {
-        clock::seconds()
-    }
-
     /// RAM the stack has never reached since boot: cortex-m-rt paints the
     /// whole stack area at reset (`paint-stack`), and the paint that is left
     /// above the statics is what even the deepest call so far did not need.
@@ -53,11 +48,14 @@ impl Board for Mps2 {
         (at - start) as u32
     }
 
-    fn ident(&self) -> Ident<'static> {
-        IDENT
-    }
-
     fn irqs(&self) -> u32 {
         RX_IRQS.load(Ordering::Relaxed)
+    }
+
+    /// Where SysTick is in its millisecond when a frame completes: the
+    /// host's timing, not the firmware's, decides it. (QEMU has no RNG; a
+    /// real board would use its TRNG.)
+    fn entropy(&self) -> u64 {
+        u64::from(cortex_m::peripheral::SYST::get_current())
     }
 }

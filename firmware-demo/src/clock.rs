@@ -1,17 +1,14 @@
-//! Milliseconds and seconds since boot from SysTick.
+//! Milliseconds since boot from SysTick, as the node's [`Instant`].
 
 use core::sync::atomic::{AtomicU32, Ordering};
 
 use cortex_m::peripheral::{syst::SystClkSource, SYST};
+use csp_core::time::Instant;
 
 /// SysTick's processor clock on QEMU's mps2 boards (the model's fixed rate).
 pub const CORE_HZ: u32 = 25_000_000;
 
 static MILLIS: AtomicU32 = AtomicU32::new(0);
-static SECONDS: AtomicU32 = AtomicU32::new(0);
-// Milliseconds into the current second: kept apart so that seconds stay right
-// when MILLIS wraps (2^32 is not a multiple of 1000).
-static SUBSEC: AtomicU32 = AtomicU32::new(0);
 
 /// Starts the 1 kHz tick.
 pub fn start(syst: &mut SYST) {
@@ -24,24 +21,30 @@ pub fn start(syst: &mut SYST) {
 
 /// Called from the SysTick exception, once a millisecond.
 pub fn tick() {
-    // Only this handler writes these; the main loop only reads.
     MILLIS.fetch_add(1, Ordering::Relaxed);
-    let sub = SUBSEC.load(Ordering::Relaxed) + 1;
-    if sub >= 1000 {
-        SUBSEC.store(0, Ordering::Relaxed);
-        SECONDS.fetch_add(1, Ordering::Relaxed);
-    } else {
-        SUBSEC.store(sub, Ordering::Relaxed);
+}
+
+/// The 32-bit tick widened to 64 bits by the main loop, which reads it far
+/// more often than every 49.7 days (the wrap period), so a smaller reading
+/// than the last one is a wrap.
+pub struct Monotonic {
+    last: u32,
+    high: u64,
+}
+
+impl Monotonic {
+    /// Time zero is the boot.
+    pub const fn new() -> Monotonic {
+        Monotonic { last: 0, high: 0 }
     }
-}
 
-/// Milliseconds since boot (wraps after 49.7 days).
-#[allow(dead_code)] // the time base csp-rdp will run on
-pub fn millis() -> u32 {
-    MILLIS.load(Ordering::Relaxed)
-}
-
-/// Whole seconds since boot.
-pub fn seconds() -> u32 {
-    SECONDS.load(Ordering::Relaxed)
+    /// Now.
+    pub fn now(&mut self) -> Instant {
+        let ms = MILLIS.load(Ordering::Relaxed);
+        if ms < self.last {
+            self.high += 1 << 32;
+        }
+        self.last = ms;
+        Instant::from_millis(self.high | u64::from(ms))
+    }
 }
