@@ -20,6 +20,7 @@ mod trace;
 pub mod bind;
 pub mod header;
 pub mod kiss;
+pub mod node;
 pub mod packet;
 pub mod route;
 pub mod security;
@@ -33,4 +34,5 @@ pub mod time {
 }
 
 pub use header::{Addr, Flags, Header, Port, Prio, Version};
+pub use node::Node;
 pub use packet::Packet;
