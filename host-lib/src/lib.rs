@@ -40,6 +40,7 @@ pub mod event;
 mod ipc;
 pub mod options;
 pub mod path;
+pub mod rdp;
 pub mod service;
 pub mod socket;
 
@@ -50,5 +51,6 @@ pub use error::{Error, Result};
 pub use event::Event;
 pub use options::Options;
 pub use path::default_socket_path;
+pub use rdp::{Conn, ConnOptions, ConnState, Listener};
 pub use service::IdentInfo;
 pub use socket::{Bind, Datagram, Socket, SocketStats};
