@@ -5,6 +5,8 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -149,5 +151,123 @@ fn connecting_to_a_port_nobody_listens_on_fails_in_time_and_says_so() {
     assert!(
         !status.contains("client") || !status.contains(":17"),
         "{status}"
+    );
+}
+
+/// Receive until the connection ends; what arrived and how it ended.
+fn drain(c: &mut Client, conn: &Conn, progress: &AtomicUsize) -> (Vec<u8>, Result<(), Error>) {
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match c.recv(conn, &mut buf, Some(WAIT)) {
+            Ok(0) => return (got, Ok(())),
+            Ok(n) => {
+                got.extend_from_slice(&buf[..n]);
+                progress.store(got.len(), Ordering::Relaxed);
+            }
+            Err(e) => return (got, Err(e)),
+        }
+    }
+}
+
+#[test]
+fn ten_megabytes_arrive_byte_for_byte() {
+    const LEN: usize = 10 * 1024 * 1024;
+    let d = Muxd::start(3, "");
+    // Two local applications: large segments and a large window (the
+    // 200-byte default is for radio links).
+    let options = ConnOptions::default()
+        .with_segment(MAX_SEGMENT)
+        .with_window(32);
+    let mut server = client(&d, "sink", false);
+    let listener = server.listen(10, options).unwrap();
+    let sink = thread::spawn(move || {
+        let conn = server.accept(&listener, Some(WAIT)).unwrap();
+        let (got, end) = drain(&mut server, &conn, &AtomicUsize::new(0));
+        server.close_conn(conn, Some(WAIT)).unwrap();
+        (got, end)
+    });
+    let data = pattern(LEN, 7);
+    let mut c = client(&d, "source", false);
+    let started = Instant::now();
+    let conn = c.connect_to(3, 10, options, Some(WAIT)).unwrap();
+    c.send(&conn, &data, Some(WAIT)).unwrap();
+    c.wait_acked(&conn, Some(WAIT)).unwrap();
+    c.close_conn(conn, Some(WAIT)).unwrap();
+    let elapsed = started.elapsed();
+    let (got, end) = sink.join().unwrap();
+    end.unwrap();
+    assert_eq!(got.len(), LEN);
+    assert!(got == data, "10 MB arrived, not byte for byte");
+    let mbps = LEN as f64 / 1e6 / elapsed.as_secs_f64();
+    eprintln!("10 MiB over RDP through csp-muxd: {elapsed:.2?}, {mbps:.1} MB/s");
+}
+
+#[test]
+fn a_daemon_killed_mid_transfer_fails_both_ends_never_silently() {
+    let mut d = Muxd::start(3, "");
+    let options = ConnOptions::default()
+        .with_segment(MAX_SEGMENT)
+        .with_window(32);
+    // Reconnecting clients: the daemon coming back does not bring the
+    // connection back, and nothing passes for delivered.
+    let mut server = client(&d, "sink", true);
+    let listener = server.listen(10, options).unwrap();
+    let progress = Arc::new(AtomicUsize::new(0));
+    let p = progress.clone();
+    let sink = thread::spawn(move || {
+        let conn = server.accept(&listener, Some(WAIT)).unwrap();
+        let (got, end) = drain(&mut server, &conn, &p);
+        let mut events = Vec::new();
+        while let Some(e) = server.poll_event() {
+            events.push(e);
+        }
+        (got, end, events)
+    });
+    let mut c = client(&d, "source", true);
+    let conn = c.connect_to(3, 10, options, Some(WAIT)).unwrap();
+    // Far more than gets through before the kill.
+    let data = pattern(64 * 1024 * 1024, 9);
+    let source = thread::spawn(move || {
+        let sent = c.send(&conn, &data, Some(WAIT * 2));
+        let acked = c.wait_acked(&conn, Some(WAIT));
+        let closed = c.close_conn(conn, Some(WAIT));
+        let mut events = Vec::new();
+        while let Some(e) = c.poll_event() {
+            events.push(e);
+        }
+        (sent, acked, closed, events, data)
+    });
+    let deadline = Instant::now() + WAIT;
+    while progress.load(Ordering::Relaxed) < 512 * 1024 {
+        assert!(Instant::now() < deadline, "the transfer never got going");
+        thread::sleep(Duration::from_millis(5));
+    }
+    d.kill();
+
+    let (sent, acked, closed, events, data) = source.join().unwrap();
+    for (what, r) in [("send", sent), ("wait_acked", acked), ("close", closed)] {
+        let err = r.expect_err(what);
+        assert!(
+            err.to_string().contains("csp-muxd went away"),
+            "{what}: {err}"
+        );
+    }
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::ConnectionFailed { reason, .. } if reason.contains("csp-muxd went away"))),
+        "{events:?}"
+    );
+    let (got, end, events) = sink.join().unwrap();
+    let err = end.expect_err("the receiving end must fail, not end cleanly");
+    assert!(err.to_string().contains("csp-muxd went away"), "{err}");
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::ConnectionFailed { .. })));
+    assert!(got.len() < data.len());
+    assert!(
+        got == data[..got.len()],
+        "what arrived is a prefix, in order"
     );
 }
