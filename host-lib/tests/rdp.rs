@@ -5,6 +5,8 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, ChildStderr, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -270,4 +272,192 @@ fn a_daemon_killed_mid_transfer_fails_both_ends_never_silently() {
         got == data[..got.len()],
         "what arrived is a prefix, in order"
     );
+}
+
+// ---- the `csp` tool as processes -------------------------------------------
+
+fn csp(d: &Muxd) -> Command {
+    let mut c = Command::new(csp_bin());
+    c.arg("--socket").arg(&d.socket);
+    c
+}
+
+/// Wait (bounded) for a child and collect its output; killed if late.
+fn finish(mut child: Child, within: Duration) -> Output {
+    let deadline = Instant::now() + within;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "csp did not finish in time; stdout {:?} stderr {:?}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Run `csp rdp ARGS` with `input` on stdin: exit code, stdout, stderr.
+fn csp_rdp(d: &Muxd, args: &[&str], input: Vec<u8>) -> (i32, Vec<u8>, String) {
+    let mut child = csp(d)
+        .arg("rdp")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = finish(child, WAIT * 2);
+    writer.join().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        out.stdout,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Start `csp listen --rdp ARGS` and wait until it listens.
+fn listen_rdp(d: &Muxd, args: &[&str]) -> (Child, BufReader<ChildStderr>) {
+    let mut child = csp(d)
+        .args(["listen", "--rdp", "--idle", "20000"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    // Bounded by the listener's --idle.
+    err.read_line(&mut line).unwrap();
+    assert!(
+        line.starts_with("listening for RDP connections on "),
+        "{line:?}"
+    );
+    (child, err)
+}
+
+#[test]
+fn cli_echo_hello_through_listen_rdp_echo() {
+    let d = Muxd::start(1, "");
+    let (listener, mut err) = listen_rdp(&d, &["--echo", "-c", "1", "10"]);
+    let (code, out, stderr) = csp_rdp(&d, &["1", "10"], b"hello\n".to_vec());
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out), "hello\n");
+    let out = finish(listener, WAIT);
+    assert!(out.status.success());
+    let mut rest = String::new();
+    err.read_to_string(&mut rest).unwrap();
+    assert!(rest.contains("connection from 1:"), "{rest}");
+    assert!(rest.contains(" closed"), "{rest}");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.contains("6 bytes: 68 65 6c 6c 6f 0a"), "{printed}");
+}
+
+#[test]
+fn cli_transfer_with_crc_and_hmac_is_byte_exact() {
+    let d = Muxd::start(1, "");
+    let secure = ["--crc", "--hmac-key", "secret"];
+    let (mut listener, _err) = listen_rdp(&d, &[&secure[..], &["--raw", "-c", "1", "10"]].concat());
+    // Read what it prints as it comes: a full pipe would stall it.
+    let mut stdout = listener.stdout.take().unwrap();
+    let printed = thread::spawn(move || {
+        let mut all = Vec::new();
+        stdout.read_to_end(&mut all).map(|_| all)
+    });
+    let data = pattern(100_000, 3);
+    let (code, out, stderr) = csp_rdp(
+        &d,
+        &[&secure[..], &["--window", "16", "1", "10"]].concat(),
+        data.clone(),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(out.is_empty());
+    let out = finish(listener, WAIT);
+    assert!(out.status.success());
+    let printed = printed.join().unwrap().unwrap();
+    assert!(printed == data, "{} bytes arrived", printed.len());
+}
+
+#[test]
+fn cli_rdp_to_a_port_nobody_listens_on_fails_clearly() {
+    let d = Muxd::start(1, "");
+    let (code, out, err) = csp_rdp(
+        &d,
+        &["--connect-timeout", "800", "1", "12"],
+        b"anyone?".to_vec(),
+    );
+    assert_eq!(code, 1);
+    assert!(out.is_empty());
+    assert!(err.contains("no answer from 1:12"), "{err}");
+    assert!(err.contains("listening"), "{err}");
+}
+
+#[test]
+fn cli_rdp_fails_when_its_data_is_not_acknowledged() {
+    let d = Muxd::start(1, "");
+    // A peer that takes the connection, reads a little, then vanishes
+    // (its client is dropped: the daemon frees its port).
+    let mut server = client(&d, "vanishing", false);
+    let listener = server.listen(10, ConnOptions::default()).unwrap();
+    let mut child = csp(&d)
+        .args(["rdp", "--conn-timeout", "1500", "1", "10"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"first\n").unwrap();
+    let conn = server.accept(&listener, Some(WAIT)).unwrap();
+    assert_eq!(recv_exact(&mut server, &conn, 6), b"first\n");
+    drop(server);
+    thread::sleep(Duration::from_millis(100));
+    stdin.write_all(b"second, never acknowledged\n").unwrap();
+    drop(stdin);
+    let out = finish(child, WAIT);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("RDP connection failed"), "{err}");
+}
+
+#[test]
+fn cli_rdp_fails_when_the_daemon_goes_away() {
+    let mut d = Muxd::start(1, "");
+    let (_listener, _err) = listen_rdp(&d, &["10"]);
+    let mut child = csp(&d)
+        .args(["rdp", "1", "10"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"before\n").unwrap();
+    thread::sleep(Duration::from_millis(300));
+    d.kill();
+    // stdin stays open: only the daemon's end can end this.
+    let out = finish(child, WAIT);
+    drop(stdin);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("csp-muxd went away"), "{err}");
+}
+
+#[test]
+fn cli_rdp_help_has_examples() {
+    for args in [&["rdp", "--help"][..], &["listen", "--help"]] {
+        let out = Command::new(csp_bin()).args(args).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success());
+        assert!(text.contains("Example"), "{text}");
+        assert!(text.contains("--rdp"), "{text}");
+    }
 }
