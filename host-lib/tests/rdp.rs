@@ -461,3 +461,88 @@ fn cli_rdp_help_has_examples() {
         assert!(text.contains("--rdp"), "{text}");
     }
 }
+
+/// Let both clients work for a moment.
+fn drive(a: &mut Client, b: &mut Client) {
+    a.wait(Some(Duration::from_millis(5))).unwrap();
+    b.wait(Some(Duration::from_millis(5))).unwrap();
+}
+
+#[test]
+fn a_listener_survives_a_daemon_restart_its_connections_do_not() {
+    let d = Muxd::start(3, "");
+    let mut server = client(&d, "server", true);
+    let listener = server.listen(10, ConnOptions::default()).unwrap();
+    let mut c1 = client(&d, "c1", true);
+    // The non-blocking way: start, then drive until both ends see it.
+    let conn1 = c1.start_connect(3, 10, ConnOptions::default()).unwrap();
+    assert_eq!(c1.conn_state(&conn1).unwrap(), ConnState::Connecting);
+    assert!(matches!(
+        c1.try_send(&conn1, b"early"),
+        Err(Error::WouldBlock)
+    ));
+    let deadline = Instant::now() + WAIT;
+    let accepted = loop {
+        assert!(Instant::now() < deadline, "no connection");
+        drive(&mut c1, &mut server);
+        if let Some(c) = server.try_accept(&listener).unwrap() {
+            break c;
+        }
+    };
+    while c1.conn_state(&conn1).unwrap() != ConnState::Open {
+        assert!(Instant::now() < deadline, "never open");
+        drive(&mut c1, &mut server);
+    }
+
+    let d = d.restart();
+    let deadline = Instant::now() + WAIT * 2;
+    for (c, conn) in [(&mut server, accepted), (&mut c1, conn1)] {
+        loop {
+            assert!(Instant::now() < deadline, "no failure reported");
+            if let ConnState::Failed(why) = c.conn_state(&conn).unwrap() {
+                assert!(why.contains("csp-muxd went away"), "{why}");
+                break;
+            }
+            c.wait(Some(Duration::from_millis(20))).unwrap();
+        }
+        let err = c.try_send(&conn, b"lost").unwrap_err();
+        assert!(matches!(err, Error::ConnectionFailed { .. }), "{err}");
+        let err = c.close_conn(conn, Some(WAIT)).unwrap_err();
+        assert!(err.to_string().contains("csp-muxd went away"), "{err}");
+    }
+    // The server reconnects and listens again on the same port.
+    while !server.is_connected() || server.poll_timeout().is_some_and(|t| t <= Instant::now()) {
+        assert!(Instant::now() < deadline, "no reconnect");
+        server.wait(Some(Duration::from_millis(20))).unwrap();
+    }
+    let mut c2 = client(&d, "c2", false);
+    let conn2 = c2.start_connect(3, 10, ConnOptions::default()).unwrap();
+    let accepted = loop {
+        assert!(Instant::now() < deadline, "no connection after the restart");
+        drive(&mut c2, &mut server);
+        if let Some(c) = server.try_accept(&listener).unwrap() {
+            break c;
+        }
+    };
+    while c2.conn_state(&conn2).unwrap() != ConnState::Open {
+        assert!(Instant::now() < deadline, "never open");
+        drive(&mut c2, &mut server);
+    }
+    assert_eq!(c2.try_send(&conn2, b"again").unwrap(), 5);
+    let mut buf = [0u8; 16];
+    let got = loop {
+        assert!(Instant::now() < deadline, "nothing arrived");
+        drive(&mut c2, &mut server);
+        match server.try_recv(&accepted, &mut buf) {
+            Ok(n) => break n,
+            Err(Error::WouldBlock) => {}
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(&buf[..got], b"again");
+    server.close_listener(listener).unwrap();
+    assert!(matches!(
+        server.try_accept(&listener),
+        Err(Error::UnknownConn)
+    ));
+}

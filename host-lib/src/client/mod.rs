@@ -589,9 +589,14 @@ impl Client {
         }
     }
 
-    /// Write what is buffered for the daemon.
+    /// Write what is buffered for the daemon (and RDP segments that waited
+    /// for room).
     pub fn handle_writable(&mut self) {
         self.flush_link();
+        if self.rdp.is_some() {
+            self.rdp_pump();
+            self.flush_link();
+        }
     }
 
     /// Do what is due at `now`: a reconnect attempt, SFP timeouts, RDP
