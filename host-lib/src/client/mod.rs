@@ -4,8 +4,11 @@
 //! The core is non-blocking: [`Client::as_raw_fd`], [`Client::wants_write`],
 //! [`Client::poll_timeout`], [`Client::handle_readable`],
 //! [`Client::handle_writable`], [`Client::handle_timeout`],
-//! [`Client::try_recvfrom`], [`Client::try_sendto`] and
-//! [`Client::poll_event`] let a caller with its own event loop drive it.
+//! [`Client::try_recvfrom`], [`Client::try_sendto`], for RDP
+//! [`Client::start_connect`], [`Client::try_accept`], [`Client::try_send`],
+//! [`Client::try_recv`], [`Client::is_acked`], and [`Client::poll_event`]
+//! let a caller with its own event loop drive it (`examples/event_loop.rs`,
+//! `examples/rdp_echo.rs`). RDP's timers are part of `poll_timeout`.
 //! The blocking calls ([`Client::recvfrom`], [`Client::sendto`], ...) are
 //! that same core driven by `poll(2)` on the one descriptor, so the library
 //! never starts a thread.
