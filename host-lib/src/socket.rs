@@ -92,6 +92,9 @@ pub struct SocketStats {
     /// RDP goes to [`Client::listen`](crate::Client::listen) ports and
     /// outgoing connections).
     pub dropped_rdp: u64,
+    /// Connectionless packets to a port that takes only RDP (a listener's
+    /// or an outgoing connection's).
+    pub dropped_connectionless: u64,
     /// Packets sent (each SFP fragment counts).
     pub tx_packets: u64,
 }

@@ -57,7 +57,19 @@ fn echo_one(server: &mut Client, listener: &Listener) -> usize {
         }
     }
     server.close_conn(conn, Some(WAIT)).unwrap();
+    assert_no_daemon_errors(server);
     total
+}
+
+/// Nothing we sent was refused by the daemon (a segment from a port
+/// already given back would be, as spoofed).
+fn assert_no_daemon_errors(c: &mut Client) {
+    for _ in 0..4 {
+        c.wait(Some(Duration::from_millis(25))).unwrap();
+    }
+    while let Some(e) = c.poll_event() {
+        assert!(!matches!(e, Event::DaemonError { .. }), "{e:?}");
+    }
 }
 
 /// Read exactly `len` bytes (bounded).
@@ -92,6 +104,7 @@ fn echo_round_trip(options: ConnOptions) {
     assert!(c.is_acked(&conn).unwrap());
     assert_eq!(recv_exact(&mut c, &conn, data.len()), data);
     c.close_conn(conn, Some(WAIT)).unwrap();
+    assert_no_daemon_errors(&mut c);
     assert_eq!(srv.join().unwrap(), data.len());
 }
 
@@ -147,6 +160,7 @@ fn connecting_to_a_port_nobody_listens_on_fails_in_time_and_says_so() {
     let msg = err.to_string();
     assert!(msg.contains("no answer from 3:12"), "{msg}");
     assert!(msg.contains("listening"), "{msg}");
+    assert_no_daemon_errors(&mut c);
     // The ephemeral port went back: the daemon lists no app port for us
     // but the control socket.
     let status = c.control(host_lib::Control::Status).unwrap();

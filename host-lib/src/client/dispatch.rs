@@ -110,6 +110,10 @@ impl Client {
             }
             return;
         }
+        if entry.rdp {
+            entry.stats.dropped_connectionless += 1;
+            return;
+        }
         let options = entry.options;
         if let Err(e) = options
             .security()

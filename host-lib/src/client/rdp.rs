@@ -671,10 +671,7 @@ impl Client {
                 release.push(l.socket);
             }
         }
-        for s in release {
-            self.release(s);
-        }
-        self.after_app_call();
+        self.release_after_pump(release);
         Ok(())
     }
 
@@ -984,10 +981,19 @@ impl Client {
         if let Some(rdp) = self.rdp.as_mut() {
             rdp.forget(now, id, &mut release);
         }
+        self.release_after_pump(release);
+    }
+
+    /// Send what the node has (a reset or abort of a connection just
+    /// forgotten leaves from its port), then give the ports back: the
+    /// daemon would take a segment from a port already given back for a
+    /// spoofed one.
+    fn release_after_pump(&mut self, release: Vec<Socket>) {
+        self.rdp_pump();
         for s in release {
             self.release(s);
         }
-        self.after_app_call();
+        self.flush_link();
     }
 
     /// Where the connection is in its life.
