@@ -101,8 +101,10 @@ struct ListenerEntry {
 }
 
 /// A fresh node whose one interface is the daemon (MTU as HELLO_ACK said,
-/// plus the v2 header) and whose default route points there.
-fn build_node(mtu: usize, seed: u64) -> (Box<RdpNode>, IfaceId) {
+/// plus the v2 header) and whose default route points there. Built on a
+/// thread of its own with a stack big enough for it; fails only if no
+/// thread can be started.
+fn build_node(mtu: usize, seed: u64) -> std::io::Result<(Box<RdpNode>, IfaceId)> {
     let ports =
         BindConfig::new(NODE_MAX_BIND, NODE_MAX_BIND + 1, Port::MAX).unwrap_or(BindConfig::DEFAULT);
     let config = NodeConfig {
@@ -112,14 +114,12 @@ fn build_node(mtu: usize, seed: u64) -> (Box<RdpNode>, IfaceId) {
         services: false,
         ..NodeConfig::new(Addr::LOCAL)
     };
-    let build = move || Box::new(RdpNode::new(config));
     let mut node = std::thread::Builder::new()
         .name("csp-node-build".into())
         .stack_size(NODE_BUILD_STACK)
-        .spawn(build)
-        .ok()
-        .and_then(|h| h.join().ok())
-        .unwrap_or_else(|| Box::new(RdpNode::new(config)));
+        .spawn(move || make_node(config))?
+        .join()
+        .map_err(|_| std::io::Error::other("building the RDP node failed"))?;
     let frame_mtu = mtu + Version::V2.header_len();
     // One interface and one route in a node built for exactly that: these
     // can not fail.
@@ -127,7 +127,15 @@ fn build_node(mtu: usize, seed: u64) -> (Box<RdpNode>, IfaceId) {
         .add_iface(IfaceConfig::new("IPC", Version::V2, frame_mtu))
         .unwrap_or(IfaceId(0));
     let _ = node.routes_mut().set_default(iface, None);
-    (node, iface)
+    Ok((node, iface))
+}
+
+/// The node, built on the stack and boxed. Never inlined: its frame holds
+/// the whole node and must stay on the builder thread's big stack (an
+/// optimised build would otherwise reserve it in its caller's frame).
+#[inline(never)]
+fn make_node(config: NodeConfig) -> Box<RdpNode> {
+    Box::new(RdpNode::new(config))
 }
 
 /// Rewrite the destination (or source) address of a v2 frame in place.
@@ -140,9 +148,9 @@ fn rewrite(frame: &mut [u8], f: impl FnOnce(&mut Header)) -> bool {
 }
 
 impl Rdp {
-    fn new(mtu: usize, seed: u64) -> Rdp {
-        let (node, iface) = build_node(mtu, seed);
-        Rdp {
+    fn new(mtu: usize, seed: u64) -> Result<Rdp> {
+        let (node, iface) = build_node(mtu, seed).map_err(Error::io("starting RDP"))?;
+        Ok(Rdp {
             node,
             iface,
             conns: HashMap::new(),
@@ -152,6 +160,38 @@ impl Rdp {
             frame: vec![0; RdpNode::MAX_FRAME_LEN],
             segment: vec![0; MAX_SEGMENT],
             dropped: 0,
+        })
+    }
+
+    /// Replace the node by a fresh one (for `mtu`) with the listeners
+    /// listening in it; the old node's connections are gone with it.
+    fn renew(&mut self, mtu: usize, seed: u64) {
+        let (node, iface) = match build_node(mtu, seed) {
+            Ok(n) => n,
+            Err(e) => {
+                // The old node stays: its connections fail by their own
+                // timers (they are reported failed already).
+                log::warn!("RDP: no fresh node ({e}); keeping the old one");
+                return;
+            }
+        };
+        self.node = node;
+        self.iface = iface;
+        self.by_node.clear();
+        let listeners: Vec<(u64, u8, ConnOptions)> = self
+            .listeners
+            .iter()
+            .filter(|(_, l)| !l.closing)
+            .map(|(&id, l)| (id, l.port, l.options))
+            .collect();
+        for (id, port, options) in listeners {
+            let s = self.listen_in_node(port, &options);
+            if let Err(e) = &s {
+                log::warn!("RDP listener on port {port} lost: {e}");
+            }
+            if let Some(l) = self.listeners.get_mut(&id) {
+                l.node_socket = s.ok();
+            }
         }
     }
 
@@ -345,10 +385,12 @@ impl Client {
     // ---- the node's plumbing ---------------------------------------------
 
     /// The RDP half, created on first use.
-    fn rdp(&mut self) -> &mut Rdp {
-        let seed = if self.rdp.is_none() { self.seed() } else { 0 };
-        let mtu = self.mtu;
-        self.rdp.get_or_insert_with(|| Rdp::new(mtu, seed))
+    fn rdp(&mut self) -> Result<&mut Rdp> {
+        if self.rdp.is_none() {
+            let seed = self.seed();
+            self.rdp = Some(Rdp::new(self.mtu, seed)?);
+        }
+        self.rdp.as_mut().ok_or(Error::UnknownConn)
     }
 
     fn seed(&mut self) -> u64 {
@@ -494,24 +536,7 @@ impl Client {
         for id in unclaimed {
             rdp.forget(now, id, &mut gone);
         }
-        let (node, iface) = build_node(mtu, seed);
-        rdp.node = node;
-        rdp.iface = iface;
-        let listeners: Vec<(u64, u8, ConnOptions)> = rdp
-            .listeners
-            .iter()
-            .filter(|(_, l)| !l.closing)
-            .map(|(&id, l)| (id, l.port, l.options))
-            .collect();
-        for (id, port, options) in listeners {
-            let s = rdp.listen_in_node(port, &options);
-            if let Err(e) = &s {
-                log::warn!("RDP listener on port {port} lost: {e}");
-            }
-            if let Some(l) = rdp.listeners.get_mut(&id) {
-                l.node_socket = s.ok();
-            }
-        }
+        rdp.renew(mtu, seed);
         // Closing listeners have no connections any more.
         let closing: Vec<u64> = rdp
             .listeners
@@ -529,6 +554,20 @@ impl Client {
         }
         for e in events {
             self.push_event(e);
+        }
+    }
+
+    /// Connected again: a daemon with another MTU needs a node whose
+    /// interface says so (nothing runs in it yet: connections do not
+    /// outlive a disconnect).
+    pub(super) fn rdp_reconnected(&mut self) {
+        let (mtu, seed) = (self.mtu, self.seed());
+        let Some(rdp) = self.rdp.as_mut() else {
+            return;
+        };
+        let current = rdp.node.iface(rdp.iface).map(|i| i.mtu);
+        if current != Some(mtu + Version::V2.header_len()) {
+            rdp.renew(mtu, seed);
         }
     }
 
@@ -589,8 +628,9 @@ impl Client {
         if port > NODE_MAX_BIND {
             return Err(Error::InvalidPort(port));
         }
+        self.rdp()?;
         let socket = self.bind_entry(Bind::Port(port), Options::NONE, true)?;
-        let rdp = self.rdp();
+        let rdp = self.rdp()?;
         let node_socket = match rdp.listen_in_node(port, &options) {
             Ok(s) => s,
             Err(e) => {
@@ -736,10 +776,11 @@ impl Client {
         if self.link.is_none() {
             return Err(self.disconnected());
         }
+        self.rdp()?;
         let socket = self.bind_entry(Bind::Ephemeral, Options::NONE, true)?;
         let port = self.entry(&socket)?.port;
         let now = self.core_now(Instant::now());
-        let rdp = self.rdp();
+        let rdp = self.rdp()?;
         let opts = ConnectOptions {
             prio: options.prio,
             security: options.security(),
@@ -1034,7 +1075,7 @@ mod tests {
 
     #[test]
     fn a_node_is_built_off_the_callers_stack_and_routes_everything_out() {
-        let (mut node, iface) = build_node(4000, 1);
+        let (mut node, iface) = build_node(4000, 1).unwrap();
         assert_eq!(node.addr(), Addr::LOCAL);
         // The daemon's address (and any other) goes out, not to the loopback.
         let c = node

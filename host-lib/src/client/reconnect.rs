@@ -43,6 +43,7 @@ impl Client {
                     return self.schedule_retry();
                 }
                 self.link = Some(link);
+                self.rdp_reconnected();
                 self.retry_at = None;
                 self.retry_delay = RECONNECT_MIN;
                 self.stats.reconnects += 1;
