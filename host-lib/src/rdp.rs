@@ -52,6 +52,15 @@ pub const RX_BUFFER: usize = 64 * 1024;
 /// Raise it ([`ConnOptions::with_window`]) for peers known to keep up.
 pub const DEFAULT_WINDOW: u16 = 4;
 
+/// How long a closed connection keeps its slot by default: the closing end
+/// waiting for the peer's reset, the end that was closed answering repeats
+/// of it. csp-rdp's own default (the connection timeout, 10 s) would hold
+/// an accepted connection's slot that long after every close, so a busy
+/// listener would run out of its [`MAX_CONNS`] slots; cutting it short
+/// loses nothing (all data was acknowledged before the close began: the
+/// worst case is a close reported as `CloseTimeout`).
+pub const DEFAULT_CLOSE_WAIT: Duration = Duration::from_secs(2);
+
 /// Bytes of one packet buffer of the node: the largest segment with its
 /// RDP header (5), HMAC, CRC and XTEA nonce (12), plus header room (6).
 pub(crate) const PKT: usize = MAX_SEGMENT + 5 + 12 + 6;
@@ -146,6 +155,7 @@ impl Default for ConnOptions {
             segment: DEFAULT_SEGMENT,
             rdp: RdpOptions {
                 window: DEFAULT_WINDOW,
+                close_wait: ms(DEFAULT_CLOSE_WAIT),
                 ..RdpOptions::default()
             },
             backlog: 0,
@@ -183,6 +193,13 @@ impl ConnOptions {
     /// no keepalives), so a connection that may stay quiet needs it long.
     pub fn with_conn_timeout(mut self, timeout: Duration) -> Self {
         self.rdp.conn_timeout = ms(timeout);
+        self
+    }
+
+    /// These options with `wait` as RDP's close wait (see
+    /// [`DEFAULT_CLOSE_WAIT`]).
+    pub fn with_close_wait(mut self, wait: Duration) -> Self {
+        self.rdp.close_wait = ms(wait);
         self
     }
 
