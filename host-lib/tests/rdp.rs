@@ -560,3 +560,35 @@ fn a_listener_survives_a_daemon_restart_its_connections_do_not() {
         Err(Error::UnknownConn)
     ));
 }
+
+#[test]
+fn one_listener_serves_several_clients_at_once() {
+    const CLIENTS: usize = 3;
+    let d = Muxd::start(3, "");
+    let mut server = client(&d, "server", false);
+    let options = ConnOptions::default().with_crc();
+    let listener = server.listen(10, options).unwrap();
+    let srv = thread::spawn(move || {
+        (0..CLIENTS)
+            .map(|_| echo_one(&mut server, &listener))
+            .sum::<usize>()
+    });
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|i| {
+            let mut c = client(&d, &format!("c{i}"), false);
+            thread::spawn(move || {
+                let conn = c.connect_to(3, 10, options, Some(WAIT)).unwrap();
+                let data = pattern(3000, 100 + i as u32);
+                c.send(&conn, &data, Some(WAIT)).unwrap();
+                // Served one after the other: the echo may take a while,
+                // the acknowledgements do not.
+                c.wait_acked(&conn, Some(WAIT)).unwrap();
+                assert_eq!(recv_exact(&mut c, &conn, data.len()), data);
+                c.close_conn(conn, Some(WAIT)).unwrap();
+                data.len()
+            })
+        })
+        .collect();
+    let sent: usize = clients.into_iter().map(|t| t.join().unwrap()).sum();
+    assert_eq!(srv.join().unwrap(), sent);
+}
