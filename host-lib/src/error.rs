@@ -94,6 +94,27 @@ pub enum Error {
     /// Something this version of the library does not do (yet); the text
     /// says what and why.
     NotAvailable(&'static str),
+    /// An RDP connection failed: data sent and not acknowledged may be
+    /// lost. The reason says why (the peer went silent, reset it, the
+    /// daemon went away, nobody answered the connect, ...).
+    ConnectionFailed {
+        /// What happened, for a person.
+        reason: String,
+    },
+    /// The RDP connection is closed (by us, or the peer closed it): nothing
+    /// more can be sent.
+    ConnectionClosed,
+    /// The connection or listener handle is not (or no longer) known.
+    UnknownConn,
+    /// A blocking send ran out of time with only part of the data queued.
+    SendTimeout {
+        /// Bytes queued (and delivered in order, if the connection lives on).
+        sent: usize,
+    },
+    /// Connection options that can not work (segment size, window, ...).
+    InvalidOptions(String),
+    /// The RDP node refused a call (a bug or a limit, the text says which).
+    Node(csp_core::node::NodeError),
     /// Any other I/O failure.
     Io {
         /// What we were doing.
@@ -187,6 +208,18 @@ impl fmt::Display for Error {
             ),
             Error::Service(e) => write!(f, "bad service reply: {e}"),
             Error::NotAvailable(what) => f.write_str(what),
+            Error::ConnectionFailed { reason } => write!(f, "RDP connection failed: {reason}"),
+            Error::ConnectionClosed => f.write_str("the RDP connection is closed"),
+            Error::UnknownConn => {
+                f.write_str("no such RDP connection or listener (closed already?)")
+            }
+            Error::SendTimeout { sent } => write!(
+                f,
+                "timed out sending: only the first {sent} bytes were queued (the peer is \
+                 not acknowledging fast enough)"
+            ),
+            Error::InvalidOptions(what) => write!(f, "bad connection options: {what}"),
+            Error::Node(e) => write!(f, "RDP: {e}"),
             Error::Io { context, source } => write!(f, "{context}: {source}"),
         }
     }
@@ -200,6 +233,7 @@ impl std::error::Error for Error {
             Error::Sfp(e) => Some(e),
             Error::Protocol(e) => Some(e),
             Error::Service(e) => Some(e),
+            Error::Node(e) => Some(e),
             _ => None,
         }
     }

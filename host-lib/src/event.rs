@@ -3,6 +3,7 @@
 use csp_ipc::ErrorCode;
 
 use crate::error::Error;
+use crate::rdp::Conn;
 use crate::socket::Socket;
 
 /// Something the application may want to know about.
@@ -35,6 +36,22 @@ pub enum Event {
         socket: Socket,
         /// Why.
         error: Error,
+    },
+    /// An RDP connection failed (the peer went silent or reset it, or the
+    /// daemon went away): what was sent and not acknowledged may be lost.
+    /// Its calls say so too; close it with
+    /// [`Client::close_conn`](crate::Client::close_conn).
+    ConnectionFailed {
+        /// The connection.
+        conn: Conn,
+        /// Why, for a person.
+        reason: String,
+    },
+    /// The peer closed an RDP connection (everything we sent was
+    /// acknowledged); what it sent is still there to read.
+    ConnectionClosed {
+        /// The connection.
+        conn: Conn,
     },
     /// The daemon refused something we sent (e.g. a spoofed source).
     DaemonError {

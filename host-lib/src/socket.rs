@@ -88,8 +88,13 @@ pub struct SocketStats {
     pub dropped_overflow: u64,
     /// SFP fragments refused (and transfers aborted or timed out).
     pub sfp_errors: u64,
-    /// RDP segments dropped: RDP is not available yet.
+    /// RDP segments to a socket that takes none (a connectionless socket:
+    /// RDP goes to [`Client::listen`](crate::Client::listen) ports and
+    /// outgoing connections).
     pub dropped_rdp: u64,
+    /// Connectionless packets to a port that takes only RDP (a listener's
+    /// or an outgoing connection's).
+    pub dropped_connectionless: u64,
     /// Packets sent (each SFP fragment counts).
     pub tx_packets: u64,
 }
@@ -107,6 +112,9 @@ pub(crate) struct Entry {
     /// The port the daemon gave us (255 for ANY).
     pub(crate) port: u8,
     pub(crate) registered: bool,
+    /// The port belongs to an RDP listener or an outgoing connection: RDP
+    /// segments to it go to the client's node.
+    pub(crate) rdp: bool,
     /// Why registering again after a reconnect failed.
     pub(crate) lost: Option<Status>,
     pub(crate) options: Options,

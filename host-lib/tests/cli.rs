@@ -237,12 +237,19 @@ fn errors_are_actionable() {
     assert_eq!(code, 1);
     assert_eq!(err.trim(), "csp: port 10 is in use by another application");
 
-    let (code, _, err) = run(csp(&d).args(["rdp", "1", "10"]));
+    // A connectionless socket on the port: the SYN finds no listener.
+    let (code, _, err) = run(csp(&d).args(["rdp", "--connect-timeout", "500", "1", "10"]));
     assert_eq!(code, 1);
-    assert!(err.contains("RDP is not available yet"), "{err}");
-    let (code, _, err) = run(csp(&d).args(["listen", "--rdp", "12"]));
+    assert!(err.contains("no answer from 1:10"), "{err}");
+    let (code, _, err) = run(csp(&d).args(["listen", "--rdp", "10"]));
     assert_eq!(code, 1);
-    assert!(err.contains("RDP is not available yet"), "{err}");
+    assert_eq!(err.trim(), "csp: port 10 is in use by another application");
+    let (code, _, err) = run(csp(&d).args(["--v1", "--xtea-key", "k", "rdp", "1", "10"]));
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("XTEA is not available on RDP connections"),
+        "{err}"
+    );
 
     let (code, _, err) = run(csp(&d).args(["--xtea-key", "k", "ping", "1"]));
     assert_eq!(code, 2, "--xtea-key needs --v1: {err}");

@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
-use host_lib::{Bind, Client, ClientConfig, Control, Error, Event, Options, Socket};
+use host_lib::{
+    Bind, Client, ClientConfig, Conn, ConnOptions, Control, Error, Event, Listener, Options, Socket,
+};
 
 /// Talk CSP through csp-muxd: ping and query nodes, send and listen for
 /// packets, show the daemon's state. The protocol work (CRC, HMAC, SFP) is
@@ -18,7 +20,9 @@ use host_lib::{Bind, Client, ClientConfig, Control, Error, Event, Options, Socke
     version,
     after_help = "Examples:\n  csp ping 1                     # the daemon's own node (csp-muxd default address)\n  \
 csp ping -c 10 -s 100 --crc 5  # 10 pings of 100 bytes to node 5 with CRC32\n  \
-csp ident 5\n  csp send 5 10 hello\n  csp listen 10\n  csp status\n\n\
+csp ident 5\n  csp send 5 10 hello\n  csp listen 10\n  csp status\n  \
+csp listen --rdp --echo 10     # an RDP echo server on the daemon's node\n  \
+echo hello | csp rdp 1 10      # stdin over an RDP connection, answers to stdout\n\n\
 Exit status: 0 success, 1 failure (no reply, daemon not running, ...), 2 usage error."
 )]
 struct Cli {
@@ -139,7 +143,9 @@ csp send --reply 5 10 request       # and print one reply")]
     #[command(
         after_help = "Examples:\n  csp listen 10                 # one line per packet, data in hex\n  \
 csp listen --raw -c 1 10 > out.bin\n  csp listen any                # every port nobody else bound\n  \
-csp listen --echo 10          # send each packet back to its sender"
+csp listen --echo 10          # send each packet back to its sender\n  \
+csp listen --rdp --echo 10    # accept RDP connections, echo what they send\n  \
+csp listen --rdp --raw 10 > received.bin"
     )]
     Listen {
         /// Port to bind (0..=63, within the daemon's bindable range) or `any`.
@@ -150,10 +156,11 @@ csp listen --echo 10          # send each packet back to its sender"
         /// Data as hex (the default).
         #[arg(long)]
         hex: bool,
-        /// Exit after this many packets.
+        /// Exit after this many packets (with --rdp: connections ended).
         #[arg(short = 'c', long)]
         count: Option<u64>,
-        /// Exit (status 1) if nothing arrives for this many milliseconds.
+        /// Exit (status 1) if nothing arrives for this many milliseconds
+        /// (with --rdp: while no connection is open).
         #[arg(long, value_name = "MS")]
         idle: Option<u64>,
         /// Reassemble SFP transfers.
@@ -162,17 +169,45 @@ csp listen --echo 10          # send each packet back to its sender"
         /// Echo every packet back to its sender.
         #[arg(long)]
         echo: bool,
-        /// Accept RDP connections instead (not available yet).
+        /// Accept RDP connections instead: each connection's data is printed
+        /// (or, with --echo, sent back) until its peer closes it.
         #[arg(long)]
         rdp: bool,
     },
-    /// Pipe stdin to an RDP connection and the connection to stdout (not available yet).
-    #[command(after_help = "Example:\n  csp rdp 5 10 < command.bin > answer.bin")]
+    /// Pipe stdin to an RDP connection and the connection to stdout, like
+    /// nc/socat. After the end of stdin it waits until everything sent is
+    /// acknowledged, reads answers until --linger passes without any, then
+    /// closes. Exit status 0 only if all of stdin was acknowledged by the
+    /// peer and the close completed.
+    #[command(after_help = "Examples:\n  \
+echo hello | csp rdp 1 10                   # to an application on the daemon's node\n  \
+csp rdp 5 10 < command.bin > answer.bin\n  \
+csp rdp --crc --hmac-key secret 5 10 < file # CRC32 and HMAC on every segment\n  \
+csp rdp --segment 1024 --window 32 1 10 < big.bin   # between local applications\n\n\
+The other end: `csp listen --rdp PORT` (add --echo to send everything back).")]
     Rdp {
-        /// Node address.
+        /// Node address (0: this node, the daemon's address).
         addr: u16,
         /// Destination port.
         port: u8,
+        /// User bytes per RDP segment (200 fits a 256-byte radio packet with
+        /// CRC and HMAC; up to 1024 between local applications).
+        #[arg(long, value_name = "BYTES", default_value_t = host_lib::rdp::DEFAULT_SEGMENT)]
+        segment: usize,
+        /// RDP window: segments in flight (libcsp's default 4; up to 32).
+        #[arg(long, value_name = "N", default_value_t = host_lib::rdp::DEFAULT_WINDOW)]
+        window: u16,
+        /// Give up connecting after this many milliseconds.
+        #[arg(long, value_name = "MS", default_value_t = 5000)]
+        connect_timeout: u64,
+        /// RDP connection timeout: the connection fails after this long
+        /// without a word from the peer (even an idle one).
+        #[arg(long, value_name = "MS", default_value_t = 10_000)]
+        conn_timeout: u64,
+        /// After the end of stdin, keep reading answers until none came for
+        /// this long [default: --timeout].
+        #[arg(long, value_name = "MS")]
+        linger: Option<u64>,
     },
     /// Show the daemon's node, links, routes, applications and counters.
     #[command(after_help = "Example:\n  csp status")]
@@ -223,12 +258,55 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
     let g = &cli.global;
     let timeout = Duration::from_millis(g.timeout);
     match cli.command {
-        Command::Rdp { .. } => Err(Error::NotAvailable(
-            "RDP is not available yet: `csp rdp` waits for the csp-rdp connection state machine",
-        )),
-        Command::Listen { rdp: true, .. } => Err(Error::NotAvailable(
-            "RDP is not available yet: `csp listen --rdp` waits for the csp-rdp connection state machine",
-        )),
+        Command::Rdp {
+            addr,
+            port,
+            segment,
+            window,
+            connect_timeout,
+            conn_timeout,
+            linger,
+        } => {
+            let opts = ConnOptions::from_options(&options(g))?
+                .with_segment(segment)
+                .with_window(window)
+                .with_conn_timeout(Duration::from_millis(conn_timeout));
+            let mut client = connect(g)?;
+            let conn = client.connect_to(
+                addr,
+                port,
+                opts,
+                Some(Duration::from_millis(connect_timeout)),
+            )?;
+            let linger = linger.map_or(timeout, Duration::from_millis);
+            rdp_pipe(&mut client, conn, linger)
+        }
+        Command::Listen {
+            rdp: true,
+            port,
+            raw,
+            count,
+            idle,
+            sfp,
+            echo,
+            ..
+        } => {
+            if sfp {
+                eprintln!("csp: --sfp has no place on RDP connections (they carry any length)");
+                return Ok(ExitCode::from(2));
+            }
+            let Ok(port) = port.parse::<u8>() else {
+                eprintln!("csp: --rdp needs a port number 0..=63, not {port:?}");
+                return Ok(ExitCode::from(2));
+            };
+            let opts = ConnOptions::from_options(&options(g))?;
+            // A listener outlives a daemon restart; its connections fail.
+            let mut client = connect_with(g, true)?;
+            let listener = client.listen(port, opts)?;
+            eprintln!("listening for RDP connections on {}:{port}", client.node());
+            let idle = idle.map(Duration::from_millis);
+            listen_rdp(&mut client, &listener, count, idle, raw, echo)
+        }
         Command::Ping {
             addr,
             count,
@@ -377,6 +455,211 @@ fn listen(
                 Event::RebindFailed { error, .. } => return Err(error),
                 other => eprintln!("csp: {other:?}"),
             }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// How long `close` may take: acknowledgements, then RDP's close
+/// handshake (bounded by RDP itself; this is a backstop).
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// stdin -> connection -> stdout until stdin ends, everything is
+/// acknowledged and the peer has been quiet for `linger`; then close.
+fn rdp_pipe(client: &mut Client, conn: Conn, linger: Duration) -> Result<ExitCode, Error> {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    use std::os::fd::AsFd;
+
+    let stdin = std::io::stdin();
+    let mut out = std::io::stdout().lock();
+    let io = |context| move |source| Error::Io { context, source };
+    let mut input = vec![0u8; 16 * 1024];
+    let mut received = vec![0u8; 64 * 1024];
+    let (mut pending, mut sent) = (0usize, 0usize);
+    let mut eof = false;
+    let mut peer_closed = false;
+    let mut last_activity = Instant::now();
+    loop {
+        // Input waiting to go out, as far as the window takes it.
+        while sent < pending {
+            match client.try_send(&conn, &input[sent..pending]) {
+                Ok(n) => sent += n,
+                Err(Error::WouldBlock) => break,
+                Err(e) => return Err(e),
+            }
+        }
+        if sent == pending {
+            (sent, pending) = (0, 0);
+        }
+        loop {
+            match client.try_recv(&conn, &mut received) {
+                Ok(0) => {
+                    peer_closed = true;
+                    break;
+                }
+                Ok(n) => {
+                    out.write_all(&received[..n])
+                        .map_err(io("writing stdout"))?;
+                    out.flush().map_err(io("writing stdout"))?;
+                    last_activity = Instant::now();
+                }
+                Err(Error::WouldBlock) => break,
+                Err(e) => return Err(e),
+            }
+        }
+        let all_sent = eof && pending == 0;
+        if peer_closed {
+            if !all_sent {
+                return Err(Error::ConnectionFailed {
+                    reason: "the peer closed the connection before all of stdin was sent".into(),
+                });
+            }
+            break;
+        }
+        let acked = all_sent && client.is_acked(&conn)?;
+        if acked && last_activity.elapsed() >= linger {
+            break;
+        }
+        if all_sent && !acked {
+            // Lingering counts from the last acknowledgement.
+            last_activity = Instant::now();
+        }
+        // Wait for the daemon, stdin (when there is room for more), a timer
+        // or the end of lingering.
+        let now = Instant::now();
+        let mut until = now + Duration::from_secs(1);
+        if let Some(t) = client.poll_timeout() {
+            until = until.min(t);
+        }
+        if acked {
+            until = until.min(last_activity + linger);
+        }
+        let span = until.saturating_duration_since(now);
+        let ts = Timespec {
+            tv_sec: span.as_secs() as _,
+            tv_nsec: span.subsec_nanos() as _,
+        };
+        let want_input = !eof && pending == 0;
+        let Some(fd) = client.as_fd() else {
+            // Only a failed connection gets here: the next try_send or
+            // try_recv says so.
+            client.handle_timeout(Instant::now());
+            continue;
+        };
+        let mut flags = PollFlags::IN;
+        if client.wants_write() {
+            flags |= PollFlags::OUT;
+        }
+        let mut fds = vec![PollFd::from_borrowed_fd(fd, flags)];
+        if want_input {
+            fds.push(PollFd::from_borrowed_fd(stdin.as_fd(), PollFlags::IN));
+        }
+        match poll(&mut fds, Some(&ts)) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(io("waiting for input")(e.into())),
+        }
+        let daemon = fds[0].revents();
+        let input_ready = fds.get(1).is_some_and(|f| !f.revents().is_empty());
+        drop(fds);
+        if input_ready {
+            match rustix::io::read(&stdin, &mut input) {
+                Ok(0) => eof = true,
+                Ok(n) => pending = n,
+                Err(rustix::io::Errno::INTR | rustix::io::Errno::AGAIN) => {}
+                Err(e) => return Err(io("reading stdin")(e.into())),
+            }
+        }
+        if daemon.intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR) {
+            client.handle_readable();
+        }
+        client.handle_writable();
+        client.handle_timeout(Instant::now());
+    }
+    client.close_conn(conn, Some(CLOSE_TIMEOUT))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Accept connections and print (or echo) what each sends until it
+/// closes; with `count`, exit after that many connections ended.
+fn listen_rdp(
+    client: &mut Client,
+    listener: &Listener,
+    count: Option<u64>,
+    idle: Option<Duration>,
+    raw: bool,
+    echo: bool,
+) -> Result<ExitCode, Error> {
+    let mut last = Instant::now();
+    let mut conns: Vec<(Conn, String)> = Vec::new();
+    let mut ended = 0u64;
+    let mut buf = vec![0u8; 64 * 1024];
+    let io = |source| Error::Io {
+        context: "writing stdout",
+        source,
+    };
+    while count.is_none_or(|c| ended < c) {
+        client.wait(Some(Duration::from_millis(250)))?;
+        while let Some(conn) = client.try_accept(listener)? {
+            let (a, p) = client.conn_peer(&conn)?;
+            eprintln!("connection from {a}:{p}");
+            conns.push((conn, format!("{a}:{p}")));
+            last = Instant::now();
+        }
+        let mut i = 0;
+        while i < conns.len() {
+            let (conn, peer) = (conns[i].0, conns[i].1.clone());
+            let end = loop {
+                match client.try_recv(&conn, &mut buf) {
+                    Ok(0) => break Some(None),
+                    Ok(n) => {
+                        last = Instant::now();
+                        let mut out = std::io::stdout().lock();
+                        if raw {
+                            out.write_all(&buf[..n]).map_err(io)?;
+                        } else {
+                            let hex: Vec<String> =
+                                buf[..n].iter().map(|b| format!("{b:02x}")).collect();
+                            writeln!(out, "{peer}: {n} bytes: {}", hex.join(" ")).map_err(io)?;
+                        }
+                        out.flush().map_err(io)?;
+                        if echo {
+                            if let Err(e) = client.send(&conn, &buf[..n], Some(CLOSE_TIMEOUT)) {
+                                break Some(Some(e));
+                            }
+                        }
+                    }
+                    Err(Error::WouldBlock) => break None,
+                    Err(e) => break Some(Some(e)),
+                }
+            };
+            match end {
+                None => i += 1,
+                Some(error) => {
+                    conns.swap_remove(i);
+                    ended += 1;
+                    let closed = client.close_conn(conn, Some(CLOSE_TIMEOUT));
+                    match error.map_or(closed, Err) {
+                        Ok(()) => eprintln!("{peer} closed"),
+                        Err(e) => eprintln!("csp: {peer}: {e}"),
+                    }
+                }
+            }
+        }
+        while let Some(event) = client.poll_event() {
+            match event {
+                Event::Disconnected { reason } => {
+                    eprintln!("csp: csp-muxd went away ({reason}); reconnecting")
+                }
+                Event::Reconnected => eprintln!("csp: reconnected to csp-muxd"),
+                Event::RebindFailed { error, .. } => return Err(error),
+                // Said by the connection's own calls.
+                Event::ConnectionFailed { .. } | Event::ConnectionClosed { .. } => {}
+                other => eprintln!("csp: {other:?}"),
+            }
+        }
+        if let Some(i) = idle.filter(|&i| conns.is_empty() && last.elapsed() >= i) {
+            eprintln!("csp: nothing for {} ms", i.as_millis());
+            return Ok(ExitCode::FAILURE);
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -101,9 +101,17 @@ impl Client {
         };
         entry.stats.rx_packets += 1;
         if packet.header.flags.contains(Flags::RDP) {
-            // csp-rdp's connection state machine slots in here: a segment
-            // for a connection (local port, peer) or a SYN for a listener.
-            entry.stats.dropped_rdp += 1;
+            // A segment for a connection (local port, peer) or a SYN for a
+            // listener: the node's. Anywhere else nobody takes it.
+            if entry.rdp {
+                self.rdp_input(frame);
+            } else {
+                entry.stats.dropped_rdp += 1;
+            }
+            return;
+        }
+        if entry.rdp {
+            entry.stats.dropped_connectionless += 1;
             return;
         }
         let options = entry.options;

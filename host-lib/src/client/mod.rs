@@ -4,8 +4,11 @@
 //! The core is non-blocking: [`Client::as_raw_fd`], [`Client::wants_write`],
 //! [`Client::poll_timeout`], [`Client::handle_readable`],
 //! [`Client::handle_writable`], [`Client::handle_timeout`],
-//! [`Client::try_recvfrom`], [`Client::try_sendto`] and
-//! [`Client::poll_event`] let a caller with its own event loop drive it.
+//! [`Client::try_recvfrom`], [`Client::try_sendto`], for RDP
+//! [`Client::start_connect`], [`Client::try_accept`], [`Client::try_send`],
+//! [`Client::try_recv`], [`Client::is_acked`], and [`Client::poll_event`]
+//! let a caller with its own event loop drive it (`examples/event_loop.rs`,
+//! `examples/rdp_echo.rs`). RDP's timers are part of `poll_timeout`.
 //! The blocking calls ([`Client::recvfrom`], [`Client::sendto`], ...) are
 //! that same core driven by `poll(2)` on the one descriptor, so the library
 //! never starts a thread.
@@ -32,6 +35,7 @@ use crate::options::Options;
 use crate::socket::{Bind, Datagram, Entry, Socket, SocketStats};
 
 mod dispatch;
+mod rdp;
 mod reconnect;
 mod send;
 
@@ -153,6 +157,9 @@ pub struct Client {
     stats: ClientStats,
     pub(crate) service: Option<Socket>,
     pub(crate) service_options: Options,
+    /// RDP connections and listeners, with the node that runs them;
+    /// created on first use.
+    rdp: Option<rdp::Rdp>,
 }
 
 impl std::fmt::Debug for Client {
@@ -217,6 +224,7 @@ impl Client {
             stats: ClientStats::default(),
             service: None,
             service_options: Options::NONE,
+            rdp: None,
         };
         client.on_hello(hello.node, hello.mtu)?;
         // Whatever came along with HELLO_ACK (even the end of the stream).
@@ -301,6 +309,12 @@ impl Client {
     /// Bind a port; `options` are what the socket adds on send and requires
     /// on receive.
     pub fn bind_with(&mut self, bind: Bind, options: Options) -> Result<Socket> {
+        self.bind_entry(bind, options, false)
+    }
+
+    /// Register a port and keep its socket; `rdp`: its RDP segments go to
+    /// the node (a listener's or an outgoing connection's port).
+    fn bind_entry(&mut self, bind: Bind, options: Options, rdp: bool) -> Result<Socket> {
         if let Bind::Port(p) = bind {
             Port::new(p).map_err(|_| Error::InvalidPort(p))?;
         }
@@ -313,6 +327,7 @@ impl Client {
                 bind,
                 port,
                 registered: true,
+                rdp,
                 lost: None,
                 options,
                 queue: VecDeque::new(),
@@ -513,7 +528,8 @@ impl Client {
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) must be called next:
-    /// the next reconnect attempt or SFP reassembly deadline.
+    /// the next reconnect attempt, SFP reassembly deadline or RDP timer
+    /// (retransmission, delayed acknowledgement, connection timeout).
     pub fn poll_timeout(&self) -> Option<Instant> {
         if !self.inbox.is_empty() || (self.more_to_read && self.link.is_some()) {
             // Frames read during a request wait to be dispatched, or the
@@ -532,6 +548,9 @@ impl Client {
                     next = Some(next.map_or(at, |n: Instant| n.min(at)));
                 }
             }
+        }
+        if let Some(at) = self.rdp_poll_timeout() {
+            next = Some(next.map_or(at, |n: Instant| n.min(at)));
         }
         next
     }
@@ -573,12 +592,18 @@ impl Client {
         }
     }
 
-    /// Write what is buffered for the daemon.
+    /// Write what is buffered for the daemon (and RDP segments that waited
+    /// for room).
     pub fn handle_writable(&mut self) {
         self.flush_link();
+        if self.rdp.is_some() {
+            self.rdp_pump();
+            self.flush_link();
+        }
     }
 
-    /// Do what is due at `now`: a reconnect attempt, SFP timeouts.
+    /// Do what is due at `now`: a reconnect attempt, SFP timeouts, RDP
+    /// timers.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.more_to_read {
             self.handle_readable();
@@ -592,6 +617,7 @@ impl Client {
                 }
             }
         }
+        self.rdp_handle_timeout(now);
         if self.link.is_none() && self.cfg.reconnect && self.retry_at.is_some_and(|t| now >= t) {
             self.try_reconnect();
         }

@@ -28,7 +28,11 @@ impl Client {
         self.inbox.retain(|f| matches!(f, Incoming::Data(_)));
         self.retry_delay = RECONNECT_MIN;
         self.retry_at = Some(Instant::now() + self.retry_delay);
-        self.push_event(Event::Disconnected { reason });
+        self.push_event(Event::Disconnected {
+            reason: reason.clone(),
+        });
+        // Never silent: every RDP connection fails now, with the reason.
+        self.rdp_link_lost(&reason);
     }
 
     pub(super) fn try_reconnect(&mut self) {
@@ -39,6 +43,7 @@ impl Client {
                     return self.schedule_retry();
                 }
                 self.link = Some(link);
+                self.rdp_reconnected();
                 self.retry_at = None;
                 self.retry_delay = RECONNECT_MIN;
                 self.stats.reconnects += 1;

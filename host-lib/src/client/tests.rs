@@ -402,3 +402,58 @@ fn a_client_can_move_to_another_thread() {
     send::<Client>();
     send::<Event>();
 }
+
+#[test]
+fn an_rdp_connection_goes_to_the_daemon_from_its_registered_port_and_fails_with_it() {
+    let fake = Fake::start(|c| {
+        c.handshake();
+        // The node's one ephemeral port (63) as the daemon's choice too.
+        assert_eq!(c.recv(), Sent::Register(csp_ipc::PORT_EPHEMERAL));
+        c.ack(Status::Ok, 63);
+        let Sent::Data(syn) = c.recv() else {
+            panic!("expected the SYN")
+        };
+        let h = Header::parse(&syn, Version::V2).unwrap();
+        // Address 0 is the daemon's node; the source is the daemon's
+        // address (never the node's 0) and the registered port.
+        assert_eq!((h.src.get(), h.sport.get()), (5, 63));
+        assert_eq!((h.dst.get(), h.dport.get()), (5, 10));
+        assert!(h.flags.contains(Flags::RDP) && h.flags.contains(Flags::CRC32));
+        // data = SYN options (24) | RDP header (5) | CRC (4)
+        assert_eq!(syn.len(), 6 + 24 + 5 + 4);
+        assert_eq!(syn[6 + 24] & 0x0f, 0x08, "SYN");
+        // The daemon dies.
+    });
+    let mut client = Client::with_config(fake.config()).unwrap();
+    let opts = crate::rdp::ConnOptions::default()
+        .with_segment(100)
+        .with_crc();
+    let conn = client.start_connect(0, 10, opts).unwrap();
+    drive(&mut client, |c| {
+        matches!(c.conn_state(&conn), Ok(crate::rdp::ConnState::Failed(_)))
+    });
+    let crate::rdp::ConnState::Failed(why) = client.conn_state(&conn).unwrap() else {
+        unreachable!()
+    };
+    assert!(why.starts_with("csp-muxd went away"), "{why}");
+    let mut events = Vec::new();
+    while let Some(e) = client.poll_event() {
+        events.push(e);
+    }
+    assert!(
+        matches!(events[0], Event::Disconnected { .. }),
+        "{events:?}"
+    );
+    assert!(
+        matches!(&events[1], Event::ConnectionFailed { conn: c, .. } if *c == conn),
+        "{events:?}"
+    );
+    let err = client.try_send(&conn, b"x").unwrap_err();
+    assert!(err.to_string().contains("csp-muxd went away"), "{err}");
+    // Too large a segment for this daemon's MTU is refused up front.
+    let err = client
+        .start_connect(5, 10, crate::rdp::ConnOptions::default())
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidOptions(_)), "{err}");
+    fake.join();
+}
