@@ -485,6 +485,24 @@ pub fn encode(msg: &Message<'_>, out: &mut [u8]) -> Result<usize, IpcError> {
     Ok(w.pos)
 }
 
+/// Where csp-muxd listens by default: `$XDG_RUNTIME_DIR/csp-muxd.sock`, else
+/// `/tmp/csp-muxd-$UID.sock`. Daemon and clients both call this, so they meet
+/// without configuration.
+#[cfg(feature = "std")]
+pub fn default_socket_path() -> std::path::PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(dir) if !dir.is_empty() => std::path::Path::new(&dir).join("csp-muxd.sock"),
+        _ => std::path::PathBuf::from(format!("/tmp/csp-muxd-{}.sock", current_uid())),
+    }
+}
+
+/// Our uid: the owner of our own /proc entry (no unsafe libc call needed).
+#[cfg(feature = "std")]
+fn current_uid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").map_or(0, |m| m.uid())
+}
+
 /// Encode into a fresh `Vec` (host convenience).
 #[cfg(feature = "std")]
 pub fn encode_to_vec(msg: &Message<'_>) -> Result<std::vec::Vec<u8>, IpcError> {
@@ -630,6 +648,16 @@ mod tests {
         assert_eq!((m, n), (Message::Control(Control::Status), first));
         let (m, _) = decode(&bytes[n..]).unwrap().unwrap();
         assert_eq!(m, Message::Bye(ByeReason::Dropped));
+    }
+
+    #[test]
+    fn default_path_has_the_daemons_shape() {
+        let p = default_socket_path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            name == "csp-muxd.sock" || (name.starts_with("csp-muxd-") && name.ends_with(".sock")),
+            "{name}"
+        );
     }
 
     proptest! {

@@ -6,21 +6,7 @@ use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-/// `$XDG_RUNTIME_DIR/csp-muxd.sock`, else `/tmp/csp-muxd-$UID.sock`.
-/// The client library computes the same default, so both ends meet without
-/// configuration.
-pub fn default_socket_path() -> PathBuf {
-    match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(dir) if !dir.is_empty() => Path::new(&dir).join("csp-muxd.sock"),
-        _ => PathBuf::from(format!("/tmp/csp-muxd-{}.sock", current_uid())),
-    }
-}
-
-/// Our uid: the owner of our own /proc entry (no unsafe libc call needed).
-fn current_uid() -> u32 {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").map_or(0, |m| m.uid())
-}
+pub use csp_ipc::default_socket_path;
 
 /// Why the endpoint could not be opened.
 #[derive(Debug)]
@@ -138,17 +124,5 @@ mod tests {
         std::fs::write(&path, b"data").unwrap();
         assert!(matches!(bind(&path), Err(EndpointError::NotASocket(_))));
         assert_eq!(std::fs::read(&path).unwrap(), b"data");
-    }
-
-    #[test]
-    fn default_path_prefers_xdg_runtime_dir() {
-        // Only inspects the shape; the environment is not modified (tests run
-        // in parallel threads).
-        let p = default_socket_path();
-        let name = p.file_name().unwrap().to_string_lossy().into_owned();
-        assert!(
-            name == "csp-muxd.sock" || name.starts_with("csp-muxd-"),
-            "{name}"
-        );
     }
 }

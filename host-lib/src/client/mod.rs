@@ -196,7 +196,7 @@ impl Client {
                 token: token.clone(),
             },
             (None, Some(path)) => Endpoint::Unix(path.clone()),
-            (None, None) => Endpoint::Unix(crate::path::default_socket_path()),
+            (None, None) => Endpoint::Unix(csp_ipc::default_socket_path()),
         };
         let (link, hello) = Link::connect(&endpoint, &cfg.name, cfg.request_timeout)?;
         let epoch = Instant::now();
