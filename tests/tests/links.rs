@@ -30,7 +30,7 @@ use std::sync::{Arc, OnceLock};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use host_lib::{Client, ClientConfig, Conn, ConnOptions, Control, Error, Listener};
+use host_lib::{Client, ClientConfig, Conn, ConnOptions, Control, Error, Event, Listener};
 
 /// Bound of every single wait (a daemon starting, a ping, a handshake).
 const WAIT: Duration = Duration::from_secs(10);
@@ -285,7 +285,28 @@ impl Drop for Hub {
 struct EchoServer {
     stop: Arc<AtomicBool>,
     echoed: Arc<AtomicUsize>,
+    events: Arc<EventCounts>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// What an echo server's client reported besides data.
+#[derive(Default)]
+struct EventCounts {
+    reconnected: AtomicUsize,
+    conn_failed: AtomicUsize,
+    daemon_errors: AtomicUsize,
+}
+
+impl EventCounts {
+    fn count(&self, e: &Event) {
+        let n = match e {
+            Event::Reconnected => &self.reconnected,
+            Event::ConnectionFailed { .. } => &self.conn_failed,
+            Event::DaemonError { .. } => &self.daemon_errors,
+            _ => return,
+        };
+        n.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 struct Served {
@@ -303,7 +324,8 @@ impl EchoServer {
         ];
         let stop = Arc::new(AtomicBool::new(false));
         let echoed = Arc::new(AtomicUsize::new(0));
-        let (stop2, echoed2) = (stop.clone(), echoed.clone());
+        let events = Arc::new(EventCounts::default());
+        let (stop2, echoed2, events2) = (stop.clone(), echoed.clone(), events.clone());
         let thread = thread::spawn(move || {
             let mut conns: Vec<Served> = Vec::new();
             let mut buf = vec![0u8; 16 * 1024];
@@ -352,11 +374,15 @@ impl EchoServer {
                 if !progress && c.wait(Some(Duration::from_millis(10))).is_err() {
                     thread::sleep(Duration::from_millis(10));
                 }
+                while let Some(e) = c.poll_event() {
+                    events2.count(&e);
+                }
             }
         });
         EchoServer {
             stop,
             echoed,
+            events,
             thread: Some(thread),
         }
     }
@@ -454,7 +480,30 @@ fn echo(c: &mut Client, dst: u16, port: u8, options: ConnOptions, len: usize) ->
     assert!(got == data, "echo from {dst}:{port} differs");
     c.wait_acked(&conn, Some(WAIT)).unwrap();
     c.close_conn(conn, Some(WAIT)).unwrap();
+    assert_quiet(c);
     took
+}
+
+/// Nothing went wrong in the client's background: no connection failed,
+/// the daemon refused nothing we sent.
+fn assert_quiet(c: &mut Client) {
+    while let Some(e) = c.poll_event() {
+        assert!(
+            !matches!(
+                e,
+                Event::DaemonError { .. } | Event::ConnectionFailed { .. }
+            ),
+            "{e:?}"
+        );
+    }
+}
+
+/// The echo servers saw no failed connection and no daemon error.
+fn assert_servers_quiet(servers: &[&EchoServer]) {
+    for s in servers {
+        assert_eq!(s.events.conn_failed.load(Ordering::Relaxed), 0);
+        assert_eq!(s.events.daemon_errors.load(Ordering::Relaxed), 0);
+    }
 }
 
 /// Echo and print the rate.
@@ -525,8 +574,8 @@ fn pty_kiss_pair(dir: &Path) -> (Daemon, Daemon) {
 
 /// Ping both ways, then echo in both directions, plain and with CRC+HMAC.
 fn kiss_exchange(a: &Daemon, b: &Daemon, len: usize, tag: &str) {
-    let _echo_a = EchoServer::start(a);
-    let _echo_b = EchoServer::start(b);
+    let echo_a = EchoServer::start(a);
+    let echo_b = EchoServer::start(b);
     let mut ca = a.client("a");
     let mut cb = b.client("b");
     // The first ping waits for the link; the largest that fits after.
@@ -539,9 +588,16 @@ fn kiss_exchange(a: &Daemon, b: &Daemon, len: usize, tag: &str) {
     );
 
     for (c, dst, dir) in [(&mut ca, 2, "1 -> 2"), (&mut cb, 1, "2 -> 1")] {
-        echo_report(&format!("{tag} {dir}"), c, dst, PLAIN_PORT, plain(), len);
-        echo_report(&format!("{tag} {dir}"), c, dst, SECURE_PORT, secure(), len);
+        let what = format!("{tag} {dir}");
+        // libcsp's defaults (window 4, segment 200), then window 8, then
+        // CRC+HMAC with the largest segment that fits.
+        echo_report(&what, c, dst, PLAIN_PORT, ConnOptions::default(), len);
+        echo_report(&what, c, dst, PLAIN_PORT, plain(), len);
+        echo_report(&what, c, dst, SECURE_PORT, secure(), len);
     }
+    assert_servers_quiet(&[&echo_a, &echo_b]);
+    let echoed = echo_a.echoed.load(Ordering::Relaxed) + echo_b.echoed.load(Ordering::Relaxed);
+    assert_eq!(echoed, 6 * len, "every byte echoed once");
     for d in [a, b] {
         assert_eq!(d.link_stat("kiss0", "bad_crc"), 0);
         assert_eq!(
@@ -605,7 +661,7 @@ fn three_daemons_on_a_hub_rdp_echo_between_every_pair_and_after_a_restart() {
     let hub = Hub::start();
     let addrs = [21u16, 22, 23];
     let mut nodes: Vec<Daemon> = addrs.iter().map(|&a| hub.node(a)).collect();
-    let _echo: Vec<EchoServer> = nodes.iter().map(EchoServer::start).collect();
+    let echo: Vec<EchoServer> = nodes.iter().map(EchoServer::start).collect();
     let mut clients: Vec<Client> = nodes.iter().map(|d| d.client("app")).collect();
 
     for (i, c) in clients.iter_mut().enumerate() {
@@ -664,7 +720,12 @@ fn three_daemons_on_a_hub_rdp_echo_between_every_pair_and_after_a_restart() {
         assert_eq!(d.link_stat("zmqhub", "rx_errors"), 0);
         assert_eq!(d.link_stat("zmqhub", "tx_errors"), 0);
     }
-    let echoed: usize = _echo.iter().map(|e| e.echoed.load(Ordering::Relaxed)).sum();
+    let echoed: usize = echo.iter().map(|e| e.echoed.load(Ordering::Relaxed)).sum();
     assert_eq!(echoed, 10 * LEN, "every byte echoed once");
+    assert_servers_quiet(&echo.iter().collect::<Vec<_>>());
+    assert!(
+        echo[2].events.reconnected.load(Ordering::Relaxed) >= 1,
+        "node 23's echo server rejoined its restarted daemon"
+    );
     eprintln!("zmq: whole test {:.1} s", started.elapsed().as_secs_f64());
 }
