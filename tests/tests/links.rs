@@ -21,7 +21,7 @@
 //! (`--nocapture`).
 
 use std::io::Read;
-use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::net::{TcpListener, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -109,15 +109,6 @@ fn free_tcp_port() -> u16 {
         .port()
 }
 
-/// A free UDP port on 127.0.0.1 (bound and released).
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A csp-muxd process on a temp socket, with its config kept so it can be
 /// started again on the same socket.
 struct Daemon {
@@ -129,18 +120,23 @@ struct Daemon {
 }
 
 impl Daemon {
-    /// Node `addr` with `routes` (TOML list items) and link `tables`; its
-    /// UDP link on a free loopback port (unused).
+    /// Node `addr` with `routes` (TOML list items) and link `tables`; no
+    /// UDP link (nothing here uses it, and it would need a port).
     fn start(addr: u16, routes: &str, tables: &str) -> Daemon {
+        retry_on_port_clash(|| Daemon::try_start(addr, routes, tables))
+    }
+
+    /// As [`start`](Self::start); a daemon that exits at once is `Err`
+    /// with what it said.
+    fn try_start(addr: u16, routes: &str, tables: &str) -> Result<Daemon, String> {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("muxd.sock");
         let config = dir.path().join("muxd.toml");
-        let udp = free_udp_port();
         std::fs::write(
             &config,
             format!(
                 "routes = [{routes}]\n[node]\naddress = {addr}\n\
-                 [udp]\nbind = \"127.0.0.1:{udp}\"\n{tables}\n"
+                 [udp]\nenabled = false\n{tables}\n"
             ),
         )
         .unwrap();
@@ -152,11 +148,11 @@ impl Daemon {
             config,
             _dir: dir,
         };
-        d.wait_ready();
-        d
+        d.wait_ready()?;
+        Ok(d)
     }
 
-    fn wait_ready(&mut self) {
+    fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + WAIT;
         while UnixStream::connect(&self.socket).is_err() {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -164,7 +160,10 @@ impl Daemon {
                 if let Some(mut e) = self.child.stderr.take() {
                     let _ = e.read_to_string(&mut err);
                 }
-                panic!("csp-muxd {} exited early ({status}): {err}", self.addr);
+                return Err(format!(
+                    "csp-muxd {} exited early ({status}): {err}",
+                    self.addr
+                ));
             }
             assert!(
                 Instant::now() < deadline,
@@ -173,6 +172,7 @@ impl Daemon {
             );
             thread::sleep(Duration::from_millis(10));
         }
+        Ok(())
     }
 
     /// SIGKILL (no goodbye) and a new process on the same config and socket.
@@ -180,7 +180,7 @@ impl Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
         self.child = spawn_muxd(&self.config, &self.socket);
-        self.wait_ready();
+        self.wait_ready().unwrap();
     }
 
     fn client(&self, name: &str) -> Client {
@@ -207,6 +207,22 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Run `start` again (a few times at most) while what it starts finds its
+/// port taken: a port found free and released can be taken again before
+/// the daemon binds it, by any process (outgoing connections of daemons
+/// running in parallel take ports from the same range).
+fn retry_on_port_clash<T>(mut start: impl FnMut() -> Result<T, String>) -> T {
+    let mut last = String::new();
+    for _ in 0..5 {
+        match start() {
+            Ok(t) => return t,
+            Err(e) if e.contains("in use") => last = e,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    panic!("ports kept clashing: {last}")
 }
 
 fn spawn_muxd(config: &Path, socket: &Path) -> Child {
@@ -242,6 +258,10 @@ struct Hub {
 
 impl Hub {
     fn start() -> Hub {
+        retry_on_port_clash(Hub::try_start)
+    }
+
+    fn try_start() -> Result<Hub, String> {
         let (xsub, xpub) = (free_tcp_port(), free_tcp_port());
         let child = Command::new(muxd_bin())
             .args(["--zmq-proxy", "--xsub"])
@@ -250,19 +270,36 @@ impl Hub {
             .arg(format!("tcp://127.0.0.1:{xpub}"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         let mut hub = Hub { child, xsub, xpub };
         let deadline = Instant::now() + WAIT;
         for port in [xsub, xpub] {
             while TcpStream::connect(("127.0.0.1", port)).is_err() {
-                assert!(hub.child.try_wait().unwrap().is_none(), "proxy exited");
+                hub.exited()?;
                 assert!(Instant::now() < deadline, "proxy not listening on {port}");
                 thread::sleep(Duration::from_millis(10));
             }
         }
-        hub
+        // Someone else may have answered on a port the proxy failed to bind.
+        thread::sleep(Duration::from_millis(20));
+        hub.exited()?;
+        Ok(hub)
+    }
+
+    /// `Err` with what the proxy said if it exited.
+    fn exited(&mut self) -> Result<(), String> {
+        match self.child.try_wait().unwrap() {
+            None => Ok(()),
+            Some(status) => {
+                let mut err = String::new();
+                if let Some(mut e) = self.child.stderr.take() {
+                    let _ = e.read_to_string(&mut err);
+                }
+                Err(format!("proxy exited early ({status}): {err}"))
+            }
+        }
     }
 
     /// Daemon `addr` on this hub, everything routed into it.
@@ -565,15 +602,11 @@ fn tcp_kiss_pair() -> (Daemon, Daemon) {
 
 /// As [`tcp_kiss_pair`], with CSP header `version` on the line.
 fn tcp_kiss_pair_v(version: u8) -> (Daemon, Daemon) {
-    let port = free_tcp_port();
-    let a = Daemon::start(
-        1,
-        "\"2 kiss0\"",
-        &kiss_table_v(
-            version,
-            &format!("mode = \"tcp-server\"\nlisten = \"127.0.0.1:{port}\""),
-        ),
-    );
+    let (a, port) = retry_on_port_clash(|| {
+        let port = free_tcp_port();
+        let listen = format!("mode = \"tcp-server\"\nlisten = \"127.0.0.1:{port}\"");
+        Daemon::try_start(1, "\"2 kiss0\"", &kiss_table_v(version, &listen)).map(|a| (a, port))
+    });
     let b = Daemon::start(
         2,
         "\"1 kiss0\"",
