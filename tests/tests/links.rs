@@ -684,6 +684,39 @@ fn tcp_kiss_link_carries_ping_and_rdp_echo_both_ways() {
     );
 }
 
+/// Either end of a TCP KISS link killed and started again: the server
+/// takes the client's new connection (replacing the dead one), the client
+/// reconnects to the new server; RDP works again each time.
+#[test]
+fn tcp_kiss_link_rejoins_after_either_daemon_restarts_and_rdp_works_again() {
+    let (mut a, mut b) = tcp_kiss_pair();
+    for round in ["first", "B restarted", "A restarted"] {
+        match round {
+            "B restarted" => b.restart(),
+            "A restarted" => a.restart(),
+            _ => {}
+        }
+        // New echo servers and clients each round: the old ones belonged
+        // to the daemons that were killed.
+        let _echo_a = EchoServer::start(&a);
+        let _echo_b = EchoServer::start(&b);
+        let mut ca = a.client("a");
+        let mut cb = b.client("b");
+        ping_until_answered(&mut ca, 2, 8);
+        ping_until_answered(&mut cb, 1, 8);
+        let what = format!("tcp kiss, {round}");
+        echo_report(&what, &mut ca, 2, SECURE_PORT, secure(), 20 * 1024);
+        echo_report(&what, &mut cb, 1, PLAIN_PORT, plain(), 20 * 1024);
+    }
+    // B's counters are those of its second process: it connected, and
+    // connected again to A's second process.
+    assert!(
+        b.link_stat("kiss0", "connects") >= 2,
+        "B reconnected to the new A"
+    );
+    assert!(b.link_stat("kiss0", "disconnects") >= 1);
+}
+
 /// Version 1 headers on the line (a libcsp 1.x radio link): the daemons
 /// translate from the applications' version 2; RDP's flag and the
 /// ephemeral ports (32..=63) fit version 1's fields. The frame has two
