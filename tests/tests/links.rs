@@ -1,7 +1,11 @@
 //! RDP across csp-muxd's links, end to end: host-lib applications on
-//! different daemons, joined by a TCP KISS link, a pty pair (one daemon's
-//! pty opened by the other as a serial device) and a ZeroMQ hub
-//! (`csp-muxd --zmq-proxy`) with three daemons, one of them restarted.
+//! different daemons, joined by a TCP KISS link (version 2 and 1 headers;
+//! either daemon restarted), a pty pair (one daemon's pty opened by the
+//! other as a serial device) and a ZeroMQ hub (`csp-muxd --zmq-proxy`)
+//! with three daemons, one of them restarted. Pings go across each too.
+//! Over the hub, frames to a node may be lost until its subscriptions have
+//! reached the publishers (the slow joiner): pings and connects are
+//! retried, boundedly, until answered; after that nothing may be lost.
 //!
 //! Every transfer is an echo: the client sends and reads at the same time
 //! (a client that sent everything before reading would stall once both
