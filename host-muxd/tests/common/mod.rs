@@ -36,10 +36,23 @@ impl Muxd {
     /// appended to the generated config (routes must come before tables, so
     /// `top` goes first).
     pub fn start(addr: u16, top: &str, extra: &str) -> Muxd {
+        // A port picked free can be taken by another process before the
+        // daemon binds it: retry with a fresh one (bounded).
+        for _ in 0..4 {
+            match Self::try_start_on(addr, free_udp_port(), top, extra) {
+                Ok(m) => return m,
+                Err(e) if e.contains("in use") => continue,
+                Err(e) => panic!("{e}"),
+            }
+        }
         Self::start_on(addr, free_udp_port(), top, extra)
     }
 
     pub fn start_on(addr: u16, udp_port: u16, top: &str, extra: &str) -> Muxd {
+        Self::try_start_on(addr, udp_port, top, extra).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn try_start_on(addr: u16, udp_port: u16, top: &str, extra: &str) -> Result<Muxd, String> {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("muxd.sock");
         let config = format!(
@@ -64,15 +77,15 @@ impl Muxd {
             udp_port,
             dir,
         };
-        m.wait_ready();
-        m
+        m.wait_ready()?;
+        Ok(m)
     }
 
-    fn wait_ready(&mut self) {
+    fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + WAIT;
         while Instant::now() < deadline {
             if UnixStream::connect(&self.socket).is_ok() {
-                return;
+                return Ok(());
             }
             if let Some(status) = self.child.try_wait().unwrap() {
                 let mut err = String::new();
@@ -82,11 +95,14 @@ impl Muxd {
                     .unwrap()
                     .read_to_string(&mut err)
                     .unwrap();
-                panic!("csp-muxd exited early ({status}): {err}");
+                return Err(format!("csp-muxd exited early ({status}): {err}"));
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        panic!("csp-muxd did not open {} in time", self.socket.display());
+        Err(format!(
+            "csp-muxd did not open {} in time",
+            self.socket.display()
+        ))
     }
 
     pub fn client(&self, name: &str) -> Ipc {
