@@ -4,7 +4,7 @@
 # link with a route to node 10. Then, from another shell:
 #
 #   csp ping 10        csp ident 10        csp uptime 10
-#   csp rdp 10 10      (once host-lib's RDP client has landed)
+#   csp rdp 10 10 < file > echo    (RDP echo: segments 200, window 4)
 #
 #   firmware-demo/run-ground.sh [PORT]      (default 5410)
 #
