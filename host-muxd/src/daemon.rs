@@ -596,7 +596,11 @@ impl Daemon {
 
     /// Deliver or forward one packet.
     fn route(&mut self, header: Header, data: &[u8], origin: Origin) {
-        if header.dst == self.node || header.dst == Addr::LOCAL {
+        // Broadcast (the v2 all-ones address) is delivered here as libcsp
+        // does, and not forwarded: with no TTL a forwarded broadcast could
+        // circle between daemons forever.
+        let broadcast = header.dst.is_broadcast(Version::V2);
+        if header.dst == self.node || header.dst == Addr::LOCAL || broadcast {
             return self.deliver_local(header, data, origin);
         }
         let Some(&route) = self.routes.lookup_route(header.dst) else {

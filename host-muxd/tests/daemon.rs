@@ -507,3 +507,27 @@ fn reboot_request_runs_the_hook() {
     }
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "shutdown from 3\n");
 }
+
+#[test]
+fn broadcast_from_a_link_is_answered_locally() {
+    let (pa, pb) = (free_udp_port(), free_udp_port());
+    let _d = Muxd::start_on(4, pa, &format!("routes = [\"0/0 udp 127.0.0.1:{pb}\"]"), "");
+    let peer = std::net::UdpSocket::bind(("127.0.0.1", pb)).unwrap();
+    peer.set_read_timeout(Some(WAIT)).unwrap();
+    // Node 7 on the link pings the broadcast address.
+    let (bytes, n) = header(7, 20, 16383, 1, Flags::NONE)
+        .to_bytes(csp_core::Version::V2)
+        .unwrap();
+    let mut frame = bytes[..n].to_vec();
+    frame.extend_from_slice(b"anyone?");
+    peer.send_to(&frame, ("127.0.0.1", pa)).unwrap();
+    let mut buf = [0u8; 64];
+    let (len, _) = peer.recv_from(&mut buf).unwrap();
+    let h = csp_core::Header::parse(&buf[..len], csp_core::Version::V2).unwrap();
+    assert_eq!(
+        (h.src.get(), h.dst.get(), h.sport.get()),
+        (4, 7, 1),
+        "answered from our own address"
+    );
+    assert_eq!(&buf[6..len], b"anyone?");
+}
