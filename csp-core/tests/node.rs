@@ -2064,3 +2064,26 @@ mod fuzz {
         }
     }
 }
+
+#[test]
+fn xtea_connection_over_a_v2_route_is_refused_at_connect() {
+    let mut n: Fw = Node::new(NodeConfig::new(addr(10)));
+    let i = n
+        .add_iface(IfaceConfig::new("IF", Version::V2, 256))
+        .unwrap();
+    n.routes_mut().set_default(i, None).unwrap();
+    let opts = ConnectOptions {
+        security: SecurityOptions {
+            xtea: Some(csp_core::security::XteaKey::from_key_string(b"k")),
+            ..SecurityOptions::NONE
+        },
+        ..ConnectOptions::default()
+    };
+    assert_eq!(
+        n.connect(at(0), addr(20), port(10), &opts),
+        Err(NodeError::Security(
+            csp_core::security::SecurityError::XteaNeedsV1
+        ))
+    );
+    assert_eq!(n.connections(), 0, "no slot taken");
+}

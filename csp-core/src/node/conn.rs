@@ -49,7 +49,14 @@ impl<
         dport: Port,
         opts: &ConnectOptions,
     ) -> Result<ConnId, NodeError> {
-        self.route_out(dst)?;
+        let (_, version) = self.route_out(dst)?;
+        // XTEA exists only with v1 headers: refuse now rather than have every
+        // segment dropped at transmit.
+        if opts.security.xtea.is_some() && version != Version::V1 {
+            return Err(NodeError::Security(
+                crate::security::SecurityError::XteaNeedsV1,
+            ));
+        }
         opts.rdp.validate(W).map_err(NodeError::Options)?;
         let index = self
             .conns
