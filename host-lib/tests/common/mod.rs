@@ -5,7 +5,6 @@
 #![allow(dead_code)]
 
 use std::io::Read;
-use std::net::UdpSocket;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -13,15 +12,6 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 pub const WAIT: Duration = Duration::from_secs(10);
-
-/// A free UDP port on 127.0.0.1 (bound and released; loopback only).
-pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Path of the csp-muxd binary, built on first use.
 pub fn muxd_bin() -> &'static Path {
@@ -74,29 +64,22 @@ pub fn csp_bin() -> &'static str {
 pub struct Muxd {
     pub child: Child,
     pub socket: PathBuf,
-    pub udp_port: u16,
     pub addr: u16,
     pub dir: tempfile::TempDir,
 }
 
 impl Muxd {
-    /// A daemon with node `addr`, UDP on a free loopback port, `extra` TOML
-    /// appended after the generated tables.
+    /// A daemon with node `addr`, UDP on a loopback port the kernel picks
+    /// at bind time (no test here talks UDP, and port 0 can not race with
+    /// other processes), `extra` TOML appended after the generated tables.
     pub fn start(addr: u16, extra: &str) -> Muxd {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("muxd.sock");
-        Self::start_in(dir, socket, addr, free_udp_port(), extra)
+        Self::start_in(dir, socket, addr, extra)
     }
 
-    fn start_in(
-        dir: tempfile::TempDir,
-        socket: PathBuf,
-        addr: u16,
-        udp_port: u16,
-        extra: &str,
-    ) -> Muxd {
-        let config =
-            format!("[node]\naddress = {addr}\n[udp]\nbind = \"127.0.0.1:{udp_port}\"\n{extra}\n");
+    fn start_in(dir: tempfile::TempDir, socket: PathBuf, addr: u16, extra: &str) -> Muxd {
+        let config = format!("[node]\naddress = {addr}\n[udp]\nbind = \"127.0.0.1:0\"\n{extra}\n");
         let cfg_path = dir.path().join("muxd.toml");
         std::fs::write(&cfg_path, config).unwrap();
         let child = Command::new(muxd_bin())
@@ -113,7 +96,6 @@ impl Muxd {
         let mut m = Muxd {
             child,
             socket,
-            udp_port,
             addr,
             dir,
         };
@@ -152,9 +134,8 @@ impl Muxd {
         old.kill();
         let dir = std::mem::replace(&mut old.dir, tempfile::tempdir().unwrap());
         let (socket, addr) = (old.socket.clone(), old.addr);
-        let udp_port = free_udp_port();
         drop(old);
-        Self::start_in(dir, socket, addr, udp_port, "")
+        Self::start_in(dir, socket, addr, "")
     }
 }
 
