@@ -13,6 +13,11 @@ use crate::time::Instant;
 use crate::timer::{Timer, TimerTable};
 use core::fmt;
 
+/// Duplicate acknowledgements that mean a segment was lost (TCP's fast
+/// retransmit threshold): fewer can be reordering, or libcsp's bare ACKs
+/// that it sends whenever it was quiet for its ack timeout.
+pub const DUP_ACK_THRESHOLD: u8 = 3;
+
 /// Which end opened the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -149,6 +154,16 @@ pub struct Connection<const WINDOW: usize, const SEG: usize> {
     quiet_since: Instant,
     /// In fast recovery until `snd_una` reaches this (`snd_nxt` when it began).
     recover: Option<u16>,
+    /// Duplicate acknowledgements in a row (bare, advancing nothing, while
+    /// data is in flight).
+    dup_acks: u8,
+    /// Bare ACKs owed for out-of-order segments: one each, not coalesced,
+    /// so that the sender can count duplicates.
+    dup_acks_owed: u8,
+    /// A server whose window is smaller than the client asked for says so
+    /// in its SYN-ACK (libcsp's SYN-ACK carries no options and a libcsp
+    /// client ignores them, so only a clamped window is announced).
+    announce_options: bool,
     ev_connected: bool,
     ev_acked: Option<u16>,
     ev_end: Option<Event<SEG>>,
@@ -199,6 +214,9 @@ impl<const WINDOW: usize, const SEG: usize> Connection<WINDOW, SEG> {
             timers: TimerTable::default(),
             quiet_since: now,
             recover: None,
+            dup_acks: 0,
+            dup_acks_owed: 0,
+            announce_options: false,
             ev_connected: false,
             ev_acked: None,
             ev_end: None,
@@ -227,8 +245,10 @@ impl<const WINDOW: usize, const SEG: usize> Connection<WINDOW, SEG> {
             return Err(AcceptError::NotSyn);
         }
         let theirs = SynOptions::parse(body).map_err(AcceptError::Header)?;
-        let opts = local.adopt(&theirs).map_err(AcceptError::Options)?;
+        let mut opts = local.adopt(&theirs).map_err(AcceptError::Options)?;
+        let announce = opts.fit_window(WINDOW);
         let mut c = Self::new(Role::Server, State::SynRcvd, now, opts, isn);
+        c.announce_options = announce;
         c.set_peer_isn(hdr.seq);
         c.ctrl.set(Ctrl::SYN_ACK);
         c.update_timers();
@@ -327,6 +347,16 @@ impl<const WINDOW: usize, const SEG: usize> Connection<WINDOW, SEG> {
             }
             State::Open => {
                 self.state = State::Closing;
+                // From here on the tries count resets (the SYN's are done).
+                self.ctrl_tries = 0;
+                if !self.tx.is_empty() {
+                    // The reset follows the data at once: the peer honours it
+                    // only in sequence, i.e. once it holds all our data, and
+                    // its answering reset acknowledges that data. Waiting for
+                    // the data's own (possibly delayed) ACK first would cost
+                    // the peer's ack timeout on every short exchange.
+                    self.ctrl.set(Ctrl::RST);
+                }
                 self.maybe_send_reset(now);
             }
             _ => {}
@@ -337,8 +367,11 @@ impl<const WINDOW: usize, const SEG: usize> Connection<WINDOW, SEG> {
     fn maybe_send_reset(&mut self, now: Instant) {
         if self.state == State::Closing && self.tx.is_empty() {
             self.state = State::CloseWait;
-            self.ctrl.set(Ctrl::RST);
-            self.ctrl_tries = 0;
+            // A reset already sent with the data is retransmitted on its
+            // timer if the peer does not answer it.
+            if self.ctrl_tries == 0 {
+                self.ctrl.set(Ctrl::RST);
+            }
             self.quiet_since = self.quiet_since.max(now);
             self.timers.set(Timer::Close, now + self.opts.close_wait);
         }
@@ -393,7 +426,7 @@ impl<const WINDOW: usize, const SEG: usize> Connection<WINDOW, SEG> {
         self.counters.rx_malformed = self.counters.rx_malformed.wrapping_add(1);
     }
 
-    fn on_syn_sent(&mut self, now: Instant, hdr: RdpHeader, _body: &[u8]) {
+    fn on_syn_sent(&mut self, now: Instant, hdr: RdpHeader, body: &[u8]) {
         let f = hdr.flags();
         if f.contains(Flags::RST) {
             // Refused: no reset back.
@@ -402,6 +435,10 @@ impl<const WINDOW: usize, const SEG: usize> Connection<WINDOW, SEG> {
             });
         } else if f.contains(Flags::SYN | Flags::ACK) && hdr.ack == self.snd_iss {
             self.set_peer_isn(hdr.seq);
+            if let Ok(theirs) = SynOptions::parse(body) {
+                // Our own server's answer when it holds less than we asked.
+                self.opts.adopt_syn_ack(&theirs);
+            }
             self.state = State::Open;
             self.quiet_since = now;
             self.ctrl.clear(Ctrl::SYN);
@@ -459,9 +496,14 @@ impl<const WINDOW: usize, const SEG: usize> Connection<WINDOW, SEG> {
             return;
         }
         self.quiet_since = now;
-        let advanced = self.on_ack(now, hdr.ack);
-        if !advanced && f == Flags::ACK && body.is_empty() {
+        let advanced = self.on_ack(hdr.ack);
+        if advanced {
+            self.dup_acks = 0;
+        } else if f == Flags::ACK && body.is_empty() && hdr.ack == self.snd_una.wrapping_sub(1) {
             self.on_duplicate_ack();
+        }
+        if !f.contains(Flags::RST) {
+            self.maybe_send_reset(now);
         }
         if f.contains(Flags::EAK) {
             self.on_eack(body);
@@ -478,7 +520,7 @@ impl<const WINDOW: usize, const SEG: usize> Connection<WINDOW, SEG> {
     }
 
     /// A cumulative acknowledgement; `true` if it acknowledged something new.
-    fn on_ack(&mut self, now: Instant, ack: u16) -> bool {
+    fn on_ack(&mut self, ack: u16) -> bool {
         let n = seq::distance(self.snd_una, ack.wrapping_add(1));
         if n == 0 || usize::from(n) > self.tx.len() {
             return false;
@@ -495,18 +537,22 @@ impl<const WINDOW: usize, const SEG: usize> Connection<WINDOW, SEG> {
                 self.fast_retransmit_front();
             }
         }
-        self.maybe_send_reset(now);
         true
     }
 
-    /// Our receiver (not libcsp 2.x) acknowledges at once whenever a
-    /// segment arrives out of order, and acknowledgements coalesce, so one
-    /// bare acknowledgement that advances nothing while data is in flight
-    /// means a gap: resend its first segment now instead of waiting a whole
-    /// packet timeout (fast retransmit, once per recovery). Reordering
-    /// costs at most one spurious segment per recovery.
+    /// A bare acknowledgement of exactly what was acknowledged before,
+    /// while data is in flight. Our receiver (not libcsp 2.x) sends one
+    /// for every segment that arrives out of order, so several in a row
+    /// mean a gap: resend its first segment now instead of waiting a whole
+    /// packet timeout (fast retransmit, once per recovery). One or two are
+    /// not enough: libcsp sends a bare ACK whenever it was quiet for its
+    /// ack timeout, which can cross our next segment on the way.
     fn on_duplicate_ack(&mut self) {
-        if self.recover.is_none() && self.tx.get(0).is_some_and(|s| s.in_flight()) {
+        if !self.tx.get(0).is_some_and(|s| s.in_flight()) {
+            return;
+        }
+        self.dup_acks = self.dup_acks.saturating_add(1);
+        if self.dup_acks >= DUP_ACK_THRESHOLD && self.recover.is_none() {
             self.recover = Some(self.snd_nxt);
             self.fast_retransmit_front();
         }
@@ -537,7 +583,12 @@ impl<const WINDOW: usize, const SEG: usize> Connection<WINDOW, SEG> {
 
     fn on_reset(&mut self, now: Instant, seq_nr: u16) {
         match self.state {
+            // The peer's answer to our reset (its acknowledgement, already
+            // taken, covered all our data).
             State::CloseWait => self.finish(Event::Closed {
+                reason: CloseReason::Local,
+            }),
+            State::Closing if self.tx.is_empty() => self.finish(Event::Closed {
                 reason: CloseReason::Local,
             }),
             // Honoured only in sequence, i.e. after all of the peer's data.
@@ -585,7 +636,7 @@ impl<const WINDOW: usize, const SEG: usize> Connection<WINDOW, SEG> {
         }
         if seq_nr != first {
             // Out of order: held; a duplicate ACK tells the sender of the gap.
-            self.ctrl.set(Ctrl::ACK);
+            self.dup_acks_owed = self.dup_acks_owed.saturating_add(1).min(WINDOW as u8);
             return;
         }
         let mut advanced = 0u16;
@@ -625,9 +676,11 @@ impl<const WINDOW: usize, const SEG: usize> Connection<WINDOW, SEG> {
             return Some(t);
         }
         if self.ctrl.has(Ctrl::SYN_ACK) {
+            let opts = self.opts.to_syn().to_be_bytes();
+            let body: &[u8] = if self.announce_options { &opts } else { &[] };
             let t = self.emit_ctrl(
                 buf,
-                &[],
+                body,
                 Flags::SYN | Flags::ACK,
                 self.snd_iss,
                 self.rcv_irs,
@@ -654,13 +707,17 @@ impl<const WINDOW: usize, const SEG: usize> Connection<WINDOW, SEG> {
                 self.rcv_cur,
             )?;
             self.ctrl.clear(Ctrl::RST);
-            if self.state == State::CloseWait {
+            if matches!(self.state, State::CloseWait | State::Closing) {
                 self.ctrl_tries = self.ctrl_tries.saturating_add(1);
                 self.ctrl_deadline = now + self.opts.rto(self.ctrl_tries);
             }
             return Some(t);
         }
         if self.ctrl.has(Ctrl::ACK) {
+            return self.emit_ack(buf);
+        }
+        if self.dup_acks_owed > 0 && self.state != State::Closed {
+            self.dup_acks_owed -= 1;
             return self.emit_ack(buf);
         }
         None
@@ -818,6 +875,10 @@ impl<const WINDOW: usize, const SEG: usize> Connection<WINDOW, SEG> {
                     }
                     slot.pending = true;
                     self.count_retransmission();
+                    if self.state == State::Closing {
+                        // Our reset follows the resent data again.
+                        self.ctrl.set(Ctrl::RST);
+                    }
                 }
             }
             _ => {}
@@ -1116,25 +1177,23 @@ mod tests {
     }
 
     #[test]
-    fn close_waits_for_acks_then_resets_both_ends() {
+    fn close_sends_its_reset_after_the_data_without_waiting_for_the_ack() {
         let (mut c, mut s) = open_pair(Options::default(), 10, 20);
         c.send(t(0), b"last words").unwrap();
         let d = out(&mut c, 0);
         c.close(t(0));
         assert_eq!(c.state(), State::Closing);
-        assert!(
-            out(&mut c, 0).is_empty(),
-            "no reset before the data is acknowledged"
-        );
-        s.handle_segment(t(1), &d[0]);
-        s.handle_timeout(t(251));
-        deliver(&mut s, &mut c, 251);
-        assert_eq!(c.state(), State::CloseWait);
-        let rst = out(&mut c, 251);
+        // The reset follows at once: the peer honours it only in sequence.
+        let rst = out(&mut c, 0);
         assert_eq!(rst.len(), 1);
         let h = hdr(&rst[0]);
         assert_eq!((h.flags(), h.seq, h.ack), (Flags::RST | Flags::ACK, 12, 20));
-        s.handle_segment(t(252), &rst[0]);
+        // Arriving before the data it is not honoured: the peer says where it is.
+        s.handle_segment(t(1), &rst[0]);
+        assert_eq!(s.state(), State::Open);
+        assert_eq!(hdr(&out(&mut s, 1)[0]).ack, 10);
+        s.handle_segment(t(2), &d[0]);
+        s.handle_segment(t(2), &rst[0]);
         assert_eq!(s.state(), State::TimeWait);
         assert_eq!(
             events(&mut s).last(),
@@ -1142,12 +1201,50 @@ mod tests {
                 reason: CloseReason::Peer
             })
         );
-        let reply = out(&mut s, 252);
-        assert_eq!(hdr(&reply[0]).flags(), Flags::RST | Flags::ACK);
+        let reply = out(&mut s, 2);
+        assert_eq!(
+            reply.len(),
+            1,
+            "no delayed ACK of its own: the reset covers the data"
+        );
+        let rh = hdr(&reply[0]);
+        assert_eq!((rh.flags(), rh.ack), (Flags::RST | Flags::ACK, 11));
         // A repeated reset (our reply lost) is answered again.
-        s.handle_segment(t(253), &rst[0]);
-        assert_eq!(out(&mut s, 253).len(), 1);
-        c.handle_segment(t(254), &reply[0]);
+        s.handle_segment(t(3), &rst[0]);
+        assert_eq!(out(&mut s, 3).len(), 1);
+        c.handle_segment(t(4), &reply[0]);
+        assert!(c.is_closed());
+        assert!(out(&mut c, 4).is_empty(), "nothing after the close");
+        assert_eq!(
+            events(&mut c),
+            [
+                Event::Acknowledged { through: 11 },
+                Event::Closed {
+                    reason: CloseReason::Local
+                }
+            ]
+        );
+        // The passive end lingers for the close wait, then is closed.
+        s.handle_timeout(s.poll_timeout().unwrap());
+        assert!(s.is_closed());
+        assert_eq!(s.poll_timeout(), None);
+    }
+
+    #[test]
+    fn lost_early_reset_is_resent_with_the_data() {
+        let (mut c, mut s) = open_pair(Options::default(), 10, 20);
+        c.send(t(0), b"x").unwrap();
+        c.close(t(0));
+        let lost = out(&mut c, 0);
+        assert_eq!(lost.len(), 2);
+        c.handle_timeout(t(1000));
+        let again = out(&mut c, 1000);
+        assert_eq!(again.len(), 2, "data, then the reset again");
+        assert_eq!(hdr(&again[1]).flags(), Flags::RST | Flags::ACK);
+        for seg in &again {
+            s.handle_segment(t(1001), seg);
+        }
+        deliver(&mut s, &mut c, 1001);
         assert!(c.is_closed());
         assert_eq!(
             events(&mut c).last(),
@@ -1155,10 +1252,19 @@ mod tests {
                 reason: CloseReason::Local
             })
         );
-        // The passive end lingers for the close wait, then is closed.
-        s.handle_timeout(s.poll_timeout().unwrap());
-        assert!(s.is_closed());
-        assert_eq!(s.poll_timeout(), None);
+    }
+
+    #[test]
+    fn close_with_everything_acknowledged_resets_once() {
+        let (mut c, mut s) = open_pair(Options::default(), 10, 20);
+        c.send(t(0), b"x").unwrap();
+        deliver(&mut c, &mut s, 0);
+        s.handle_timeout(t(250));
+        deliver(&mut s, &mut c, 250);
+        c.close(t(251));
+        assert_eq!(c.state(), State::CloseWait);
+        assert_eq!(out(&mut c, 251).len(), 1);
+        assert!(out(&mut c, 251).is_empty());
     }
 
     #[test]
@@ -1302,21 +1408,23 @@ mod tests {
     }
 
     #[test]
-    fn duplicate_ack_triggers_one_fast_retransmit() {
+    fn three_duplicate_acks_trigger_one_fast_retransmit() {
         let (mut c, mut s) = open_pair(Options::default(), 1, 2);
         for i in 0..4u8 {
             c.send(t(0), &[i]).unwrap();
         }
         let segs = out(&mut c, 0);
-        // The first is lost; the other three each draw an immediate duplicate ACK.
+        // The first is lost; the other three each draw a duplicate ACK.
         for sg in &segs[1..] {
             s.handle_segment(t(10), sg);
         }
         let dups = out(&mut s, 10);
-        assert_eq!(dups.len(), 1, "acknowledgements coalesce");
-        assert_eq!(hdr(&dups[0]).ack, 1);
+        assert_eq!(dups.len(), 3, "one per segment out of order");
+        assert!(dups.iter().all(|d| hdr(d).ack == 1));
         c.handle_segment(t(20), &dups[0]);
-        c.handle_segment(t(20), &dups[0]);
+        c.handle_segment(t(20), &dups[1]);
+        assert!(out(&mut c, 20).is_empty(), "two are not enough");
+        c.handle_segment(t(20), &dups[2]);
         let re = out(&mut c, 20);
         assert_eq!(
             re.len(),
@@ -1324,10 +1432,82 @@ mod tests {
             "one fast retransmission, long before the packet timeout"
         );
         assert_eq!(hdr(&re[0]).seq, 2);
+        // More duplicates in the same recovery resend nothing.
+        c.handle_segment(t(21), &dups[2]);
+        assert!(out(&mut c, 21).is_empty());
         s.handle_segment(t(30), &re[0]);
         assert_eq!(data(&events(&mut s)), [0, 1, 2, 3]);
         deliver(&mut s, &mut c, 30);
         assert_eq!(c.unacknowledged(), 0);
+        assert_eq!(c.counters().tx_retransmissions, 1);
+    }
+
+    #[test]
+    fn redundant_bare_acks_resend_nothing() {
+        let (mut c, _s) = open_pair(Options::default(), 1, 2);
+        for i in 0..4u8 {
+            c.send(t(0), &[i]).unwrap();
+        }
+        let _ = out(&mut c, 0);
+        // libcsp's ACK of nothing new, sent while our data was on its way;
+        // stale ones (acknowledging less) and ones carrying data too.
+        let bare = RdpHeader::new(Flags::ACK, 0, 3, 1).to_be_bytes();
+        let stale = RdpHeader::new(Flags::ACK, 0, 3, 0).to_be_bytes();
+        let mut with_data = b"echo".to_vec();
+        with_data.extend(RdpHeader::new(Flags::ACK, 0, 3, 1).to_be_bytes());
+        c.handle_segment(t(5), &bare);
+        c.handle_segment(t(6), &bare);
+        for _ in 0..5 {
+            c.handle_segment(t(7), &stale);
+        }
+        c.handle_segment(t(8), &with_data);
+        assert!(out(&mut c, 8).iter().all(|s| s.len() == 5), "only ACKs");
+        assert_eq!(c.counters().tx_retransmissions, 0);
+        // A segment the peer listed as held (EACK) is never resent.
+        c.handle_segment(t(9), &[0, 3, 0, 4, 0x06, 0, 4, 0, 1]);
+        c.handle_segment(t(9), &bare);
+        c.handle_segment(t(9), &bare);
+        c.handle_segment(t(9), &bare);
+        let re = out(&mut c, 9);
+        assert_eq!(re.iter().filter(|s| s.len() > 5).count(), 1);
+        c.handle_timeout(t(1000));
+        let seqs: Vec<u16> = out(&mut c, 1000)
+            .iter()
+            .filter(|s| s.len() > 5)
+            .map(|s| hdr(s).seq)
+            .collect();
+        assert!(!seqs.contains(&3) && !seqs.contains(&4), "{seqs:?}");
+    }
+
+    #[test]
+    fn a_smaller_server_announces_its_window_and_the_client_adopts_it() {
+        type Big = Connection<8, 16>;
+        let asked = Options {
+            window: 8,
+            ..Options::default()
+        };
+        let mut c = Big::connect(t(0), asked, 100).unwrap();
+        let mut buf = [0u8; Big::MAX_SEGMENT_LEN];
+        let n = c.poll_transmit(t(0), &mut buf).unwrap().len;
+        let mut s = C::accept(t(0), &buf[..n], Options::default(), 200).unwrap();
+        assert_eq!(s.options().window, 4);
+        let sa = out(&mut s, 0);
+        let (body, h) = RdpHeader::split(&sa[0]).unwrap();
+        assert_eq!(h.flags(), Flags::SYN | Flags::ACK);
+        assert_eq!(SynOptions::parse(body).unwrap().window, 4);
+        c.handle_segment(t(1), &sa[0]);
+        assert_eq!(c.options().window, 4);
+        // The client now sends at most 4 unacknowledged segments.
+        for i in 0..4u8 {
+            c.send(t(1), &[i]).unwrap();
+        }
+        assert_eq!(c.send(t(1), b"x"), Err(SendError::WouldBlock));
+        // A server that holds what was asked answers as libcsp does: no options.
+        let mut c4 = C::connect(t(0), Options::default(), 1).unwrap();
+        let syn = out(&mut c4, 0);
+        let mut s8 = Big::accept(t(0), &syn[0], Options::default(), 2).unwrap();
+        let n = s8.poll_transmit(t(0), &mut buf).unwrap().len;
+        assert_eq!(n, 5);
     }
 
     #[test]
