@@ -156,6 +156,13 @@ impl Default for ConnOptions {
             rdp: RdpOptions {
                 window: DEFAULT_WINDOW,
                 close_wait: ms(DEFAULT_CLOSE_WAIT),
+                // Ask the server to acknowledge every segment at once: a
+                // libcsp server adopts the SYN's options and would otherwise
+                // hold its ACK for up to its 250 ms ack timeout (plus its
+                // router's 100 ms wakeup), which every short exchange and
+                // every `wait_acked` would wait out. Our own receivers
+                // coalesce ACKs per burst, so bulk transfers barely pay.
+                delayed_acks: false,
                 ..RdpOptions::default()
             },
             backlog: 0,
