@@ -18,6 +18,10 @@ use core::fmt;
 /// that it sends whenever it was quiet for its ack timeout.
 pub const DUP_ACK_THRESHOLD: u8 = 3;
 
+/// Sequence numbers one EACK lists at most (24 bytes: fits every segment
+/// buffer, which holds at least a SYN's options).
+const MAX_EACK: usize = 12;
+
 /// Which end opened the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -157,9 +161,8 @@ pub struct Connection<const WINDOW: usize, const SEG: usize> {
     /// Duplicate acknowledgements in a row (bare, advancing nothing, while
     /// data is in flight).
     dup_acks: u8,
-    /// Bare ACKs owed for out-of-order segments: one each, not coalesced,
-    /// so that the sender can count duplicates.
-    dup_acks_owed: u8,
+    /// EACKs owed for out-of-order segments: one each, not coalesced.
+    eacks_owed: u8,
     /// A server whose window is smaller than the client asked for says so
     /// in its SYN-ACK (libcsp's SYN-ACK carries no options and a libcsp
     /// client ignores them, so only a clamped window is announced).
@@ -215,7 +218,7 @@ impl<const WINDOW: usize, const SEG: usize> Connection<WINDOW, SEG> {
             quiet_since: now,
             recover: None,
             dup_acks: 0,
-            dup_acks_owed: 0,
+            eacks_owed: 0,
             announce_options: false,
             ev_connected: false,
             ev_acked: None,
@@ -567,9 +570,13 @@ impl<const WINDOW: usize, const SEG: usize> Connection<WINDOW, SEG> {
         }
     }
 
-    /// libcsp 1.x lists the out-of-order sequence numbers it holds: do not
-    /// retransmit those.
+    /// The peer (ours, or libcsp 1.x) lists the out-of-order sequence
+    /// numbers it holds: never retransmit those. A held segment after our
+    /// oldest unacknowledged one means that one is missing: resend it now
+    /// (once per recovery; reordering costs at most one spurious segment).
+    /// libcsp 2.x never sends EACKs, so its idle ACKs can not get here.
     fn on_eack(&mut self, body: &[u8]) {
+        let mut gap = false;
         for pair in body.chunks_exact(2) {
             let s = u16::from_be_bytes([pair[0], pair[1]]);
             let i = usize::from(seq::distance(self.snd_una, s));
@@ -577,7 +584,12 @@ impl<const WINDOW: usize, const SEG: usize> Connection<WINDOW, SEG> {
             if let Some(slot) = self.tx.get_mut(i).filter(|s| s.tries > 0) {
                 slot.sacked = true;
                 slot.pending = false;
+                gap |= i > 0;
             }
+        }
+        if gap && self.recover.is_none() && self.tx.get(0).is_some_and(|s| s.in_flight()) {
+            self.recover = Some(self.snd_nxt);
+            self.fast_retransmit_front();
         }
     }
 
@@ -635,8 +647,13 @@ impl<const WINDOW: usize, const SEG: usize> Connection<WINDOW, SEG> {
             Store::Stored => {}
         }
         if seq_nr != first {
-            // Out of order: held; a duplicate ACK tells the sender of the gap.
-            self.dup_acks_owed = self.dup_acks_owed.saturating_add(1).min(WINDOW as u8);
+            // Out of order: held; an EACK listing what we hold tells the
+            // sender of the gap at once (libcsp 1.x does the same; 2.x
+            // ignores EACKs).
+            self.eacks_owed = self
+                .eacks_owed
+                .saturating_add(1)
+                .min(u8::try_from(WINDOW).unwrap_or(u8::MAX));
             return;
         }
         let mut advanced = 0u16;
@@ -716,11 +733,44 @@ impl<const WINDOW: usize, const SEG: usize> Connection<WINDOW, SEG> {
         if self.ctrl.has(Ctrl::ACK) {
             return self.emit_ack(buf);
         }
-        if self.dup_acks_owed > 0 && self.state != State::Closed {
-            self.dup_acks_owed -= 1;
-            return self.emit_ack(buf);
+        while self.eacks_owed > 0 && self.state != State::Closed {
+            self.eacks_owed -= 1;
+            if let Some(t) = self.emit_eack(buf) {
+                return Some(t);
+            }
         }
         None
+    }
+
+    /// ACK|EAK: the cumulative acknowledgement, then the sequence numbers
+    /// held out of order as big-endian u16s. `None` if nothing is held
+    /// (the gap filled meanwhile) or the buffer is too small.
+    fn emit_eack(&mut self, buf: &mut [u8]) -> Option<Transmit> {
+        let mut list = [0u8; 2 * MAX_EACK];
+        let mut n = 0;
+        let first = usize::from(seq::distance(self.rcv_read, self.rcv_cur.wrapping_add(1)));
+        for off in first..WINDOW {
+            if n == MAX_EACK {
+                break;
+            }
+            if self.rx.is_full(off) {
+                let s = self.rcv_read.wrapping_add(off as u16);
+                list[2 * n..2 * n + 2].copy_from_slice(&s.to_be_bytes());
+                n += 1;
+            }
+        }
+        if n == 0 {
+            return None;
+        }
+        let t = self.emit_ctrl(
+            buf,
+            &list[..2 * n],
+            Flags::ACK | Flags::EAK,
+            self.snd_nxt,
+            self.rcv_cur,
+        )?;
+        self.acked_now();
+        Some(t)
     }
 
     fn emit_ack(&mut self, buf: &mut [u8]) -> Option<Transmit> {
@@ -1393,38 +1443,44 @@ mod tests {
     }
 
     #[test]
-    fn eack_stops_retransmission_of_listed_segments() {
+    fn eack_resends_the_gap_once_and_never_the_listed_segments() {
         let (mut c, _s) = open_pair(Options::default(), 1, 2);
         for _ in 0..3 {
             c.send(t(0), b"seg").unwrap();
         }
         let _ = out(&mut c, 0);
         // libcsp 1.x: ACK|EAK acking seq 1 (nothing), listing seqs 3 and 4.
-        c.handle_segment(t(10), &[0, 3, 0, 4, 0x06, 0, 3, 0, 1]);
-        c.handle_timeout(t(1000));
-        let re = out(&mut c, 1000);
-        assert_eq!(re.len(), 1);
+        let eack = [0, 3, 0, 4, 0x06, 0, 3, 0, 1];
+        c.handle_segment(t(10), &eack);
+        let re = out(&mut c, 10);
+        assert_eq!(re.len(), 1, "the missing one at once");
         assert_eq!(hdr(&re[0]).seq, 2);
+        c.handle_segment(t(11), &eack);
+        assert!(out(&mut c, 11).is_empty(), "once per recovery");
+        let mut now = 11;
+        for _ in 0..3 {
+            now = c.poll_timeout().unwrap().as_millis();
+            c.handle_timeout(t(now));
+            for seg in out(&mut c, now) {
+                assert_eq!(hdr(&seg).seq, 2, "listed segments are never resent");
+            }
+        }
+        assert!(now > 1000);
     }
 
     #[test]
     fn three_duplicate_acks_trigger_one_fast_retransmit() {
-        let (mut c, mut s) = open_pair(Options::default(), 1, 2);
+        let (mut c, _s) = open_pair(Options::default(), 1, 2);
         for i in 0..4u8 {
             c.send(t(0), &[i]).unwrap();
         }
-        let segs = out(&mut c, 0);
-        // The first is lost; the other three each draw a duplicate ACK.
-        for sg in &segs[1..] {
-            s.handle_segment(t(10), sg);
-        }
-        let dups = out(&mut s, 10);
-        assert_eq!(dups.len(), 3, "one per segment out of order");
-        assert!(dups.iter().all(|d| hdr(d).ack == 1));
-        c.handle_segment(t(20), &dups[0]);
-        c.handle_segment(t(20), &dups[1]);
+        let _ = out(&mut c, 0);
+        // A TCP-like peer: one bare duplicate ACK per segment after a gap.
+        let dup = RdpHeader::new(Flags::ACK, 0, 3, 1).to_be_bytes();
+        c.handle_segment(t(20), &dup);
+        c.handle_segment(t(20), &dup);
         assert!(out(&mut c, 20).is_empty(), "two are not enough");
-        c.handle_segment(t(20), &dups[2]);
+        c.handle_segment(t(20), &dup);
         let re = out(&mut c, 20);
         assert_eq!(
             re.len(),
@@ -1433,8 +1489,35 @@ mod tests {
         );
         assert_eq!(hdr(&re[0]).seq, 2);
         // More duplicates in the same recovery resend nothing.
-        c.handle_segment(t(21), &dups[2]);
+        c.handle_segment(t(21), &dup);
         assert!(out(&mut c, 21).is_empty());
+        assert_eq!(c.counters().tx_retransmissions, 1);
+    }
+
+    #[test]
+    fn our_receiver_reports_a_gap_with_eacks_and_the_sender_fills_it() {
+        let (mut c, mut s) = open_pair(Options::default(), 1, 2);
+        for i in 0..4u8 {
+            c.send(t(0), &[i]).unwrap();
+        }
+        let segs = out(&mut c, 0);
+        // The first is lost; each of the others draws an EACK.
+        for sg in &segs[1..] {
+            s.handle_segment(t(10), sg);
+        }
+        let eacks = out(&mut s, 10);
+        assert_eq!(eacks.len(), 3, "one per segment out of order");
+        let (body, h) = RdpHeader::split(&eacks[2]).unwrap();
+        assert_eq!((h.flags(), h.ack), (Flags::ACK | Flags::EAK, 1));
+        assert_eq!(body, [0, 3, 0, 4, 0, 5]);
+        c.handle_segment(t(20), &eacks[0]);
+        let re = out(&mut c, 20);
+        assert_eq!(re.len(), 1);
+        assert_eq!(hdr(&re[0]).seq, 2);
+        for e in &eacks[1..] {
+            c.handle_segment(t(20), e);
+        }
+        assert!(out(&mut c, 20).is_empty());
         s.handle_segment(t(30), &re[0]);
         assert_eq!(data(&events(&mut s)), [0, 1, 2, 3]);
         deliver(&mut s, &mut c, 30);

@@ -146,7 +146,9 @@ fn tiny_exchanges_against_our_listener() {
         let mut times = Vec::new();
         for _ in 0..RUNS {
             let started = Instant::now();
-            let conn = c.connect_to(3, 11, ConnOptions::default(), Some(WAIT)).unwrap();
+            let conn = c
+                .connect_to(3, 11, ConnOptions::default(), Some(WAIT))
+                .unwrap();
             c.send(&conn, b"hi", Some(WAIT)).unwrap();
             if wait_acked {
                 c.wait_acked(&conn, Some(WAIT)).unwrap();
