@@ -111,6 +111,9 @@ impl Ctrl {
     const RST: u8 = 8;
     /// A standalone ACK: only if no data segment piggybacks it first.
     const ACK: u8 = 16;
+    /// A bare RST (no ACK flag): we failed. Not a close, which a peer
+    /// would take as "all data delivered".
+    const ABORT: u8 = 32;
 
     fn has(self, b: u8) -> bool {
         self.0 & b != 0
@@ -398,7 +401,8 @@ impl<const WINDOW: usize, const SEG: usize> Connection<WINDOW, SEG> {
     /// Fail, and tell the peer with one best-effort reset.
     fn fail(&mut self, reason: FailReason) {
         self.finish(Event::Failed { reason });
-        self.ctrl.set(Ctrl::RST);
+        self.ctrl.clear(Ctrl::RST);
+        self.ctrl.set(Ctrl::ABORT);
     }
 
     /// A segment arrived (CSP data: user data then the 5-byte RDP header).
@@ -484,6 +488,10 @@ impl<const WINDOW: usize, const SEG: usize> Connection<WINDOW, SEG> {
             } else if !(self.role == Role::Server && hdr.seq == self.rcv_irs) {
                 self.count_malformed();
             }
+            return;
+        }
+        if f == Flags::RST {
+            self.on_abort(hdr.seq);
             return;
         }
         if !f.contains(Flags::ACK) {
@@ -591,6 +599,32 @@ impl<const WINDOW: usize, const SEG: usize> Connection<WINDOW, SEG> {
             self.recover = Some(self.snd_nxt);
             self.fast_retransmit_front();
         }
+    }
+
+    /// A reset without an acknowledgement: the peer gave up (it failed, or
+    /// libcsp no longer has the connection). Whatever we sent and was not
+    /// reported acknowledged may be lost. Only a plausible sequence number
+    /// counts, so that a stray reset does not end a connection.
+    fn on_abort(&mut self, seq_nr: u16) {
+        let window2 = self.opts.window.wrapping_mul(2);
+        if !seq::between(
+            seq_nr,
+            self.rcv_cur.wrapping_add(1),
+            self.rcv_cur.wrapping_add(window2),
+        ) {
+            self.count_malformed();
+            return;
+        }
+        let ev = if self.state == State::CloseWait {
+            Event::Closed {
+                reason: CloseReason::Local,
+            }
+        } else {
+            Event::Failed {
+                reason: FailReason::Reset,
+            }
+        };
+        self.finish(ev);
     }
 
     fn on_reset(&mut self, now: Instant, seq_nr: u16) {
@@ -728,6 +762,11 @@ impl<const WINDOW: usize, const SEG: usize> Connection<WINDOW, SEG> {
                 self.ctrl_tries = self.ctrl_tries.saturating_add(1);
                 self.ctrl_deadline = now + self.opts.rto(self.ctrl_tries);
             }
+            return Some(t);
+        }
+        if self.ctrl.has(Ctrl::ABORT) {
+            let t = self.emit_ctrl(buf, &[], Flags::RST, self.snd_nxt, self.rcv_cur)?;
+            self.ctrl.clear(Ctrl::ABORT);
             return Some(t);
         }
         if self.ctrl.has(Ctrl::ACK) {
@@ -1210,7 +1249,7 @@ mod tests {
 
     #[test]
     fn silence_fails_even_when_idle() {
-        let (mut c, _s) = open_pair(Options::default(), 1, 2);
+        let (mut c, mut s) = open_pair(Options::default(), 1, 2);
         assert_eq!(c.poll_timeout(), Some(t(10_000)));
         c.handle_timeout(t(10_000));
         assert_eq!(
@@ -1219,11 +1258,30 @@ mod tests {
                 reason: FailReason::Timeout
             }]
         );
-        // One best-effort reset tells the peer.
+        // One best-effort reset tells the peer: a bare RST, an abort, which
+        // the peer must not take for a close (that would say "all
+        // delivered").
         let rst = out(&mut c, 10_000);
         assert_eq!(rst.len(), 1);
-        assert_eq!(hdr(&rst[0]).flags(), Flags::RST | Flags::ACK);
+        assert_eq!(hdr(&rst[0]).flags(), Flags::RST);
         assert_eq!(c.poll_timeout(), None);
+        s.send(t(10_000), b"unacknowledged").unwrap();
+        let _ = out(&mut s, 10_000);
+        // A stray abort (implausible sequence number) is ignored.
+        s.handle_segment(
+            t(10_001),
+            &RdpHeader::new(Flags::RST, 0, 900, 0).to_be_bytes(),
+        );
+        assert_eq!(s.state(), State::Open);
+        s.handle_segment(t(10_001), &rst[0]);
+        assert!(s.is_closed());
+        assert!(out(&mut s, 10_001).is_empty(), "no reset answers an abort");
+        assert_eq!(
+            events(&mut s),
+            [Event::Failed {
+                reason: FailReason::Reset
+            }]
+        );
     }
 
     #[test]
