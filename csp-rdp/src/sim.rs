@@ -15,8 +15,8 @@ use std::vec::Vec;
 
 mod libcsp;
 pub use libcsp::{
-    libcsp_against_libcsp, ours_against_libcsp, Duel, LibcspConfig, LibcspCounters, LibcspPeer,
-    Station,
+    libcsp_against_libcsp, libcsp_against_ours, ours_against_libcsp, Duel, LibcspConfig,
+    LibcspCounters, LibcspPeer, Station,
 };
 
 /// SplitMix64: tiny, fast, and good enough to pick losses and delays.
@@ -279,6 +279,9 @@ pub struct Endpoint<const W: usize, const S: usize> {
     /// When everything queued so far had been sent and acknowledged (the
     /// time a user waits for a transfer, without the close handshake).
     pub all_acked_at: Option<Instant>,
+    /// For a server outside [`Pair`]: the local options and ISN a SYN is
+    /// accepted with.
+    accept_with: Option<(Options, u16)>,
 }
 
 /// How a connection ended, from its owner's view.
@@ -305,6 +308,7 @@ impl<const W: usize, const S: usize> Endpoint<W, S> {
             end: None,
             events_after_end: 0,
             all_acked_at: None,
+            accept_with: None,
         }
     }
 

@@ -213,3 +213,34 @@ fn one_megabyte_into_libcsp_no_slower_than_libcsp_itself() {
         assert_eq!(ours.retransmissions, 0, "{name}: {ours:?}");
     }
 }
+
+/// The other direction: a libcsp-like client streams into our server (built
+/// for window 4, as libcsp asks). Everything arrives, nothing is dropped
+/// for want of room, and our EACKs (which libcsp 2.x ignores) do not make
+/// it slower than into a libcsp-like server.
+#[test]
+fn libcsp_client_into_our_server() {
+    use csp_rdp::sim::libcsp_against_ours;
+    let jittery = LinkConfig {
+        jitter: Duration::from_millis(3),
+        ..link(2)
+    };
+    for l in [link(2), jittery] {
+        let data = pattern(200_000);
+        let mut theirs =
+            libcsp_against_libcsp(LibcspConfig::default(), LibcspConfig::default(), l, 4);
+        theirs.a.outbox.extend(&data);
+        assert!(theirs.run_until(10_000_000, |d| d.a.all_acked_at.is_some()));
+        let mut d =
+            libcsp_against_ours::<4, 200>(LibcspConfig::default(), Options::default(), l, 4);
+        d.a.outbox.extend(&data);
+        assert!(d.run_until(10_000_000, |d| d.a.all_acked_at.is_some()));
+        assert_eq!(d.b.received, data);
+        let c = d.b.conn.as_ref().unwrap().counters();
+        assert_eq!(c.rx_no_room, 0, "{c:?}");
+        let (ours, reference) = (d.a.all_acked_at.unwrap(), theirs.a.all_acked_at.unwrap());
+        println!("libcsp client into our server: {ours:?}, into libcsp: {reference:?}");
+        assert!(ours <= reference, "{ours:?} vs {reference:?}");
+        assert_eq!(d.a.counters.tx_retransmissions, 0);
+    }
+}

@@ -527,8 +527,12 @@ impl Station for LibcspPeer {
 
 impl<const W: usize, const S: usize> Station for super::Endpoint<W, S> {
     fn receive(&mut self, now: Instant, seg: &[u8]) {
-        if let Some(c) = self.conn.as_mut() {
-            c.handle_segment(now, seg);
+        match (self.conn.as_mut(), self.accept_with) {
+            (Some(c), _) => c.handle_segment(now, seg),
+            (None, Some((local, isn))) => {
+                self.conn = crate::Connection::accept(now, seg, local, isn).ok();
+            }
+            (None, None) => {}
         }
     }
     fn transmit(&mut self, now: Instant) -> Option<Vec<u8>> {
@@ -647,6 +651,26 @@ pub fn ours_against_libcsp<const W: usize, const S: usize>(
         .expect("client options must be valid");
     let client = super::Endpoint::new(Some(conn));
     Duel::new(client, LibcspPeer::listen(server), link, seed)
+}
+
+/// A libcsp-like client (connecting at time zero) against our server,
+/// which accepts with the local policy of `server`.
+pub fn libcsp_against_ours<const W: usize, const S: usize>(
+    client: LibcspConfig,
+    server: Options,
+    link: LinkConfig,
+    seed: u64,
+) -> Duel<LibcspPeer, super::Endpoint<W, S>> {
+    let mut rng = Rng::new(seed);
+    let isn = rng.next_u64() as u16;
+    let mut ours = super::Endpoint::new(None);
+    ours.accept_with = Some((server, rng.next_u64() as u16));
+    Duel::new(
+        LibcspPeer::connect(client, Instant::ZERO, isn),
+        ours,
+        link,
+        seed,
+    )
 }
 
 /// A libcsp-like client against a libcsp-like server: the reference.
