@@ -44,7 +44,9 @@ pub enum State {
     SynRcvd,
     /// Data flows both ways.
     Open,
-    /// `close` was called: waiting for our data to be acknowledged before the reset.
+    /// `close` was called with data unacknowledged: our reset went out
+    /// after it, and we wait for the data's acknowledgement (or the peer's
+    /// answering reset, which acknowledges it).
     Closing,
     /// Our RST|ACK is out; waiting for the peer's.
     CloseWait,
@@ -340,8 +342,10 @@ impl<const WINDOW: usize, const SEG: usize> Connection<WINDOW, SEG> {
         Ok(seq)
     }
 
-    /// Close: once all sent data is acknowledged, send RST|ACK and wait
-    /// (bounded) for the peer's. Before the handshake completes, abort.
+    /// Close: send RST|ACK (right after any unacknowledged data, which is
+    /// still retransmitted) and wait (bounded) for the peer's; `Closed`
+    /// is reported only with all data acknowledged. Before the handshake
+    /// completes, abort.
     pub fn close(&mut self, now: Instant) {
         match self.state {
             State::SynSent | State::SynRcvd => {

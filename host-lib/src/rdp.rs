@@ -57,7 +57,7 @@ pub const DEFAULT_WINDOW: u16 = 4;
 /// of it. csp-rdp's own default (the connection timeout, 10 s) would hold
 /// an accepted connection's slot that long after every close, so a busy
 /// listener would run out of its [`MAX_CONNS`] slots; cutting it short
-/// loses nothing (all data was acknowledged before the close began: the
+/// loses nothing (the close wait starts once all data is acknowledged: the
 /// worst case is a close reported as `CloseTimeout`).
 pub const DEFAULT_CLOSE_WAIT: Duration = Duration::from_secs(2);
 
