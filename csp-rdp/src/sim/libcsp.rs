@@ -110,6 +110,8 @@ pub struct LibcspPeer {
     rx_held: Vec<(u16, Vec<u8>)>,
     counter: u8,
     out: VecDeque<Vec<u8>>,
+    /// The server's initial sequence number (derived from the SYN if `None`).
+    pub server_isn: Option<u16>,
     /// Bytes still to send (the application's).
     pub outbox: VecDeque<u8>,
     /// Bytes per segment sent.
@@ -147,6 +149,7 @@ impl LibcspPeer {
             rx_held: Vec::new(),
             counter: 0,
             out: VecDeque::new(),
+            server_isn: None,
             outbox: VecDeque::new(),
             chunk: 200,
             close_when_done: false,
@@ -323,7 +326,7 @@ impl LibcspPeer {
                     return;
                 };
                 self.opts = adopted;
-                self.snd_iss = h.seq ^ 0x5a5a;
+                self.snd_iss = self.server_isn.unwrap_or(h.seq ^ 0x5a5a);
                 self.snd_nxt = self.snd_iss.wrapping_add(1);
                 self.snd_una = self.snd_iss;
                 self.rcv_cur = h.seq;
