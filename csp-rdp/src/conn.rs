@@ -556,12 +556,13 @@ impl<const WINDOW: usize, const SEG: usize> Connection<WINDOW, SEG> {
     }
 
     /// A bare acknowledgement of exactly what was acknowledged before,
-    /// while data is in flight. Our receiver (not libcsp 2.x) sends one
-    /// for every segment that arrives out of order, so several in a row
-    /// mean a gap: resend its first segment now instead of waiting a whole
-    /// packet timeout (fast retransmit, once per recovery). One or two are
-    /// not enough: libcsp sends a bare ACK whenever it was quiet for its
-    /// ack timeout, which can cross our next segment on the way.
+    /// while data is in flight. A TCP-like receiver sends one for every
+    /// segment that arrives out of order (ours sends EACKs instead, see
+    /// `on_eack`), so several in a row mean a gap: resend its first segment
+    /// now instead of waiting a whole packet timeout (fast retransmit, once
+    /// per recovery). One or two are not enough: libcsp sends a bare ACK
+    /// whenever it was quiet for its ack timeout, which can cross our next
+    /// segment on the way.
     fn on_duplicate_ack(&mut self) {
         if !self.tx.get(0).is_some_and(|s| s.in_flight()) {
             return;
