@@ -80,6 +80,17 @@ pub struct IpcConfig {
     pub overflow: Overflow,
     /// Most clients connected at once; more are refused.
     pub max_clients: usize,
+    /// A client that has not completed HELLO this long after connecting is
+    /// closed and counted: silent connections can not hold the slots.
+    pub hello_timeout_ms: u64,
+    /// A frame begun and not completed within this long (and no whole
+    /// frame in between) closes the client: a half-sent frame can not pin
+    /// the connection.
+    pub frame_timeout_ms: u64,
+    /// Numbered ports and CSP_ANY one client may hold at once.
+    pub max_ports_per_client: usize,
+    /// Ephemeral ports one client may hold at once.
+    pub max_ephemeral_per_client: usize,
     /// Optional TCP listener; must be a loopback address.
     pub tcp_listen: Option<SocketAddr>,
     /// Shared token a TCP client must present as its HELLO name; required
@@ -300,7 +311,11 @@ impl Default for IpcConfig {
             socket: None,
             queue_len: 256,
             overflow: Overflow::DropOldest,
-            max_clients: 64,
+            max_clients: 1024,
+            hello_timeout_ms: 5_000,
+            frame_timeout_ms: 10_000,
+            max_ports_per_client: 8,
+            max_ephemeral_per_client: 4,
             tcp_listen: None,
             tcp_token: None,
         }
@@ -508,6 +523,12 @@ impl Config {
         }
         if self.ipc.max_clients == 0 {
             return Err(err("ipc.max_clients", "must be at least 1".into()));
+        }
+        if self.ipc.hello_timeout_ms == 0 {
+            return Err(err("ipc.hello_timeout_ms", "must be at least 1".into()));
+        }
+        if self.ipc.frame_timeout_ms == 0 {
+            return Err(err("ipc.frame_timeout_ms", "must be at least 1".into()));
         }
         Ok(())
     }
