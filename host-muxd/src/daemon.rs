@@ -58,6 +58,11 @@ fn zmq_token(i: usize) -> Token {
     Token(ZMQ_TOKENS + 2 * i)
 }
 
+/// How often client deadlines (HELLO, half-sent frame) are checked: a check
+/// looks at every client, so it runs on this period rather than every loop
+/// round, and deadlines are met within this much.
+const DEADLINE_SWEEP: Duration = Duration::from_millis(100);
+
 /// Most (address, port) bindings held by all clients together.
 pub const MAX_BINDINGS: usize = 256;
 /// Most routing table entries.
@@ -89,6 +94,8 @@ pub struct Daemon {
     shutdown: bool,
     /// Sources whose read budget ran out: served again next round.
     again: Vec<Token>,
+    /// When client deadlines are checked next.
+    next_sweep: Instant,
 }
 
 impl Daemon {
@@ -146,6 +153,7 @@ impl Daemon {
             started: Instant::now(),
             shutdown: false,
             again,
+            next_sweep: Instant::now(),
             cfg,
         })
     }
@@ -172,7 +180,8 @@ impl Daemon {
             // Sleep until the next link timer (reconnect backoff) at most.
             // Sources that used up their budget go again at once.
             let timeout = if self.again.is_empty() {
-                let deadline = match (self.links.deadline(), self.client_deadline()) {
+                let sweep = (!self.clients.is_empty()).then_some(self.next_sweep);
+                let deadline = match (self.links.deadline(), sweep) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
                 };
@@ -205,7 +214,11 @@ impl Daemon {
                 }
             }
             self.links.on_timers(self.poll.registry(), Instant::now());
-            self.expire_clients(Instant::now());
+            let now = Instant::now();
+            if now >= self.next_sweep {
+                self.expire_clients(now);
+                self.next_sweep = now + DEADLINE_SWEEP;
+            }
             self.services.reap_hooks();
         }
         self.close();
@@ -296,14 +309,6 @@ impl Daemon {
             return;
         }
         self.clients.insert(token, client);
-    }
-
-    /// The earliest HELLO or half-sent frame deadline of any client.
-    fn client_deadline(&self) -> Option<Instant> {
-        self.clients
-            .values()
-            .filter_map(|c| c.deadline.map(Deadline::at))
-            .min()
     }
 
     /// Close the clients whose deadline ran out, and count why.
