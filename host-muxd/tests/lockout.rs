@@ -124,6 +124,13 @@ fn rss_kib(pid: u32) -> u64 {
 
 #[test]
 fn a_thousand_applications_each_hold_a_connection() {
+    // This process holds 1000 sockets too: lift its soft descriptor limit
+    // (often 1024) as far as the hard limit allows.
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    if soft < 2048 {
+        setrlimit(Resource::RLIMIT_NOFILE, hard.min(2048), hard).unwrap();
+    }
     // The default configuration: max_clients and the port ranges as shipped.
     let d = Muxd::start(1, "", "");
     let before = rss_kib(d.child.id());
