@@ -948,4 +948,26 @@ mod tests {
             1
         );
     }
+
+    #[test]
+    fn ipc_limits_are_read_and_checked() {
+        let c = Config::parse(
+            "[ipc]\nhello_timeout_ms = 250\nframe_timeout_ms = 500\nmax_ports_per_client = 2\nmax_ephemeral_per_client = 1\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                c.ipc.hello_timeout_ms,
+                c.ipc.frame_timeout_ms,
+                c.ipc.max_ports_per_client,
+                c.ipc.max_ephemeral_per_client
+            ),
+            (250, 500, 2, 1)
+        );
+        for key in ["hello_timeout_ms", "frame_timeout_ms"] {
+            let e = Config::parse(&format!("[ipc]\n{key} = 0\n"), None).unwrap_err();
+            assert_eq!(e.key.as_deref(), Some(format!("ipc.{key}").as_str()), "{e}");
+        }
+    }
 }
