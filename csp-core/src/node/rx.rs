@@ -226,7 +226,6 @@ impl<
         if !is_syn(packet.data()) {
             return Err(RxDrop::NoConnection);
         }
-        let index = self.make_room_for_syn(l, h.src, sock.opts.max_conns)?;
         // The peer's options, clamped (see `syn`).
         let mut syn = [0u8; syn::SYN_LEN];
         let data = match self.syn.rewrite(packet.data(), &mut syn) {
@@ -236,6 +235,8 @@ impl<
         let isn = self.random() as u16;
         let conn = Connection::accept(now, data, sock.opts.rdp_options, isn)
             .map_err(|_| RxDrop::BadSyn)?;
+        // Only a SYN that makes a connection may displace a half-open one.
+        let index = self.make_room_for_syn(l, h.src, sock.opts.max_conns)?;
         self.conns[index] = Some(ConnSlot {
             conn,
             remote: h.src,

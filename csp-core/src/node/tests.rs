@@ -490,3 +490,49 @@ fn one_source_holds_at_most_its_half_open_bound() {
     assert_eq!(refused, 10 - per_source);
     assert_eq!(n.counters().rx_syn_refused, 10 - per_source as u32);
 }
+
+#[test]
+fn a_bad_syn_displaces_no_half_open_connection() {
+    type Big = Node<256, 4, 4, 6, 16, 4, 200, 1, 4>;
+    let mut n = Big::new(NodeConfig::new(addr(ME)));
+    let i = n
+        .add_iface(IfaceConfig::new("IF", Version::V2, 256))
+        .unwrap();
+    n.routes_mut().set_default(i, None).unwrap();
+    n.bind(BindPort::Port(port(10)), SocketOptions::both())
+        .unwrap();
+    let syn_from = |src: u16, data: &[u8]| {
+        let h = Header {
+            prio: Prio::Normal,
+            src: addr(src),
+            dst: addr(ME),
+            dport: port(10),
+            sport: port(20),
+            flags: Flags::RDP,
+        };
+        Packet::<256>::with_data(h, data)
+            .unwrap()
+            .frame(Version::V2)
+            .unwrap()
+            .to_vec()
+    };
+    let good = {
+        let mut c = Connection::<4, 200>::connect(at(0), csp_rdp::Options::default(), 1).unwrap();
+        let mut seg = [0u8; 64];
+        let t = c.poll_transmit(at(0), &mut seg).unwrap();
+        seg[..t.len].to_vec()
+    };
+    let bound = SynLimits::DEFAULT.half_open_per_listener;
+    for src in 0..bound {
+        n.handle_frame(at(0), IfaceId(0), &syn_from(100 + src, &good))
+            .unwrap();
+    }
+    // The SYN flag with a short option block: refused, nobody displaced.
+    let short = &good[good.len() - 9..];
+    assert_eq!(
+        n.handle_frame(at(0), IfaceId(0), &syn_from(200, short)),
+        Err(RxDrop::BadSyn)
+    );
+    assert_eq!(n.connections(), usize::from(bound));
+    assert_eq!(n.counters().half_open_dropped, 0);
+}
