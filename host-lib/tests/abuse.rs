@@ -6,6 +6,8 @@
 mod common;
 
 use std::net::UdpSocket;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -250,10 +252,15 @@ fn a_udp_flood_during_an_rdp_transfer() {
         // Keep serving (acknowledgements) until the sender closes.
         let end = server.recv(&conn, &mut buf, Some(WAIT * 6)).unwrap();
         assert_eq!(end, 0, "nothing after the {LEN} bytes");
+        server.close_conn(conn, Some(WAIT)).unwrap();
         got
     });
+    // The transfer is paced by the flood: chunk k goes once k/32 of the
+    // flood is out, so the two overlap from start to end whatever the speed.
+    let flooded = Arc::new(AtomicU64::new(0));
     let sender = thread::spawn({
         let socket = d.socket.clone();
+        let flooded = flooded.clone();
         move || {
             let mut c = Client::with_config(ClientConfig {
                 socket: Some(socket),
@@ -266,7 +273,14 @@ fn a_udp_flood_during_an_rdp_transfer() {
                 .connect_to(3, 10, ConnOptions::default(), Some(WAIT))
                 .unwrap();
             let data: Vec<u8> = (0..LEN).map(|i| (i * 7 + i / 251) as u8).collect();
-            for chunk in data.chunks(8192) {
+            for (k, chunk) in data.chunks(LEN / 32).enumerate() {
+                let due = FLOOD * k as u64 / 32;
+                let deadline = Instant::now() + WAIT * 6;
+                while flooded.load(Ordering::Relaxed) < due {
+                    assert!(Instant::now() < deadline, "the flood stalled");
+                    // Keep the connection served while waiting.
+                    c.wait(Some(Duration::from_millis(5))).unwrap();
+                }
                 // Generous: the flood shares the daemon with this transfer.
                 c.send(&conn, chunk, Some(WAIT * 6)).unwrap();
             }
@@ -289,6 +303,7 @@ fn a_udp_flood_during_an_rdp_transfer() {
             sent += 1;
         }
         wait_udp_frames(&mut watch, sent);
+        flooded.store(sent, Ordering::Relaxed);
         rss_peak = rss_peak.max(rss_kib(pid));
     }
     let sent_data = sender.join().unwrap();
