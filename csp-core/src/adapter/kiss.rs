@@ -2,7 +2,9 @@
 //! [`Node::handle_frame`], the encoder behind [`Node::poll_transmit`].
 
 use crate::kiss::{Encoder, KissDecoder, KissError, KissStats};
-use crate::node::{RxDrop, Transmit};
+use crate::node::RxDrop;
+#[cfg(any(feature = "embedded-io", feature = "embedded-hal-nb"))]
+use crate::node::Transmit;
 use crate::route::IfaceId;
 use crate::time::Instant;
 use crate::{Node, Version};
@@ -186,6 +188,7 @@ impl<const FRAME: usize> KissPort<FRAME> {
     /// for other interfaces are returned as `Err(transmit)` (their bytes in
     /// `buf[..transmit.len]`) for the caller to pass on. A frame the
     /// encoder refuses is counted as `tx_error` and skipped.
+    #[cfg(any(feature = "embedded-io", feature = "embedded-hal-nb"))]
     #[allow(clippy::too_many_arguments)]
     fn next_frame<
         const PKT: usize,
@@ -219,6 +222,7 @@ impl<const FRAME: usize> KissPort<FRAME> {
         }
     }
 
+    #[cfg(any(feature = "embedded-io", feature = "embedded-hal-nb"))]
     #[allow(clippy::too_many_arguments)]
     fn count_tx_error<
         const PKT: usize,
