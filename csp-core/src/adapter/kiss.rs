@@ -100,7 +100,8 @@ pub enum PortError<E> {
 /// ```
 ///
 /// Over `embedded-hal-nb` serial ([`poll_nb`](Self::poll_nb),
-/// [`transmit_nb`](Self::transmit_nb)) the loop is the same.
+/// [`transmit_nb`](Self::transmit_nb)) the loop is the same (example on
+/// `poll_nb`).
 #[derive(Debug, Clone)]
 pub struct KissPort<const FRAME: usize> {
     iface: IfaceId,
@@ -349,6 +350,45 @@ impl<const FRAME: usize> KissPort<FRAME> {
 impl<const FRAME: usize> KissPort<FRAME> {
     /// [`poll_io`](Self::poll_io) over an `embedded-hal-nb` serial port:
     /// reads until a frame completes or the port would block.
+    ///
+    /// ```
+    /// # #[cfg(feature = "embedded-hal-nb")] {
+    /// use csp_core::adapter::KissPort;
+    /// use csp_core::node::{IfaceConfig, NodeConfig};
+    /// use csp_core::time::Instant;
+    /// use csp_core::{Addr, Node, Version};
+    /// use embedded_hal_nb::{nb, serial};
+    ///
+    /// // A UART of your HAL (here: a loop back to itself).
+    /// struct Uart(heapless::Deque<u8, 1024>);
+    /// impl serial::ErrorType for Uart { type Error = core::convert::Infallible; }
+    /// impl serial::Read<u8> for Uart {
+    ///     fn read(&mut self) -> nb::Result<u8, Self::Error> {
+    ///         self.0.pop_front().ok_or(nb::Error::WouldBlock)
+    ///     }
+    /// }
+    /// impl serial::Write<u8> for Uart {
+    ///     fn write(&mut self, b: u8) -> nb::Result<(), Self::Error> {
+    ///         self.0.push_back(b).map_err(|_| nb::Error::WouldBlock)
+    ///     }
+    ///     fn flush(&mut self) -> nb::Result<(), Self::Error> { Ok(()) }
+    /// }
+    ///
+    /// let mut node: Node<128, 2, 2, 2, 1, 4, 100, 1, 1> =
+    ///     Node::new(NodeConfig::new(Addr::new(10).unwrap()));
+    /// let iface = node.add_iface(IfaceConfig::new("KISS", Version::V2, 6 + 100)).unwrap();
+    /// node.routes_mut().set_default(iface, None).unwrap();
+    /// let mut port: KissPort<106> = KissPort::new(iface, Version::V2);
+    /// let mut uart = Uart(heapless::Deque::new());
+    /// let mut buf = [0u8; 128];
+    /// let now = Instant::from_millis(0);
+    /// // Each turn of the main loop:
+    /// while let Some(_rx) = port.poll_nb(&mut node, now, &mut uart).unwrap() {
+    ///     // Application events here: `node.poll_event()`.
+    /// }
+    /// port.transmit_nb(&mut node, now, &mut buf, &mut uart).unwrap();
+    /// # }
+    /// ```
     #[allow(clippy::too_many_arguments)]
     pub fn poll_nb<
         R: embedded_hal_nb::serial::Read<u8>,
