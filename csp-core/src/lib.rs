@@ -17,6 +17,7 @@ extern crate std;
 #[macro_use]
 mod trace;
 
+pub mod adapter;
 pub mod bind;
 pub mod header;
 pub mod kiss;
