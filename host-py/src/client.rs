@@ -231,6 +231,37 @@ impl Client {
         }
     }
 
+    /// Start opening an RDP connection without waiting for the handshake
+    /// (for event loops): its `state` is "connecting" until "open" (or
+    /// "failed").
+    #[pyo3(signature = (dst, dport, *, window=None, segment=None, crc=false, hmac_key=None, conn_timeout=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn start_connect(
+        slf: &Bound<'_, Self>,
+        dst: i64,
+        dport: i64,
+        window: Option<i64>,
+        segment: Option<i64>,
+        crc: bool,
+        hmac_key: Option<Key>,
+        conn_timeout: Option<f64>,
+    ) -> PyResult<Connection> {
+        let py = slf.py();
+        let dst = args::addr(py, "dst", dst)?;
+        let dport = args::port(py, "dport", dport)?;
+        let options = RdpArgs {
+            window,
+            segment,
+            crc,
+            hmac_key,
+            conn_timeout,
+        }
+        .options(py)?;
+        let mut this = slf.borrow_mut();
+        let conn = check(py, this.inner(py)?.start_connect(dst, dport, options))?;
+        Ok(Connection::new(slf.clone().unbind(), conn))
+    }
+
     /// Ping `node` with `size` bytes; the round-trip time in seconds.
     #[pyo3(signature = (node, size=1, timeout=1.0))]
     fn ping(&mut self, py: Python<'_>, node: i64, size: usize, timeout: f64) -> PyResult<f64> {
