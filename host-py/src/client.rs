@@ -29,6 +29,24 @@ pub struct Client {
     inner: Option<Inner>,
 }
 
+/// Borrow the client a socket, listener or connection belongs to. Another
+/// thread in a call on the same client is `Busy` (a `RuntimeError`), not a
+/// wait: a wait here would hold the GIL and stop that thread too.
+pub fn borrow<'py>(py: Python<'py>, client: &'py Py<Client>) -> PyResult<PyRefMut<'py, Client>> {
+    borrow_bound(client.bind(py))
+}
+
+/// [`borrow`] for the client's own methods that hand out handles.
+fn borrow_bound<'py>(client: &Bound<'py, Client>) -> PyResult<PyRefMut<'py, Client>> {
+    client.try_borrow_mut().map_err(|_| {
+        raise(
+            client.py(),
+            "Busy",
+            "the client is in a call from another thread: give each thread its own Client".into(),
+        )
+    })
+}
+
 impl Client {
     /// The open client, or `Closed`.
     pub fn inner(&mut self, py: Python<'_>) -> PyResult<&mut Inner> {
@@ -139,7 +157,7 @@ impl Client {
         let py = slf.py();
         let bind = args::bind(py, port)?;
         let options = args::options(crc, hmac_key, xtea_key, sfp);
-        let mut this = slf.borrow_mut();
+        let mut this = borrow_bound(slf)?;
         let inner = this.inner(py)?;
         let handle = check(py, inner.bind_with(bind, options))?;
         let port = check(py, inner.local_port(&handle))?;
@@ -167,7 +185,7 @@ impl Client {
             conn_timeout,
         }
         .options(py)?;
-        let mut this = slf.borrow_mut();
+        let mut this = borrow_bound(slf)?;
         let handle = check(py, this.inner(py)?.listen(port, options))?;
         Ok(Listener::new(slf.clone().unbind(), handle, port))
     }
@@ -199,7 +217,7 @@ impl Client {
             conn_timeout,
         }
         .options(py)?;
-        let mut this = slf.borrow_mut();
+        let mut this = borrow_bound(slf)?;
         let inner = this.inner(py)?;
         let conn = check(py, inner.start_connect(dst, dport, options))?;
         let opened = block_on(py, inner, limit, |c| match c.conn_state(&conn) {
@@ -257,7 +275,7 @@ impl Client {
             conn_timeout,
         }
         .options(py)?;
-        let mut this = slf.borrow_mut();
+        let mut this = borrow_bound(slf)?;
         let conn = check(py, this.inner(py)?.start_connect(dst, dport, options))?;
         Ok(Connection::new(slf.clone().unbind(), conn))
     }

@@ -6,7 +6,7 @@ use host_lib::{Conn, ConnState, Error};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
 
-use crate::client::Client;
+use crate::client::{borrow, Client};
 use crate::errors::{check, raise};
 use crate::wait::block_on;
 
@@ -50,7 +50,7 @@ impl Listener {
     fn accept(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Connection> {
         let limit = crate::wait::timeout(py, timeout)?;
         let h = self.handle(py)?;
-        let mut c = self.client.bind(py).borrow_mut();
+        let mut c = borrow(py, &self.client)?;
         let inner = c.inner(py)?;
         let conn = block_on(py, inner, limit, |c| c.try_accept(&h).transpose())?;
         Ok(Connection::new(self.client.clone_ref(py), conn))
@@ -59,17 +59,20 @@ impl Listener {
     /// A connection if one is waiting, else None (never blocks).
     fn try_accept(&self, py: Python<'_>) -> PyResult<Option<Connection>> {
         let h = self.handle(py)?;
-        let mut c = self.client.bind(py).borrow_mut();
+        let mut c = borrow(py, &self.client)?;
         let conn = check(py, c.inner(py)?.try_accept(&h))?;
         Ok(conn.map(|conn| Connection::new(self.client.clone_ref(py), conn)))
     }
 
     /// Stop listening; the port goes back. Idempotent.
     fn close(&mut self, py: Python<'_>) -> PyResult<()> {
+        if self.handle.is_none() {
+            return Ok(());
+        }
+        let mut c = borrow(py, &self.client)?;
         let Some(h) = self.handle.take() else {
             return Ok(());
         };
-        let mut c = self.client.bind(py).borrow_mut();
         match c.inner(py) {
             Ok(inner) => check(py, py.allow_threads(|| inner.close_listener(h))),
             Err(_) => Ok(()),
@@ -121,7 +124,7 @@ impl Connection {
     fn send(&self, py: Python<'_>, data: &[u8], timeout: Option<f64>) -> PyResult<()> {
         let limit = crate::wait::timeout(py, timeout)?;
         let h = self.handle(py)?;
-        let mut c = self.client.bind(py).borrow_mut();
+        let mut c = borrow(py, &self.client)?;
         let inner = c.inner(py)?;
         let mut sent = 0;
         let r = block_on(py, inner, limit, |c| {
@@ -145,7 +148,7 @@ impl Connection {
     /// Queue what fits the window now; how many bytes (never blocks).
     fn try_send(&self, py: Python<'_>, data: &[u8]) -> PyResult<usize> {
         let h = self.handle(py)?;
-        let mut c = self.client.bind(py).borrow_mut();
+        let mut c = borrow(py, &self.client)?;
         match c.inner(py)?.try_send(&h, data) {
             Err(Error::WouldBlock) => Ok(0),
             r => check(py, r),
@@ -165,7 +168,7 @@ impl Connection {
         let limit = crate::wait::timeout(py, timeout)?;
         let h = self.handle(py)?;
         let mut buf = vec![0u8; max_bytes.clamp(1, MAX_RECV)];
-        let mut c = self.client.bind(py).borrow_mut();
+        let mut c = borrow(py, &self.client)?;
         let inner = c.inner(py)?;
         let n = block_on(py, inner, limit, |c| match c.try_recv(&h, &mut buf) {
             Err(Error::WouldBlock) => None,
@@ -184,7 +187,7 @@ impl Connection {
     ) -> PyResult<Option<Bound<'py, PyBytes>>> {
         let h = self.handle(py)?;
         let mut buf = vec![0u8; max_bytes.clamp(1, MAX_RECV)];
-        let mut c = self.client.bind(py).borrow_mut();
+        let mut c = borrow(py, &self.client)?;
         match c.inner(py)?.try_recv(&h, &mut buf) {
             Err(Error::WouldBlock) => Ok(None),
             r => check(py, r).map(|n| Some(PyBytes::new(py, &buf[..n]))),
@@ -197,7 +200,7 @@ impl Connection {
     fn wait_acked(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
         let limit = crate::wait::timeout(py, timeout)?;
         let h = self.handle(py)?;
-        let mut c = self.client.bind(py).borrow_mut();
+        let mut c = borrow(py, &self.client)?;
         let inner = c.inner(py)?;
         block_on(py, inner, limit, |c| match c.is_acked(&h) {
             Ok(false) => None,
@@ -209,7 +212,7 @@ impl Connection {
     /// True once everything sent so far is acknowledged (never blocks).
     fn is_acked(&self, py: Python<'_>) -> PyResult<bool> {
         let h = self.handle(py)?;
-        let mut c = self.client.bind(py).borrow_mut();
+        let mut c = borrow(py, &self.client)?;
         check(py, c.inner(py)?.is_acked(&h))
     }
 
@@ -217,7 +220,7 @@ impl Connection {
     #[getter]
     fn peer(&self, py: Python<'_>) -> PyResult<(u16, u8)> {
         let h = self.handle(py)?;
-        let mut c = self.client.bind(py).borrow_mut();
+        let mut c = borrow(py, &self.client)?;
         check(py, c.inner(py)?.conn_peer(&h))
     }
 
@@ -227,7 +230,7 @@ impl Connection {
         let Some(h) = self.handle else {
             return Ok("closed");
         };
-        let mut c = self.client.bind(py).borrow_mut();
+        let mut c = borrow(py, &self.client)?;
         Ok(match check(py, c.inner(py)?.conn_state(&h))? {
             ConnState::Connecting => "connecting",
             ConnState::Open => "open",
@@ -244,10 +247,13 @@ impl Connection {
     #[pyo3(signature = (timeout=CLOSE_TIMEOUT))]
     fn close(&mut self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
         let limit = crate::wait::timeout(py, timeout)?;
+        if self.handle.is_none() {
+            return Ok(());
+        }
+        let mut c = borrow(py, &self.client)?;
         let Some(h) = self.handle.take() else {
             return Ok(());
         };
-        let mut c = self.client.bind(py).borrow_mut();
         let Ok(inner) = c.inner(py) else {
             return Ok(());
         };

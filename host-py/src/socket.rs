@@ -4,7 +4,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use crate::args;
-use crate::client::Client;
+use crate::client::{borrow, Client};
 use crate::errors::{check, raise};
 use crate::wait::block_on;
 
@@ -98,7 +98,7 @@ impl Socket {
         let Some(h) = self.handle else {
             return Ok(self.port);
         };
-        let mut c = self.client.bind(py).borrow_mut();
+        let mut c = borrow(py, &self.client)?;
         Ok(c.inner(py)
             .ok()
             .and_then(|i| i.local_port(&h).ok())
@@ -111,7 +111,7 @@ impl Socket {
         let dst = args::addr(py, "dst", dst)?;
         let dport = args::port(py, "dport", dport)?;
         let h = self.handle(py)?;
-        let mut c = self.client.bind(py).borrow_mut();
+        let mut c = borrow(py, &self.client)?;
         let inner = c.inner(py)?;
         check(py, py.allow_threads(|| inner.sendto(&h, dst, dport, data)))
     }
@@ -122,7 +122,7 @@ impl Socket {
     fn recvfrom(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Datagram> {
         let limit = crate::wait::timeout(py, timeout)?;
         let h = self.handle(py)?;
-        let mut c = self.client.bind(py).borrow_mut();
+        let mut c = borrow(py, &self.client)?;
         let inner = c.inner(py)?;
         let d = block_on(py, inner, limit, |c| c.try_recvfrom(&h).transpose())?;
         Ok(Datagram::from_lib(py, d))
@@ -132,7 +132,7 @@ impl Socket {
     /// event loops, after `Client.process()`).
     fn try_recvfrom(&self, py: Python<'_>) -> PyResult<Option<Datagram>> {
         let h = self.handle(py)?;
-        let mut c = self.client.bind(py).borrow_mut();
+        let mut c = borrow(py, &self.client)?;
         let d = check(py, c.inner(py)?.try_recvfrom(&h))?;
         Ok(d.map(|d| Datagram::from_lib(py, d)))
     }
@@ -140,7 +140,7 @@ impl Socket {
     /// The socket's counters as a dict.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
         let h = self.handle(py)?;
-        let mut c = self.client.bind(py).borrow_mut();
+        let mut c = borrow(py, &self.client)?;
         let s = check(py, c.inner(py)?.socket_stats(&h))?;
         let d = pyo3::types::PyDict::new(py);
         d.set_item("rx_packets", s.rx_packets)?;
@@ -154,10 +154,13 @@ impl Socket {
 
     /// Release the port. Idempotent.
     fn close(&mut self, py: Python<'_>) -> PyResult<()> {
+        if self.handle.is_none() {
+            return Ok(());
+        }
+        let mut c = borrow(py, &self.client)?;
         let Some(h) = self.handle.take() else {
             return Ok(());
         };
-        let mut c = self.client.bind(py).borrow_mut();
         match c.inner(py) {
             Ok(inner) => check(py, py.allow_threads(|| inner.close(h))),
             // The client is closed: the daemon released the port with it.

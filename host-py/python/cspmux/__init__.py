@@ -20,6 +20,7 @@ from . import errors
 from ._native import ANY, MAX_ADDR, MAX_PORT, Connection, Datagram, Listener, Socket
 from ._native import Client as _NativeClient
 from .errors import (
+    Busy,
     Closed,
     ConnectionClosed,
     ConnectionFailed,
@@ -58,6 +59,7 @@ __all__ = [
     "ConnectionClosed",
     "InvalidArgument",
     "Closed",
+    "Busy",
     "errors",
     "parse_status",
 ]

@@ -42,7 +42,13 @@ class Closed(CspError):
     """The socket, listener, connection or client was closed already."""
 
 
+class Busy(CspError, RuntimeError):
+    """The client is in a call from another thread (give each thread its
+    own ``Client``)."""
+
+
 __all__ = [
+    "Busy",
     "CspError",
     "Timeout",
     "DaemonUnavailable",

@@ -242,3 +242,26 @@ def test_daemon_restart_rebinds_sockets(muxd):
         with cspmux.Client(socket=muxd.socket) as other:
             other.bind(None).sendto(muxd.addr, 10, b"after restart")
         assert s.recvfrom(timeout=5).data == b"after restart"
+
+
+def test_one_client_two_threads_is_busy_not_a_crash(muxd):
+    with cspmux.Client(socket=muxd.socket) as c, cspmux.Client(socket=muxd.socket) as other:
+        s = c.bind(23)
+        got = []
+        t = threading.Thread(target=lambda: got.append(s.recvfrom(timeout=10).data))
+        t.start()
+        # The thread holds the client while it waits: same-client calls from
+        # here are refused with a RuntimeError, never a hang or a crash.
+        for _ in range(500):
+            try:
+                s.stats()
+            except cspmux.Busy:
+                break
+            threading.Event().wait(0.01)
+        else:
+            pytest.fail("the waiting thread never held the client")
+        with pytest.raises(RuntimeError):
+            c.bind(24)
+        other.bind(None).sendto(muxd.addr, 23, b"done")
+        t.join(10)
+        assert got == [b"done"]
