@@ -23,12 +23,14 @@ def _bin(var: str) -> str:
 class Muxd:
     """A csp-muxd process with node address ``addr`` on ``socket``."""
 
-    def __init__(self, directory: Path, addr: int = 1):
+    def __init__(self, directory: Path, addr: int = 1, extra: str = ""):
         self.dir = directory
         self.addr = addr
         self.socket = str(directory / "muxd.sock")
         self.config = directory / "muxd.toml"
-        self.config.write_text(f'[node]\naddress = {addr}\n[udp]\nbind = "127.0.0.1:0"\n')
+        self.config.write_text(
+            f'[node]\naddress = {addr}\n[udp]\nbind = "127.0.0.1:0"\n{extra}\n'
+        )
         self.proc = None
         self.start()
 
@@ -70,6 +72,23 @@ class Muxd:
 @pytest.fixture
 def muxd(tmp_path):
     m = Muxd(tmp_path)
+    yield m
+    m.kill()
+
+
+def free_tcp_port() -> int:
+    """A loopback port free a moment ago (the daemon binds it right after)."""
+    with pysocket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def tcp_muxd(tmp_path):
+    """A daemon that also listens on loopback TCP with a token."""
+    port = free_tcp_port()
+    m = Muxd(tmp_path, extra=f'[ipc]\ntcp_listen = "127.0.0.1:{port}"\ntcp_token = "sesame"')
+    m.tcp = f"127.0.0.1:{port}"
     yield m
     m.kill()
 
