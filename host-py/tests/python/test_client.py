@@ -275,3 +275,18 @@ def test_one_client_two_threads_is_busy_not_a_crash(muxd):
         other.bind(None).sendto(muxd.addr, 23, b"done")
         t.join(10)
         assert got == [b"done"]
+
+
+def test_parse_status_keeps_what_it_does_not_know():
+    text = (
+        "node 5\nuptime 12 s\nsocket /tmp/x.sock\nlink udp 127.0.0.1:9700\n"
+        'app 3 name="a \\"b\\"" ports=5:10,5:ANY queued=2\n'
+        "uptime many s\nsomething new\n"
+    )
+    st = cspmux.parse_status(text)
+    assert (st["node"], st["uptime"], st["socket"]) == (5, 12, "/tmp/x.sock")
+    assert st["links"] == ["udp 127.0.0.1:9700"]
+    assert st["apps"] == [
+        {"id": 3, "name": 'a "b"', "ports": [{"addr": 5, "port": 10}, {"addr": 5, "port": None}], "queued": 2}
+    ]
+    assert st["other"] == ["uptime many s", "something new"]
