@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use csp_core::service::client::{self, Request};
 use host_lib::{Client as Inner, ClientConfig, Control, Event};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -13,6 +14,7 @@ use pyo3::types::PyDict;
 use crate::args::{self, Key, RdpArgs};
 use crate::conn::{Connection, Listener};
 use crate::errors::{check, invalid, raise};
+use crate::service::ServiceSocket;
 use crate::socket::Socket;
 use crate::wait::block_on;
 
@@ -27,6 +29,7 @@ use crate::wait::block_on;
 #[pyclass(module = "cspmux._native", subclass)]
 pub struct Client {
     inner: Option<Inner>,
+    service: ServiceSocket,
 }
 
 /// Borrow the client a socket, listener or connection belongs to. Another
@@ -48,6 +51,35 @@ fn borrow_bound<'py>(client: &Bound<'py, Client>) -> PyResult<PyRefMut<'py, Clie
 }
 
 impl Client {
+    /// A service request to `node`, waiting at most `timeout` seconds.
+    fn service(
+        &mut self,
+        py: Python<'_>,
+        node: i64,
+        request: Request<'_>,
+        timeout: f64,
+    ) -> PyResult<(Duration, Vec<u8>)> {
+        let node = args::addr(py, "node", node)?;
+        let t = crate::wait::timeout(py, Some(timeout))?.unwrap_or_default();
+        let Client { inner, service } = self;
+        let inner = inner
+            .as_mut()
+            .ok_or_else(|| raise(py, "Closed", "the client is closed".into()))?;
+        service.request(py, inner, node, request, t)
+    }
+
+    /// A service whose reply is one 32-bit number.
+    fn service_u32(
+        &mut self,
+        py: Python<'_>,
+        node: i64,
+        request: Request<'_>,
+        timeout: f64,
+    ) -> PyResult<u32> {
+        let (_, reply) = self.service(py, node, request, timeout)?;
+        check(py, client::parse_u32(&reply).map_err(host_lib::Error::from))
+    }
+
     /// The open client, or `Closed`.
     pub fn inner(&mut self, py: Python<'_>) -> PyResult<&mut Inner> {
         self.inner
@@ -120,7 +152,10 @@ impl Client {
         }
         // Connecting waits (bounded) for the daemon's HELLO answer.
         let inner = check(py, py.allow_threads(|| Inner::with_config(cfg)))?;
-        Ok(Client { inner: Some(inner) })
+        Ok(Client {
+            inner: Some(inner),
+            service: ServiceSocket::default(),
+        })
     }
 
     /// The daemon's CSP address: this process's node address.
@@ -283,8 +318,6 @@ impl Client {
     /// Ping `node` with `size` bytes; the round-trip time in seconds.
     #[pyo3(signature = (node, size=1, timeout=1.0))]
     fn ping(&mut self, py: Python<'_>, node: i64, size: usize, timeout: f64) -> PyResult<f64> {
-        let node = args::addr(py, "node", node)?;
-        let t = crate::wait::timeout(py, Some(timeout))?.unwrap_or_default();
         let mtu = self.inner(py)?.mtu();
         if size > mtu {
             return Err(invalid(
@@ -292,9 +325,14 @@ impl Client {
                 format!("ping size {size} exceeds the MTU {mtu}"),
             ));
         }
-        let inner = self.inner(py)?;
-        // Bounded by `timeout`: the service helpers wait as one call.
-        let rtt = check(py, py.allow_threads(|| inner.ping(node, size, t)))?;
+        let request = Request::Ping { size };
+        let mut sent = vec![0u8; size];
+        check(py, request.emit(&mut sent).map_err(host_lib::Error::from))?;
+        let (rtt, reply) = self.service(py, node, request, timeout)?;
+        check(
+            py,
+            client::check_ping(&sent, &reply).map_err(host_lib::Error::from),
+        )?;
         Ok(rtt.as_secs_f64())
     }
 
@@ -307,10 +345,11 @@ impl Client {
         node: i64,
         timeout: f64,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let node = args::addr(py, "node", node)?;
-        let t = crate::wait::timeout(py, Some(timeout))?.unwrap_or_default();
-        let inner = self.inner(py)?;
-        let id = check(py, py.allow_threads(|| inner.ident(node, t)))?;
+        let (_, reply) = self.service(py, node, Request::Ident, timeout)?;
+        let id = check(
+            py,
+            client::parse_ident(&reply).map_err(host_lib::Error::from),
+        )?;
         let d = PyDict::new(py);
         d.set_item("hostname", id.hostname)?;
         d.set_item("model", id.model)?;
@@ -323,28 +362,19 @@ impl Client {
     /// Seconds `node` has been up.
     #[pyo3(signature = (node, timeout=1.0))]
     fn uptime(&mut self, py: Python<'_>, node: i64, timeout: f64) -> PyResult<u32> {
-        let node = args::addr(py, "node", node)?;
-        let t = crate::wait::timeout(py, Some(timeout))?.unwrap_or_default();
-        let inner = self.inner(py)?;
-        check(py, py.allow_threads(|| inner.uptime(node, t)))
+        self.service_u32(py, node, Request::Uptime, timeout)
     }
 
     /// Free memory of `node`, in bytes.
     #[pyo3(signature = (node, timeout=1.0))]
     fn memfree(&mut self, py: Python<'_>, node: i64, timeout: f64) -> PyResult<u32> {
-        let node = args::addr(py, "node", node)?;
-        let t = crate::wait::timeout(py, Some(timeout))?.unwrap_or_default();
-        let inner = self.inner(py)?;
-        check(py, py.allow_threads(|| inner.memfree(node, t)))
+        self.service_u32(py, node, Request::Memfree, timeout)
     }
 
     /// Free packet buffers of `node`.
     #[pyo3(signature = (node, timeout=1.0))]
     fn buffree(&mut self, py: Python<'_>, node: i64, timeout: f64) -> PyResult<u32> {
-        let node = args::addr(py, "node", node)?;
-        let t = crate::wait::timeout(py, Some(timeout))?.unwrap_or_default();
-        let inner = self.inner(py)?;
-        check(py, py.allow_threads(|| inner.buffree(node, t)))
+        self.service_u32(py, node, Request::BufFree, timeout)
     }
 
     /// The daemon's answer to a control request, as text: `"status"`,
@@ -408,6 +438,7 @@ impl Client {
     /// Disconnect from the daemon; its ports are released. Idempotent.
     fn close(&mut self) {
         self.inner = None;
+        self.service = ServiceSocket::default();
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {

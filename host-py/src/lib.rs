@@ -13,6 +13,7 @@ mod args;
 mod client;
 mod conn;
 mod errors;
+mod service;
 mod socket;
 mod wait;
 

@@ -179,7 +179,10 @@ def test_blocking_call_releases_the_gil(muxd):
         assert got == [b"from main"]
 
 
-def test_ctrl_c_interrupts_a_blocking_call(muxd):
+@pytest.mark.parametrize(
+    "call", ["s.recvfrom(None)", "c.ping(9, timeout=60)", "c.listen(12).accept()"]
+)
+def test_ctrl_c_interrupts_a_blocking_call(muxd, call):
     script = textwrap.dedent(
         f"""
         import sys, cspmux
@@ -187,7 +190,7 @@ def test_ctrl_c_interrupts_a_blocking_call(muxd):
         s = c.bind(31)
         try:
             print("ready", flush=True)
-            s.recvfrom(None)
+            {call}
         except KeyboardInterrupt:
             print("interrupted", flush=True)
             sys.exit(3)
