@@ -666,3 +666,99 @@ fn kiss_over_tcp_dissects_every_frame() {
         .collect();
     assert_eq!(seq_of("csp.crc.status"), want);
 }
+
+/// The script is total: every prefix of every frame (v2 and v1), every flag
+/// combination on data of 0..=40 bytes, and KISS garbage give a dissection
+/// with expert notes at most, never a Lua error or a malformed packet.
+#[test]
+fn truncated_and_odd_frames_never_raise_lua_errors() {
+    let Some(tshark) = tshark() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut ng = Pcapng::new();
+    let v2_if = ng.interface(LINKTYPE_USER0, "udp0");
+    let v1_if = ng.interface(LINKTYPE_USER1, "kiss-v1");
+    let mut packets = 0;
+    for (iface, cases) in [(v2_if, v2_cases()), (v1_if, v1_cases())] {
+        for c in &cases {
+            for n in 0..c.frame.len() {
+                ng.packet(iface, true, &c.frame[..n]);
+                packets += 1;
+            }
+        }
+    }
+    // Every flag byte (all 8 bits: v1 has reserved bits) on data of every
+    // length up to the largest trailer set (SYN options, SFP, RDP, HMAC, CRC).
+    for flags in 0..=255u8 {
+        for len in (0..=40).step_by(3) {
+            let mut f = header(2, 1, 2, 3, flags % 7, flags & 0x3f)
+                .to_bytes(Version::V2)
+                .map(|(b, n)| b[..n].to_vec())
+                .unwrap();
+            f.extend((0..len).map(|i| (i as u8).wrapping_mul(flags)));
+            ng.packet(v2_if, false, &f);
+            let mut f1 = vec![0x80 | (flags >> 2), 0x10, (flags % 7) << 6, flags];
+            f1.extend((0..len).map(|i| (i as u8).wrapping_mul(flags)));
+            ng.packet(v1_if, false, &f1);
+            packets += 2;
+        }
+    }
+    let file = write_temp(dir.path(), "odd.pcapng", &ng.into_bytes());
+    let fields = ["_ws.malformed", "_ws.expert.message", "csp.version"];
+    let got = dissect(&tshark, &file, &[], &fields);
+    assert_eq!(got.len(), packets);
+    // Short frames carry the script's own "malformed" expert note; what
+    // must not appear is a Lua error or an exception (a bounds error).
+    for (i, g) in got.iter().enumerate() {
+        assert!(
+            !g["_ws.expert.message"].contains("Exception"),
+            "packet {}",
+            i + 1
+        );
+        assert!(
+            !g["_ws.expert.message"].contains("Lua Error"),
+            "packet {}: {}",
+            i + 1,
+            g["_ws.expert.message"]
+        );
+        assert!(
+            !g["csp.version"].is_empty(),
+            "packet {}: dissected as CSP",
+            i + 1
+        );
+    }
+
+    // KISS over TCP: random bytes with FENDs and bad escapes between good frames.
+    let good = v2_cases().remove(0).frame;
+    let mut enc = vec![0u8; kiss::max_encoded_len(good.len())];
+    let n = kiss::encode(&good, Version::V2, &mut enc).unwrap();
+    let mut stream = Vec::new();
+    for round in 0u32..20 {
+        stream.extend_from_slice(&enc[..n]);
+        stream.extend(
+            (0..round * 3).map(|i| [0xC0, 0xDB, 0x00, 0x17, 0xDD][(i * 7 + round) as usize % 5]),
+        );
+    }
+    let mut pcap = Pcap::new();
+    let a = SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 40000);
+    let b = SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 40001);
+    let mut seq = 1u32;
+    for chunk in stream.chunks(37) {
+        pcap.tcp(a, b, seq, chunk);
+        seq += chunk.len() as u32;
+    }
+    let file = write_temp(dir.path(), "kiss-odd.pcap", &pcap.into_bytes());
+    let got = dissect(
+        &tshark,
+        &file,
+        &["-d", "tcp.port==40001,csp_kiss"],
+        &fields[..2],
+    );
+    for g in &got {
+        assert!(!g["_ws.expert.message"].contains("Exception"));
+        assert!(
+            !g["_ws.expert.message"].contains("Lua Error"),
+            "{}",
+            g["_ws.expert.message"]
+        );
+    }
+}
