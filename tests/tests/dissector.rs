@@ -524,15 +524,16 @@ fn udp_frames_dissect_to_what_was_sent() {
     assert_eq!(got.len(), rdp_to_5);
     assert!(rdp_to_5 >= 2);
 
-    // v1 frames over UDP with the version preference.
+    // v1 frames over UDP with the version preference, the port given by
+    // the port preference (the path that registers 9700 by default).
     let cases = v1_cases();
     let (bytes, port) = udp_capture(&cases);
     let file = write_temp(dir.path(), "udp-v1.pcap", &bytes);
-    let decode_as = format!("udp.port=={port},csp");
+    let udp_port = format!("csp.udp_port:{port}");
     let got = dissect(
         &tshark,
         &file,
-        &["-d", &decode_as, "-o", "csp.version:v1"],
+        &["-o", &udp_port, "-o", "csp.version:v1"],
         &field_list(&cases),
     );
     check(&cases, &got);
