@@ -489,6 +489,10 @@ impl Daemon {
         let Some(local) = self.local_addr(addr) else {
             return self.reply(token, &ack(Status::NotLocalAddr, port));
         };
+        if self.cfg.daemon_owns_port(port) {
+            // The node's own service: the daemon holds it (docs/ipc.md).
+            return self.reply(token, &ack(Status::PortInUse, port));
+        }
         if !self.within_quota(token, port) {
             self.stats.quota_refused += 1;
             return self.reply(token, &ack(Status::QuotaExceeded, port));
@@ -578,8 +582,10 @@ impl Daemon {
         }
         // A client may send only from an (address, port) whose traffic the
         // port table would hand to it: no spoofing another app's port.
-        let owns =
-            header.src == self.node && self.apps.lookup(header.src, header.sport) == Some(&token);
+        // The service ports are the daemon's, even for a CSP_ANY holder.
+        let owns = header.src == self.node
+            && !self.cfg.daemon_owns_port(header.sport.get())
+            && self.apps.lookup(header.src, header.sport) == Some(&token);
         if !owns {
             self.stats.rejected_packets += 1;
             if let Some(c) = self.clients.get_mut(&token) {
@@ -707,7 +713,14 @@ impl Daemon {
 
     fn deliver_local(&mut self, mut header: Header, data: &[u8], origin: Origin) {
         header.dst = self.node;
-        if let Some(&token) = self.apps.lookup(header.dst, header.dport) {
+        // A service port the daemon keeps never reaches an application,
+        // not even the CSP_ANY holder: pings are answered by the daemon.
+        let app = if self.cfg.daemon_owns_port(header.dport.get()) {
+            None
+        } else {
+            self.apps.lookup(header.dst, header.dport).copied()
+        };
+        if let Some(token) = app {
             let mut frame = Vec::with_capacity(6 + data.len());
             frame.extend_from_slice(&[0; 6]);
             frame.extend_from_slice(data);

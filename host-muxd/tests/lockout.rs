@@ -84,6 +84,8 @@ fn one_application_can_not_take_every_port() {
         match hog.register(0, port).0 {
             Status::Ok => numbered += 1,
             Status::QuotaExceeded => {}
+            // The node's service ports 0..=6 are the daemon's.
+            Status::PortInUse if port <= 6 => {}
             other => panic!("port {port}: {other:?}"),
         }
     }
@@ -102,12 +104,12 @@ fn one_application_can_not_take_every_port() {
     assert_eq!(app.register(0, 20), (Status::Ok, 1, 20));
     assert_eq!(app.register(0, PORT_EPHEMERAL).0, Status::Ok);
     // Giving one back makes room under the quota again.
-    assert_eq!(hog.unregister(0, 0), Status::Ok);
+    assert_eq!(hog.unregister(0, 7), Status::Ok);
     assert_eq!(hog.register(0, 21).0, Status::Ok);
     let stats = app.control(Control::Stats);
     assert_eq!(
         stat(&stats, "quota_refused"),
-        (33 - 8) + (32 - 4),
+        (33 - 7 - 8) + (32 - 4),
         "{stats}"
     );
 }
