@@ -89,6 +89,8 @@ pub enum Error {
     /// The daemon answered a request with the answer to another kind of
     /// request; the client drops the connection and reconnects.
     OutOfTurn(String),
+    /// A control reply line is not a record (csp-ipc's `record` grammar).
+    BadRecord(csp_ipc::record::RecordError),
     /// A service reply could not be read.
     Service(ServiceError),
     /// Something this version of the library does not do (yet); the text
@@ -202,6 +204,7 @@ impl fmt::Display for Error {
             Error::Sfp(e) => write!(f, "SFP: {e}"),
             Error::Daemon { code, message } => write!(f, "csp-muxd: {message} ({code:?})"),
             Error::Protocol(e) => write!(f, "csp-muxd sent a bad frame: {e}"),
+            Error::BadRecord(e) => write!(f, "csp-muxd sent a bad control record: {e}"),
             Error::OutOfTurn(what) => write!(
                 f,
                 "csp-muxd answered out of turn ({what}); the connection is reset"

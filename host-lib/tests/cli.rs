@@ -76,6 +76,48 @@ fn status_lists_node_routes_apps_counters() {
     assert!(out.contains("link udp"), "{out}");
 }
 
+/// `csp status` with more applications than one frame can list, one of
+/// them with a 4000-byte name: the reply comes in pages, `--json` is one
+/// object of records (issue 16; before, the client timed out).
+#[test]
+fn status_json_lists_every_application_in_pages() {
+    let d = Muxd::start(1, "");
+    let named = |name: String| {
+        Client::with_config(host_lib::ClientConfig {
+            socket: Some(d.socket.clone()),
+            name,
+            reconnect: false,
+            ..host_lib::ClientConfig::default()
+        })
+        .unwrap()
+    };
+    let mut long = named("L".repeat(4000));
+    let _s = long.bind(Bind::Port(17)).unwrap();
+    let _apps: Vec<Client> = (0..150).map(|i| named(format!("app {i}"))).collect();
+
+    let (code, out, err) = run(csp(&d).args(["status", "--json"]));
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let status = v["status"].as_array().unwrap();
+    assert_eq!(status[0], serde_json::json!({"kind": "node", "args": [1]}));
+    let apps: Vec<_> = status.iter().filter(|r| r["kind"] == "app").collect();
+    // The 151 above and `csp status` itself.
+    assert_eq!(apps.len(), 152, "{out}");
+    let mine = apps.iter().find(|a| a["ports"] == "1:17").unwrap();
+    assert_eq!(mine["name"], "L".repeat(csp_ipc::record::MAX_VALUE_LEN));
+    assert!(v["counters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["kind"] == "delivered"));
+    assert!(v["routes"].is_array());
+
+    // The text form for people lists them all too.
+    let (code, out, err) = run(csp(&d).arg("status"));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.matches("name=\"app ").count(), 150, "{out}");
+}
+
 /// Start `csp listen ARGS` and wait until it has bound its port.
 fn listen(d: &Muxd, args: &[&str]) -> Child {
     listen_with_stderr(d, args).0

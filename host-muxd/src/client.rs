@@ -272,9 +272,44 @@ impl Client {
         if self.control_queue.len() >= MAX_CONTROL_FRAMES {
             return false;
         }
+        self.queue_encoded(msg);
+        true
+    }
+
+    fn queue_encoded(&mut self, msg: &Message<'_>) {
         match csp_ipc::encode_to_vec(msg) {
             Ok(frame) => self.control_queue.push_back(frame),
-            Err(e) => log::error!("client {}: cannot encode {msg:?}: {e}", self.name),
+            Err(e) => {
+                // Tell the client rather than leave it waiting; the log line
+                // names the message, never its (possibly huge) text.
+                let kind = format!("{msg:?}");
+                let kind = kind.split([' ', '(', '{']).next().unwrap_or("");
+                log::warn!("client {}: cannot encode {kind}: {e}", self.name);
+                let error = Message::Error {
+                    code: csp_ipc::ErrorCode::Other,
+                    message: "reply could not be encoded",
+                };
+                if let Ok(frame) = csp_ipc::encode_to_vec(&error) {
+                    self.control_queue.push_back(frame);
+                }
+            }
+        }
+    }
+
+    /// Queue the pages of one control reply, the last one marked. Returns
+    /// false, queueing nothing, if the client already lets control frames
+    /// pile up: one reply is bounded (its records are), the backlog by count.
+    pub fn send_reply_pages(&mut self, request: csp_ipc::Control, pages: &[String]) -> bool {
+        if self.control_queue.len() >= MAX_CONTROL_FRAMES {
+            return false;
+        }
+        for (i, text) in pages.iter().enumerate() {
+            let page = Message::ControlReply {
+                request,
+                more: i + 1 < pages.len(),
+                text,
+            };
+            self.queue_encoded(&page);
         }
         true
     }

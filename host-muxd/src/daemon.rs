@@ -22,6 +22,7 @@ use csp_core::bind::{BindAddr, BindError, BindPort, PortTable};
 use csp_core::header::HeaderView;
 use csp_core::route::{IfaceId, Prefix, RouteTable};
 use csp_core::{Addr, Header, Version};
+use csp_ipc::record::Record;
 use csp_ipc::{ByeReason, Control, ErrorCode, Message, Status};
 
 use crate::client::{Client, Deadline, ReadOutcome, Request, Stream};
@@ -426,14 +427,8 @@ impl Daemon {
             Request::Unregister { addr, port } => self.on_unregister(token, addr, port),
             Request::Data(frame) => self.on_client_data(token, &frame),
             Request::Control(c) => {
-                let text = self.control_text(c);
-                self.reply(
-                    token,
-                    &Message::ControlReply {
-                        request: c,
-                        text: &text,
-                    },
-                );
+                let records = self.control_records(c);
+                self.reply_records(token, c, &records);
             }
             Request::Unexpected(what) => self.fail_client(
                 token,
@@ -755,19 +750,18 @@ impl Daemon {
         u32::try_from(total.saturating_sub(used)).unwrap_or(u32::MAX)
     }
 
-    fn control_text(&self, c: Control) -> String {
-        use std::fmt::Write;
-        let mut out = String::new();
+    /// The answer to a control request as records (csp-ipc's `record`
+    /// grammar): bounded values, so any number of them pages cleanly.
+    fn control_records(&self, c: Control) -> Vec<Record> {
+        let mut out = Vec::new();
+        let mut clients: Vec<_> = self.clients.iter().collect();
+        clients.sort_by_key(|(t, _)| t.0);
         match c {
             Control::Status => {
-                let _ = writeln!(out, "node {}", self.node);
-                let _ = writeln!(out, "uptime {} s", self.started.elapsed().as_secs());
-                let _ = writeln!(out, "socket {}", self.socket_path.display());
-                for line in self.links.describe() {
-                    let _ = writeln!(out, "link {line}");
-                }
-                let mut clients: Vec<_> = self.clients.iter().collect();
-                clients.sort_by_key(|(t, _)| t.0);
+                out.push(Record::new("node").arg(self.node));
+                out.push(Record::new("uptime").arg(self.started.elapsed().as_secs()));
+                out.push(Record::new("socket").arg(self.socket_path.display()));
+                out.extend(self.links.describe().iter().map(|l| as_record("link", l)));
                 for (token, client) in clients {
                     let ports: Vec<String> = client
                         .bindings
@@ -777,49 +771,72 @@ impl Daemon {
                             p => format!("{a}:{p}"),
                         })
                         .collect();
-                    let _ = writeln!(
-                        out,
-                        "app {} name={:?} ports={} queued={}",
-                        token.0,
-                        client.name,
-                        ports.join(","),
-                        client.queued_packets()
+                    out.push(
+                        Record::new("app")
+                            .arg(token.0)
+                            .field("name", &client.name)
+                            .field("ports", ports.join(","))
+                            .field("queued", client.queued_packets()),
                     );
                 }
             }
             Control::Stats => {
-                let _ = write!(out, "{}", self.stats);
-                for line in self.links.describe_stats() {
-                    let _ = writeln!(out, "{line}");
-                }
+                let counters = self.stats.to_string();
+                out.extend(counters.lines().map(|l| as_record("", l)));
+                out.extend(self.links.describe_stats().iter().map(|l| as_record("", l)));
                 for r in self.routes.iter() {
                     let hits = self.route_hits.get(&r.prefix).copied().unwrap_or(0);
                     let entry = r.display_with(self.routes.version(), |i| self.links.name(i));
-                    let _ = writeln!(out, "route {entry} packets={hits}");
+                    out.push(as_record("route", &format!("{entry} packets={hits}")));
                 }
-                let mut clients: Vec<_> = self.clients.iter().collect();
-                clients.sort_by_key(|(t, _)| t.0);
                 for (token, c) in clients {
                     let s = c.stats;
-                    let _ = writeln!(
-                        out,
-                        "app {} rx={} tx={} dropped_overflow={} rejected={}",
-                        token.0, s.rx_packets, s.tx_packets, s.dropped_overflow, s.rejected
+                    out.push(
+                        Record::new("app")
+                            .arg(token.0)
+                            .field("rx", s.rx_packets)
+                            .field("tx", s.tx_packets)
+                            .field("dropped_overflow", s.dropped_overflow)
+                            .field("rejected", s.rejected),
                     );
                 }
             }
             Control::Routes => {
                 for r in self.routes.iter() {
-                    let _ = writeln!(
-                        out,
-                        "{}",
-                        r.display_with(self.routes.version(), |i| self.links.name(i))
-                    );
+                    let entry = r.display_with(self.routes.version(), |i| self.links.name(i));
+                    out.push(as_record("route", &entry.to_string()));
                 }
             }
         }
         out
     }
+
+    /// Send a control reply as pages, the last marked; the client's control
+    /// queue bounds how many replies may wait, not how long one is.
+    fn reply_records(&mut self, token: Token, request: Control, records: &[Record]) {
+        let pages = csp_ipc::record::page(records);
+        let Some(c) = self.clients.get_mut(&token) else {
+            return;
+        };
+        if !c.send_reply_pages(request, &pages) {
+            self.drop_client(token, "not reading its replies");
+        }
+    }
+}
+
+/// A line the daemon formats elsewhere (`text`, links' and counters'
+/// descriptions) as a record of `kind` (empty: the line's first word is
+/// the kind); a line outside the grammar is carried whole as `text=`.
+fn as_record(kind: &str, text: &str) -> Record {
+    let line = if kind.is_empty() {
+        text.to_string()
+    } else {
+        format!("{kind} {text}")
+    };
+    csp_ipc::record::parse(&line).unwrap_or_else(|_| {
+        let kind = if kind.is_empty() { "line" } else { kind };
+        Record::new(kind).field("text", text)
+    })
 }
 
 /// Where a packet entered routing; services never answer their own replies.

@@ -153,9 +153,8 @@ fn a_thousand_applications_each_hold_a_connection() {
         }
     }
     assert_eq!(held.len(), 32, "one ephemeral port each for the first 32");
-    // Every connection is alive and answered.
-    // (A REGISTER round trip: STATUS and STATS replies outgrow the 4096
-    // byte text limit with this many applications.)
+    // Every connection is alive and answered (a REGISTER round trip;
+    // paged STATUS with this many: boundaries.rs).
     for app in apps.iter_mut().step_by(37) {
         assert_eq!(app.unregister(0, 5), Status::NotRegistered);
     }

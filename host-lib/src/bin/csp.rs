@@ -214,8 +214,13 @@ The other end: `csp listen --rdp PORT` (add --echo to send everything back).")]
         linger: Option<u64>,
     },
     /// Show the daemon's node, links, routes, applications and counters.
-    #[command(after_help = "Example:\n  csp status")]
-    Status,
+    #[command(after_help = "Examples:\n  csp status\n  csp status --json")]
+    Status {
+        /// One JSON object for scripts: `status`, `routes` and `counters`,
+        /// each a list of records (`kind`, `args`, then the named values).
+        #[arg(long)]
+        json: bool,
+    },
     /// Measure round-trip time, connectionless and RDP throughput against
     /// any node (`csp bench serve` is the peer for stream and rdp).
     Bench(bench::Bench),
@@ -440,13 +445,24 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             errln!("listening on {}:{port}", client.node());
             listen(&mut client, &socket, count, idle, raw, echo)
         }
-        Command::Status => {
+        Command::Status { json } => {
             let mut client = connect(g)?;
-            for (title, c) in [
+            let sections = [
                 ("status", Control::Status),
                 ("routes", Control::Routes),
                 ("counters", Control::Stats),
-            ] {
+            ];
+            if json {
+                let mut out = serde_json::Map::new();
+                for (title, c) in sections {
+                    let records = client.control_records(c)?;
+                    let list = records.iter().map(record_json).collect();
+                    out.insert(title.into(), serde_json::Value::Array(list));
+                }
+                outln!("{}", serde_json::Value::Object(out));
+                return Ok(ExitCode::SUCCESS);
+            }
+            for (title, c) in sections {
                 let text = client.control(c)?;
                 outln!("== {title}");
                 out!("{text}");
@@ -457,6 +473,25 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// A control record as a JSON object: `kind`, `args` when there are any,
+/// then each named value (digits become numbers).
+fn record_json(r: &host_lib::Record) -> serde_json::Value {
+    use serde_json::Value;
+    let value = |v: &str| match v.parse::<u64>() {
+        Ok(n) => Value::from(n),
+        Err(_) => Value::from(v),
+    };
+    let mut o = serde_json::Map::new();
+    o.insert("kind".into(), Value::from(r.kind.as_str()));
+    if !r.args.is_empty() {
+        o.insert("args".into(), r.args.iter().map(|a| value(a)).collect());
+    }
+    for (k, v) in &r.fields {
+        o.insert(k.clone(), value(v));
+    }
+    Value::Object(o)
 }
 
 fn listen(
