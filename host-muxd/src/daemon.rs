@@ -112,16 +112,26 @@ impl Daemon {
         let bind_config = cfg.bind_config()?;
 
         let plan = RoutePlan::<MAX_ROUTES>::from_config(&cfg).map_err(|e| e.message)?;
-        let mut links = Links::open(&cfg, plan.ifaces, poll.registry(), kiss_token, zmq_token)?;
-        let routes = plan.table;
 
-        let mut listener = crate::endpoint::bind(&socket_path)?;
+        // Start-up is all-or-nothing (docs/RELIABILITY.md). The IPC
+        // endpoints come first: a busy socket (another daemon) is the
+        // commonest failure and must stop us before we touch any link that
+        // daemon may be using (a pty symlink). Everything created is undone
+        // on the way out of an error: the socket file by its guard, pty
+        // links by `KissLink`'s drop. Errors name the key and the address.
+        let mut listener = crate::endpoint::bind(&socket_path)
+            .map_err(|e| format!("ipc.socket (--socket): {e}"))?;
+        let socket_file = crate::endpoint::Created::new(&socket_path);
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let mut tcp = match cfg.ipc.tcp_listen {
-            Some(addr) => Some(TcpListener::bind(addr)?),
+            Some(addr) => Some(
+                TcpListener::bind(addr).map_err(|e| format!("ipc.tcp_listen = \"{addr}\": {e}"))?,
+            ),
             None => None,
         };
+        let mut links = Links::open(&cfg, plan.ifaces, poll.registry(), kiss_token, zmq_token)?;
+        let routes = plan.table;
         if let Some(t) = tcp.as_mut() {
             poll.registry()
                 .register(t, TCP_LISTENER, Interest::READABLE)?;
@@ -136,6 +146,7 @@ impl Daemon {
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
 
         let services = Services::new(&cfg);
+        socket_file.keep();
         // A ZMQ descriptor signalled before it was registered gives no
         // edge: drain every hub link once in the first round.
         let again = (0..links.zmq.len()).map(zmq_token).collect();

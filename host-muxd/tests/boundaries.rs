@@ -114,3 +114,117 @@ fn control_replies_are_paged_for_a_thousand_applications() {
     assert_eq!(apps[998].register(0, 20).0, Status::Ok);
     assert_eq!(big.register(0, 21).0, Status::Ok);
 }
+
+/// Run csp-muxd on `config` with `--socket socket` until it exits (bounded:
+/// killed after WAIT); its exit code and stderr.
+fn run_to_exit(dir: &std::path::Path, socket: &std::path::Path, config: &str) -> (i32, String) {
+    use std::io::Read;
+    let cfg = dir.join(format!("c{}.toml", free_udp_port()));
+    std::fs::write(&cfg, config).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_csp-muxd"))
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--socket")
+        .arg(socket)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("csp-muxd started although it should have failed");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    (status.code().unwrap_or(-1), err)
+}
+
+/// Start-up used to bind the TCP endpoint after the socket with no
+/// clean-up: "Address already in use" with no key nor address, and the
+/// socket file left behind.
+#[test]
+fn startup_failing_on_the_tcp_port_names_it_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("muxd.sock");
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap();
+    let config = format!(
+        "[udp]\nbind = \"127.0.0.1:{}\"\n[ipc]\ntcp_listen = \"{addr}\"\n\
+         tcp_token = \"0123456789abcdef-long-enough\"\n",
+        free_udp_port()
+    );
+    let (code, err) = run_to_exit(dir.path(), &socket, &config);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("ipc.tcp_listen"), "{err}");
+    assert!(err.contains(&addr.to_string()), "{err}");
+    assert!(!socket.exists(), "socket file left behind: {err}");
+}
+
+/// A link that fails after the socket was bound: the socket goes again.
+#[test]
+fn startup_failing_on_the_udp_link_removes_the_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("muxd.sock");
+    let busy = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap();
+    let (code, err) = run_to_exit(dir.path(), &socket, &format!("[udp]\nbind = \"{addr}\"\n"));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains(&format!("udp.bind = \"{addr}\"")), "{err}");
+    assert!(!socket.exists(), "socket file left behind: {err}");
+}
+
+/// Links used to be opened before the socket was bound: a second daemon on
+/// a busy socket replaced the first one's pty symlink and left it dangling.
+#[test]
+fn startup_on_a_busy_socket_touches_no_pty_link() {
+    let pty = |link: &std::path::Path| {
+        format!(
+            "[[kiss]]\nname = \"radio\"\nmode = \"pty\"\npty_link = \"{}\"\n",
+            link.display()
+        )
+    };
+    let first_link = tempfile::tempdir().unwrap();
+    let link = first_link.path().join("radio");
+    let d = Muxd::start(1, "", &pty(&link));
+    let target = std::fs::read_link(&link).unwrap();
+
+    let other_link = d.dir.path().join("other-radio");
+    for link_of_second in [&other_link, &link] {
+        let config = format!(
+            "[udp]\nbind = \"127.0.0.1:{}\"\n{}",
+            free_udp_port(),
+            pty(link_of_second)
+        );
+        let (code, err) = run_to_exit(d.dir.path(), &d.socket, &config);
+        assert_eq!(code, 1, "{err}");
+        assert!(
+            err.contains("ipc.socket") && err.contains("in use"),
+            "{err}"
+        );
+    }
+    assert!(
+        std::fs::symlink_metadata(&other_link).is_err(),
+        "dangling pty link left behind"
+    );
+    assert_eq!(
+        std::fs::read_link(&link).unwrap(),
+        target,
+        "first daemon's link replaced"
+    );
+    // The first daemon still serves.
+    let mut c = d.client("still-here");
+    assert_eq!(c.register(0, 10).0, Status::Ok);
+}
