@@ -317,14 +317,14 @@ fn ping_over_tcp_with_token() {
         .port();
     let d = Muxd::start(
         1,
-        &format!("[ipc]\ntcp_listen = \"127.0.0.1:{port}\"\ntcp_token = \"tok\"\n"),
+        &format!("[ipc]\ntcp_listen = \"127.0.0.1:{port}\"\ntcp_token = \"tok-tok-tok-tok-tok\"\n"),
     );
     let addr = format!("127.0.0.1:{port}");
     let (code, out, err) = run(Command::new(csp_bin()).args([
         "--tcp",
         &addr,
         "--tcp-token",
-        "tok",
+        "tok-tok-tok-tok-tok",
         "ping",
         "-c",
         "1",
@@ -335,8 +335,14 @@ fn ping_over_tcp_with_token() {
     let (code, _, err) = run(Command::new(csp_bin()).args(["--tcp", &addr, "ping", "1"]));
     assert_eq!(code, 2, "--tcp needs --tcp-token: {err}");
     drop(d);
-    let (code, _, err) =
-        run(Command::new(csp_bin()).args(["--tcp", &addr, "--tcp-token", "tok", "ping", "1"]));
+    let (code, _, err) = run(Command::new(csp_bin()).args([
+        "--tcp",
+        &addr,
+        "--tcp-token",
+        "tok-tok-tok-tok-tok",
+        "ping",
+        "1",
+    ]));
     assert_eq!(code, 1);
     assert!(
         err.contains(&format!("csp-muxd is not listening at tcp:{addr}")),

@@ -532,11 +532,25 @@ impl Config {
                     ),
                 ));
             }
-            if self.ipc.tcp_token.as_deref().is_none_or(str::is_empty) {
-                return Err(err(
-                    "ipc.tcp_token",
-                    "a token is required when ipc.tcp_listen is set".into(),
-                ));
+            let min = crate::auth::MIN_TOKEN_LEN;
+            match self.ipc.tcp_token.as_deref() {
+                None | Some("") => {
+                    return Err(err(
+                        "ipc.tcp_token",
+                        "a token is required when ipc.tcp_listen is set".into(),
+                    ))
+                }
+                Some(t) if t.len() < min => {
+                    return Err(err(
+                        "ipc.tcp_token",
+                        format!(
+                            "{} bytes is too short to resist guessing: use at least {min} \
+                             (e.g. `head -c 18 /dev/urandom | base64`)",
+                            t.len()
+                        ),
+                    ))
+                }
+                Some(_) => {}
             }
         }
         if let Some(p) = self

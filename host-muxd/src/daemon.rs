@@ -25,6 +25,7 @@ use csp_core::{Addr, Header, Version};
 use csp_ipc::record::Record;
 use csp_ipc::{ByeReason, Control, ErrorCode, Message, Status};
 
+use crate::auth::TokenGate;
 use crate::client::{Client, Deadline, ReadOutcome, Request, Stream};
 use crate::config::Config;
 use crate::links::{Links, RoutePlan};
@@ -82,6 +83,8 @@ pub struct Daemon {
     socket_path: PathBuf,
     listener: UnixListener,
     tcp: Option<TcpListener>,
+    /// The TCP endpoint's token check (with `tcp`).
+    token_gate: Option<TokenGate>,
     clients: HashMap<Token, Client>,
     next_token: usize,
     apps: PortTable<ClientId, MAX_BINDINGS>,
@@ -155,6 +158,7 @@ impl Daemon {
             node,
             socket_path,
             listener,
+            token_gate: cfg.ipc.tcp_token.as_deref().map(TokenGate::new),
             tcp,
             clients: HashMap::new(),
             next_token: FIRST_CLIENT,
@@ -286,6 +290,11 @@ impl Daemon {
         loop {
             match listener.accept() {
                 Ok((stream, peer)) => {
+                    let gate = self.token_gate.as_mut();
+                    if gate.is_some_and(|g| !g.admits(peer.ip(), Instant::now())) {
+                        // Slowed down after wrong tokens: closed unanswered.
+                        continue;
+                    }
                     log::debug!("tcp client from {peer}");
                     accepted.push(stream);
                 }
@@ -463,8 +472,21 @@ impl Daemon {
             );
             return self.fail_client(token, ErrorCode::BadVersion, &msg);
         }
-        if matches!(c.stream, Stream::Tcp(_)) && self.cfg.ipc.tcp_token.as_deref() != Some(&name) {
-            return self.fail_client(token, ErrorCode::BadBody, "bad token");
+        if let Stream::Tcp(t) = &c.stream {
+            let peer = t.peer_addr().map(|a| a.ip());
+            let accepted = match (self.token_gate.as_mut(), peer) {
+                (Some(gate), Ok(ip)) => gate.check(ip, &name, Instant::now()),
+                _ => false,
+            };
+            if !accepted {
+                // Closed quietly: the gate logs, rate-limited.
+                c.send_control(&Message::Error {
+                    code: ErrorCode::BadBody,
+                    message: "bad token",
+                });
+                let _ = c.flush();
+                return self.drop_client(token, "bad token");
+            }
         }
         c.hello_done = true;
         c.deadline = None;
@@ -794,6 +816,10 @@ impl Daemon {
             Control::Stats => {
                 let counters = self.stats.to_string();
                 out.extend(counters.lines().map(|l| as_record("", l)));
+                if let Some(g) = &self.token_gate {
+                    out.push(Record::new("tcp_token_failures").arg(g.failures));
+                    out.push(Record::new("tcp_throttled").arg(g.throttled));
+                }
                 out.extend(self.links.describe_stats().iter().map(|l| as_record("", l)));
                 for r in self.routes.iter() {
                     let hits = self.route_hits.get(&r.prefix).copied().unwrap_or(0);

@@ -228,3 +228,82 @@ fn startup_on_a_busy_socket_touches_no_pty_link() {
     let mut c = d.client("still-here");
     assert_eq!(c.register(0, 10).0, Status::Ok);
 }
+
+/// A 1-character token used to be accepted.
+#[test]
+fn a_short_tcp_token_is_a_configuration_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("muxd.sock");
+    let (code, err) = run_to_exit(
+        dir.path(),
+        &socket,
+        "[ipc]\ntcp_listen = \"127.0.0.1:9701\"\ntcp_token = \"x\"\n",
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("ipc.tcp_token") && err.contains("at least 16"),
+        "{err}"
+    );
+    assert!(!socket.exists());
+}
+
+/// 20,000 wrong tokens went at 7,200 a second with a log line each: now a
+/// source is slowed down after three, counted, and logged rate-limited.
+#[test]
+fn guessing_the_tcp_token_is_slowed_down() {
+    use std::io::{Read, Write};
+    let port = free_tcp_port();
+    let token = "0123456789abcdef0123";
+    let d = Muxd::start(
+        2,
+        "",
+        &format!("[ipc]\ntcp_listen = \"127.0.0.1:{port}\"\ntcp_token = \"{token}\""),
+    );
+    // What the daemon says to a HELLO with `name`: a message, or None when
+    // it closes the connection unanswered.
+    let hello = |name: &str| -> Option<String> {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        let bytes = csp_ipc::encode_to_vec(&csp_ipc::Message::Hello { version: 1, name }).unwrap();
+        let _ = s.write_all(&bytes);
+        let mut got = Vec::new();
+        let mut buf = [0u8; 256];
+        loop {
+            if let Some((m, _)) = csp_ipc::decode(&got).unwrap() {
+                return Some(format!("{m:?}"));
+            }
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    let mut answered = 0;
+    let mut refused = 0;
+    for i in 0..20 {
+        match hello(&format!("guess-{i}-padding-padding")) {
+            Some(m) => {
+                assert!(m.starts_with("Error"), "{m}");
+                answered += 1;
+            }
+            None => refused += 1,
+        }
+    }
+    assert!(answered >= 3, "the first wrong tokens are answered");
+    assert!(refused > 0, "20 guesses in a row were all served");
+    let mut app = d.client("watcher");
+    let stats = app.control(Control::Stats);
+    assert_eq!(stat(&stats, "tcp_token_failures"), answered, "{stats}");
+    assert_eq!(stat(&stats, "tcp_throttled"), refused, "{stats}");
+    // The right token gets through once the penalty (at most 2 s) passed.
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        match hello(token) {
+            Some(m) if m.starts_with("HelloAck") => break,
+            None if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100))
+            }
+            other => panic!("right token: {other:?}"),
+        }
+    }
+}

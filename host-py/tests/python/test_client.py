@@ -33,13 +33,13 @@ def test_client_node_mtu_context_manager(muxd):
 
 
 def test_tcp_endpoint_with_token(tcp_muxd):
-    with cspmux.Client(tcp=tcp_muxd.tcp, token="sesame") as c:
+    with cspmux.Client(tcp=tcp_muxd.tcp, token="open-sesame-open-sesame") as c:
         assert c.node == tcp_muxd.addr
         assert c.ping(tcp_muxd.addr, timeout=2) > 0
     with pytest.raises(cspmux.DaemonUnavailable):
         cspmux.Client(tcp=tcp_muxd.tcp, token="wrong")
     with pytest.raises(cspmux.InvalidArgument):
-        cspmux.Client(token="sesame")  # a token without tcp=
+        cspmux.Client(token="open-sesame-open-sesame")  # a token without tcp=
 
 
 def test_services(muxd):
