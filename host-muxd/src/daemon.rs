@@ -143,8 +143,13 @@ impl Daemon {
             poll.registry()
                 .register(udp.socket(), UDP, Interest::READABLE)?;
         }
-        let mut signals =
-            Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
+        // SIGCHLD too: a finished reboot hook is reaped at once, even when
+        // the daemon is otherwise idle.
+        let mut signals = Signals::new([
+            signal_hook::consts::SIGINT,
+            signal_hook::consts::SIGTERM,
+            signal_hook::consts::SIGCHLD,
+        ])?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
 
@@ -239,7 +244,6 @@ impl Daemon {
                 self.expire_clients(now);
                 self.next_sweep = now + DEADLINE_SWEEP;
             }
-            self.services.reap_hooks();
         }
         self.close();
         Ok(())
@@ -247,6 +251,10 @@ impl Daemon {
 
     fn on_signals(&mut self) {
         for sig in self.signals.pending() {
+            if sig == signal_hook::consts::SIGCHLD {
+                self.services.reap_hooks();
+                continue;
+            }
             log::info!("signal {sig}: shutting down");
             self.shutdown = true;
         }
@@ -816,6 +824,10 @@ impl Daemon {
             Control::Stats => {
                 let counters = self.stats.to_string();
                 out.extend(counters.lines().map(|l| as_record("", l)));
+                let refused = self.services.refused;
+                out.push(Record::new("hook_refused_no_hook").arg(refused.no_hook));
+                out.push(Record::new("hook_refused_busy").arg(refused.busy));
+                out.push(Record::new("hook_refused_rate").arg(refused.rate_limited));
                 if let Some(g) = &self.token_gate {
                     out.push(Record::new("tcp_token_failures").arg(g.failures));
                     out.push(Record::new("tcp_throttled").arg(g.throttled));

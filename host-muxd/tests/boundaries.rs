@@ -307,3 +307,81 @@ fn guessing_the_tcp_token_is_slowed_down() {
         }
     }
 }
+
+/// Children of `pid` that are zombies (exited, not yet reaped).
+fn zombie_children(pid: u32) -> usize {
+    let mut n = 0;
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid ...": comm may hold spaces, so split
+        // after its closing parenthesis.
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let mut fields = rest.split_whitespace();
+        let (state, ppid) = (fields.next(), fields.next());
+        if state == Some("Z") && ppid == Some(&pid.to_string()) {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// A reboot hook that finished while the daemon was idle stayed a zombie
+/// until the next event; now SIGCHLD reaps it. The hook runs once at a
+/// time and at most once per 10 s; refusals are counted by cause.
+#[test]
+fn reboot_hooks_are_reaped_while_idle_and_rate_limited() {
+    let marker = tempfile::tempdir().unwrap();
+    let file = marker.path().join("requests");
+    let d = Muxd::start(
+        3,
+        "",
+        &format!(
+            "[services]\nreboot_hook = \"echo $CSP_REQUEST >> {}\"",
+            file.display()
+        ),
+    );
+    // From the UDP link, with no application connected: nothing else
+    // wakes the daemon up.
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let reboot = || {
+        let mut frame = vec![0u8; 6];
+        header(9, 20, 3, 4, Flags::NONE)
+            .emit(&mut frame, csp_core::Version::V2)
+            .unwrap();
+        frame.extend_from_slice(&0x8007_8007u32.to_be_bytes());
+        udp.send_to(&frame, ("127.0.0.1", d.udp_port)).unwrap();
+    };
+    reboot();
+    let deadline = std::time::Instant::now() + WAIT;
+    while std::fs::read_to_string(&file).map_or(true, |s| !s.ends_with('\n')) {
+        assert!(std::time::Instant::now() < deadline, "hook did not run");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let deadline = std::time::Instant::now() + WAIT;
+    while zombie_children(d.child.id()) > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the finished hook is still a zombie"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Two more right away: within the 10 s period, refused.
+    reboot();
+    reboot();
+    let mut c = d.client("op");
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let stats = c.control(Control::Stats);
+        if stat(&stats, "hook_refused_rate") == 2 {
+            assert_eq!(stat(&stats, "hook_refused_busy"), 0, "{stats}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{stats}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "reboot\n");
+}
