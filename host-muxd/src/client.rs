@@ -186,6 +186,17 @@ pub struct Client {
     overflow: Overflow,
 }
 
+/// What [`Client::send_packet`] made of a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queued {
+    /// Queued for the client (perhaps pushing out an older one).
+    Yes,
+    /// Dropped by the drop-newest policy: the queue was full.
+    Dropped,
+    /// Too large for a DATA frame.
+    TooLarge,
+}
+
 impl Client {
     /// A new client on `stream` with the configured queue bound and policy;
     /// it must complete HELLO by `hello_by`.
@@ -316,15 +327,16 @@ impl Client {
 
     /// Queue a CSP packet (v2 header + data) for the client, applying the
     /// overflow policy when the queue is full.
-    pub fn send_packet(&mut self, frame: &[u8]) {
+    pub fn send_packet(&mut self, frame: &[u8]) -> Queued {
         let Ok(encoded) = csp_ipc::encode_to_vec(&Message::Data { frame }) else {
-            self.stats.dropped_overflow += 1;
-            return;
+            // Not an overflow of this client's queue: no DATA frame can
+            // carry it (the daemon counts it as too_large).
+            return Queued::TooLarge;
         };
         if self.data_queue.len() >= self.queue_len {
             self.stats.dropped_overflow += 1;
             match self.overflow {
-                Overflow::DropNewest => return,
+                Overflow::DropNewest => return Queued::Dropped,
                 Overflow::DropOldest => {
                     self.data_queue.pop_front();
                 }
@@ -332,6 +344,7 @@ impl Client {
         }
         self.data_queue.push_back(encoded);
         self.stats.tx_packets += 1;
+        Queued::Yes
     }
 
     /// Packets waiting to be written.

@@ -26,10 +26,10 @@ use csp_ipc::record::Record;
 use csp_ipc::{ByeReason, Control, ErrorCode, Message, Status};
 
 use crate::auth::TokenGate;
-use crate::client::{Client, Deadline, ReadOutcome, Request, Stream};
+use crate::client::{Client, Deadline, Queued, ReadOutcome, Request, Stream};
 use crate::config::Config;
 use crate::links::{Links, RoutePlan};
-use crate::services::Services;
+use crate::services::{Answer, Services};
 use crate::stats::Stats;
 use crate::udp::RxBatch;
 
@@ -764,10 +764,16 @@ impl Daemon {
                 self.stats.rejected_packets += 1;
                 return;
             }
-            if let Some(c) = self.clients.get_mut(&token) {
-                c.send_packet(&frame);
+            // Counted once, by what the client's queue made of it.
+            let outcome = match self.clients.get_mut(&token) {
+                Some(c) => c.send_packet(&frame),
+                None => Queued::Dropped,
+            };
+            match outcome {
+                Queued::Yes => self.stats.delivered += 1,
+                Queued::Dropped => self.stats.queue_dropped += 1,
+                Queued::TooLarge => self.stats.too_large += 1,
             }
-            self.stats.delivered += 1;
             self.flush_client(token);
             return;
         }
@@ -776,9 +782,14 @@ impl Daemon {
         if origin != Origin::Service && self.cfg.services.enabled {
             let free = self.free_slots();
             let uptime = self.started.elapsed().as_secs();
-            if let Some((reply, body)) = self.services.answer(&header, data, uptime, free) {
-                self.stats.service_replies += 1;
-                return self.route(reply, &body, Origin::Service);
+            match self.services.answer(&header, data, uptime, free) {
+                Answer::Reply(reply, body) => {
+                    self.stats.service_replies += 1;
+                    return self.route(reply, &body, Origin::Service);
+                }
+                Answer::Handled => return self.stats.service_no_reply += 1,
+                Answer::TooLarge => return self.stats.too_large += 1,
+                Answer::NotAService => {}
             }
         }
         self.stats.no_listener += 1;

@@ -94,16 +94,28 @@ impl Services {
         }
     }
 
-    /// Answer a request for a service port. `None` when there is no reply:
-    /// not a service port, malformed, refused, or a reboot request.
-    pub fn answer(
+    /// Answer a request for a service port, saying what became of it so
+    /// the daemon counts it once, by that outcome.
+    pub fn answer(&mut self, header: &Header, data: &[u8], uptime_s: u64, buf_free: u32) -> Answer {
+        if header.dport.get() > crate::config::LAST_SERVICE_PORT {
+            return Answer::NotAService;
+        }
+        let Ok(request) = ServicePacket::with_data(*header, data) else {
+            return Answer::TooLarge;
+        };
+        match self.handle(request, header, uptime_s, buf_free) {
+            Some((h, body)) => Answer::Reply(h, body),
+            None => Answer::Handled,
+        }
+    }
+
+    fn handle(
         &mut self,
+        mut request: ServicePacket,
         header: &Header,
-        data: &[u8],
         uptime_s: u64,
         buf_free: u32,
     ) -> Option<(Header, Vec<u8>)> {
-        let mut request = ServicePacket::with_data(*header, data).ok()?;
         // Check the trailers the request carries; it arrived with a v2 header
         // on IPC, or was re-parsed from a link, and either form is accepted.
         let check = SecurityOptions {
@@ -208,6 +220,19 @@ impl Services {
             }
         }
     }
+}
+
+/// What became of a packet for the daemon's own address and no application.
+#[derive(Debug)]
+pub enum Answer {
+    /// The service's reply, to be routed.
+    Reply(Header, Vec<u8>),
+    /// Taken by a service with no reply (bad CRC, refused, reboot...).
+    Handled,
+    /// Larger than any service request can be.
+    TooLarge,
+    /// Not a service port.
+    NotAService,
 }
 
 /// Shortest time between two runs of the reboot hook.

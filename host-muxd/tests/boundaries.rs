@@ -385,3 +385,35 @@ fn reboot_hooks_are_reaped_while_idle_and_rate_limited() {
     }
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "reboot\n");
 }
+
+/// A 4,200-byte frame for an application was counted `delivered` globally
+/// and `dropped_overflow` for the application; an oversized ping counted
+/// as `no_listener`. Now each packet counts once, by its final outcome.
+#[test]
+fn counters_count_a_packet_once_by_its_outcome() {
+    let d = Muxd::start(6, "", "");
+    let mut app = d.client("app");
+    assert_eq!(app.register(0, 10).0, Status::Ok);
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let send = |dport: u8, len: usize| {
+        let mut frame = vec![0u8; 6];
+        header(9, 20, 6, dport, Flags::NONE)
+            .emit(&mut frame, csp_core::Version::V2)
+            .unwrap();
+        frame.resize(6 + len, 0x55);
+        udp.send_to(&frame, ("127.0.0.1", d.udp_port)).unwrap();
+    };
+    send(10, 4194); // 4,200 bytes with its header: no DATA frame holds it
+    send(1, 4194); // an oversized ping
+    send(10, 100); // a normal one, delivered: every earlier one was seen
+    let (h, data) = app.recv_packet();
+    assert_eq!((h.dport.get(), data.len()), (10, 100));
+    let stats = app.control(Control::Stats);
+    assert_eq!(stat(&stats, "delivered"), 1, "{stats}");
+    assert_eq!(stat(&stats, "too_large"), 2, "{stats}");
+    assert_eq!(stat(&stats, "no_listener"), 0, "{stats}");
+    let records = csp_ipc::record::parse_all(&stats).unwrap();
+    let mine = records.iter().find(|r| r.kind == "app").unwrap();
+    assert_eq!(mine.get("dropped_overflow"), Some("0"), "{stats}");
+    assert_eq!(mine.get("tx"), Some("1"), "{stats}");
+}
