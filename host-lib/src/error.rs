@@ -165,6 +165,13 @@ impl fmt::Display for Error {
                 "csp-muxd speaks IPC protocol version {daemon}, this program speaks {}: use matching versions",
                 csp_ipc::VERSION
             ),
+            // csp-muxd keeps the node's service ports 0..=6 for itself
+            // unless services.app_ports hands one out (docs/ipc.md).
+            Error::PortInUse { port } if *port <= csp_core::Port::UPTIME.get() => write!(
+                f,
+                "port {port} is a service port of the node, held by csp-muxd \
+                 (its services.app_ports can hand it to applications)"
+            ),
             Error::PortInUse { port } => {
                 write!(f, "port {port} is in use by another application")
             }

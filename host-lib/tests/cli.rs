@@ -76,6 +76,21 @@ fn status_lists_node_routes_apps_counters() {
     assert!(out.contains("link udp"), "{out}");
 }
 
+/// `csp listen --echo 1` used to take every other application's pings.
+#[test]
+fn listening_on_a_service_port_is_refused_clearly() {
+    let d = Muxd::start(1, "");
+    let (code, _, err) = run(csp(&d).args(["listen", "--echo", "-c", "1", "1"]));
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("port 1 is a service port of the node"),
+        "{err}"
+    );
+    let (code, out, err) = run(csp(&d).args(["ping", "-c", "1", "1"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("1 sent, 1 received"), "{out}");
+}
+
 /// `csp status` with more applications than one frame can list, one of
 /// them with a 4000-byte name: the reply comes in pages, `--json` is one
 /// object of records (issue 16; before, the client timed out).
