@@ -11,12 +11,15 @@
 //!
 //! [`fragment`] turns a packet into frames; [`Reassembler`] turns frames from
 //! any number of interleaved senders back into packets, in a bounded number of
-//! slots with timeouts driven by the caller's clock.
+//! slots with timeouts driven by the caller's clock. [`CanLink`] puts both
+//! behind one CAN interface of a [`crate::Node`].
 
 mod id;
+mod link;
 mod reassembly;
 
 pub use id::{CfpId, V1_MAX_IDENT, V2_MAX_COUNTER};
+pub use link::CanLink;
 pub use reassembly::{CfpStats, Reassembled, Reassembler, DEFAULT_TIMEOUT};
 
 use core::fmt;

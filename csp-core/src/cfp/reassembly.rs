@@ -218,6 +218,11 @@ impl<const SLOTS: usize, const MTU: usize> Reassembler<SLOTS, MTU> {
         }
     }
 
+    /// Counts a frame refused before it reached [`Reassembler::push`].
+    pub(super) fn count_malformed(&mut self) {
+        self.stats.malformed = self.stats.malformed.wrapping_add(1);
+    }
+
     fn find(&self, key: u32) -> Option<usize> {
         self.slots.iter().position(|s| s.key == Some(key))
     }
