@@ -288,3 +288,43 @@ proptest! {
 fn fragment_is_first(version: Version, frame: &CanFrame) -> bool {
     csp_core::cfp::CfpId::new(frame.id, version).is_begin()
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// The reassembler is total: any frames at any times give packets or
+    /// typed errors, never a panic, and every error is counted.
+    #[test]
+    fn any_frames_are_handled_and_counted(
+        frames in prop::collection::vec(
+            (any::<u32>(), prop::collection::vec(any::<u8>(), 0..=8), 0u64..50),
+            0..300,
+        ),
+        v2 in any::<bool>(),
+    ) {
+        let version = if v2 { Version::V2 } else { Version::V1 };
+        let mut rx: Reassembler<3, 32> = Reassembler::new(version);
+        let mut now = 0;
+        let (mut errors, mut done) = (0u32, 0u32);
+        for (id, data, dt) in &frames {
+            now += dt;
+            let frame = CanFrame::new(id & 0x1FFF_FFFF, data).unwrap();
+            match rx.push(t(now), &frame) {
+                Ok(Some(p)) => {
+                    prop_assert!(p.data.len() <= 32);
+                    done += 1;
+                }
+                Ok(None) => {}
+                Err(_) => errors += 1,
+            }
+            prop_assert!(rx.in_flight() <= 3);
+        }
+        let s = *rx.stats();
+        prop_assert_eq!(s.frames as usize, frames.len());
+        prop_assert_eq!(s.completed, done);
+        prop_assert_eq!(
+            s.malformed + s.orphans + s.out_of_order + s.overlong + s.no_slot,
+            errors
+        );
+    }
+}
