@@ -69,6 +69,10 @@ pub enum Status {
     NoEphemeralPort = 5,
     /// The address is not one of the daemon's.
     NotLocalAddr = 6,
+    /// This client holds as many bindings of that kind as the daemon's
+    /// per-client quota allows (`ipc.max_ports_per_client`,
+    /// `ipc.max_ephemeral_per_client`).
+    QuotaExceeded = 7,
 }
 
 impl Status {
@@ -81,6 +85,7 @@ impl Status {
             4 => Status::TableFull,
             5 => Status::NoEphemeralPort,
             6 => Status::NotLocalAddr,
+            7 => Status::QuotaExceeded,
             _ => return None,
         })
     }
@@ -95,6 +100,7 @@ impl fmt::Display for Status {
             Status::NotRegistered => "not registered",
             Status::TableFull => "port table full",
             Status::NoEphemeralPort => "no free ephemeral port",
+            Status::QuotaExceeded => "per-application binding quota reached",
             Status::NotLocalAddr => "address is not the daemon's",
         })
     }

@@ -13,6 +13,15 @@ use crate::time::Instant;
 use crate::timer::{Timer, TimerTable};
 use core::fmt;
 
+/// Duplicate acknowledgements that mean a segment was lost (TCP's fast
+/// retransmit threshold): fewer can be reordering, or libcsp's bare ACKs
+/// that it sends whenever it was quiet for its ack timeout.
+pub const DUP_ACK_THRESHOLD: u8 = 3;
+
+/// Sequence numbers one EACK lists at most (24 bytes: fits every segment
+/// buffer, which holds at least a SYN's options).
+const MAX_EACK: usize = 12;
+
 /// Which end opened the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -35,7 +44,9 @@ pub enum State {
     SynRcvd,
     /// Data flows both ways.
     Open,
-    /// `close` was called: waiting for our data to be acknowledged before the reset.
+    /// `close` was called with data unacknowledged: our reset went out
+    /// after it, and we wait for the data's acknowledgement (or the peer's
+    /// answering reset, which acknowledges it).
     Closing,
     /// Our RST|ACK is out; waiting for the peer's.
     CloseWait,
@@ -102,6 +113,9 @@ impl Ctrl {
     const RST: u8 = 8;
     /// A standalone ACK: only if no data segment piggybacks it first.
     const ACK: u8 = 16;
+    /// A bare RST (no ACK flag): we failed. Not a close, which a peer
+    /// would take as "all data delivered".
+    const ABORT: u8 = 32;
 
     fn has(self, b: u8) -> bool {
         self.0 & b != 0
@@ -149,6 +163,15 @@ pub struct Connection<const WINDOW: usize, const SEG: usize> {
     quiet_since: Instant,
     /// In fast recovery until `snd_una` reaches this (`snd_nxt` when it began).
     recover: Option<u16>,
+    /// Duplicate acknowledgements in a row (bare, advancing nothing, while
+    /// data is in flight).
+    dup_acks: u8,
+    /// EACKs owed for out-of-order segments: one each, not coalesced.
+    eacks_owed: u8,
+    /// A server whose window is smaller than the client asked for says so
+    /// in its SYN-ACK (libcsp's SYN-ACK carries no options and a libcsp
+    /// client ignores them, so only a clamped window is announced).
+    announce_options: bool,
     ev_connected: bool,
     ev_acked: Option<u16>,
     ev_end: Option<Event<SEG>>,
@@ -199,6 +222,9 @@ impl<const WINDOW: usize, const SEG: usize> Connection<WINDOW, SEG> {
             timers: TimerTable::default(),
             quiet_since: now,
             recover: None,
+            dup_acks: 0,
+            eacks_owed: 0,
+            announce_options: false,
             ev_connected: false,
             ev_acked: None,
             ev_end: None,
@@ -227,8 +253,10 @@ impl<const WINDOW: usize, const SEG: usize> Connection<WINDOW, SEG> {
             return Err(AcceptError::NotSyn);
         }
         let theirs = SynOptions::parse(body).map_err(AcceptError::Header)?;
-        let opts = local.adopt(&theirs).map_err(AcceptError::Options)?;
+        let mut opts = local.adopt(&theirs).map_err(AcceptError::Options)?;
+        let announce = opts.fit_window(WINDOW);
         let mut c = Self::new(Role::Server, State::SynRcvd, now, opts, isn);
+        c.announce_options = announce;
         c.set_peer_isn(hdr.seq);
         c.ctrl.set(Ctrl::SYN_ACK);
         c.update_timers();
@@ -314,8 +342,10 @@ impl<const WINDOW: usize, const SEG: usize> Connection<WINDOW, SEG> {
         Ok(seq)
     }
 
-    /// Close: once all sent data is acknowledged, send RST|ACK and wait
-    /// (bounded) for the peer's. Before the handshake completes, abort.
+    /// Close: send RST|ACK (right after any unacknowledged data, which is
+    /// still retransmitted) and wait (bounded) for the peer's; `Closed`
+    /// is reported only with all data acknowledged. Before the handshake
+    /// completes, abort.
     pub fn close(&mut self, now: Instant) {
         match self.state {
             State::SynSent | State::SynRcvd => {
@@ -327,6 +357,16 @@ impl<const WINDOW: usize, const SEG: usize> Connection<WINDOW, SEG> {
             }
             State::Open => {
                 self.state = State::Closing;
+                // From here on the tries count resets (the SYN's are done).
+                self.ctrl_tries = 0;
+                if !self.tx.is_empty() {
+                    // The reset follows the data at once: the peer honours it
+                    // only in sequence, i.e. once it holds all our data, and
+                    // its answering reset acknowledges that data. Waiting for
+                    // the data's own (possibly delayed) ACK first would cost
+                    // the peer's ack timeout on every short exchange.
+                    self.ctrl.set(Ctrl::RST);
+                }
                 self.maybe_send_reset(now);
             }
             _ => {}
@@ -337,8 +377,11 @@ impl<const WINDOW: usize, const SEG: usize> Connection<WINDOW, SEG> {
     fn maybe_send_reset(&mut self, now: Instant) {
         if self.state == State::Closing && self.tx.is_empty() {
             self.state = State::CloseWait;
-            self.ctrl.set(Ctrl::RST);
-            self.ctrl_tries = 0;
+            // A reset already sent with the data is retransmitted on its
+            // timer if the peer does not answer it.
+            if self.ctrl_tries == 0 {
+                self.ctrl.set(Ctrl::RST);
+            }
             self.quiet_since = self.quiet_since.max(now);
             self.timers.set(Timer::Close, now + self.opts.close_wait);
         }
@@ -362,7 +405,8 @@ impl<const WINDOW: usize, const SEG: usize> Connection<WINDOW, SEG> {
     /// Fail, and tell the peer with one best-effort reset.
     fn fail(&mut self, reason: FailReason) {
         self.finish(Event::Failed { reason });
-        self.ctrl.set(Ctrl::RST);
+        self.ctrl.clear(Ctrl::RST);
+        self.ctrl.set(Ctrl::ABORT);
     }
 
     /// A segment arrived (CSP data: user data then the 5-byte RDP header).
@@ -393,7 +437,7 @@ impl<const WINDOW: usize, const SEG: usize> Connection<WINDOW, SEG> {
         self.counters.rx_malformed = self.counters.rx_malformed.wrapping_add(1);
     }
 
-    fn on_syn_sent(&mut self, now: Instant, hdr: RdpHeader, _body: &[u8]) {
+    fn on_syn_sent(&mut self, now: Instant, hdr: RdpHeader, body: &[u8]) {
         let f = hdr.flags();
         if f.contains(Flags::RST) {
             // Refused: no reset back.
@@ -402,6 +446,10 @@ impl<const WINDOW: usize, const SEG: usize> Connection<WINDOW, SEG> {
             });
         } else if f.contains(Flags::SYN | Flags::ACK) && hdr.ack == self.snd_iss {
             self.set_peer_isn(hdr.seq);
+            if let Ok(theirs) = SynOptions::parse(body) {
+                // Our own server's answer when it holds less than we asked.
+                self.opts.adopt_syn_ack(&theirs);
+            }
             self.state = State::Open;
             self.quiet_since = now;
             self.ctrl.clear(Ctrl::SYN);
@@ -446,6 +494,10 @@ impl<const WINDOW: usize, const SEG: usize> Connection<WINDOW, SEG> {
             }
             return;
         }
+        if f == Flags::RST {
+            self.on_abort(hdr.seq);
+            return;
+        }
         if !f.contains(Flags::ACK) {
             self.count_malformed();
             return;
@@ -459,9 +511,14 @@ impl<const WINDOW: usize, const SEG: usize> Connection<WINDOW, SEG> {
             return;
         }
         self.quiet_since = now;
-        let advanced = self.on_ack(now, hdr.ack);
-        if !advanced && f == Flags::ACK && body.is_empty() {
+        let advanced = self.on_ack(hdr.ack);
+        if advanced {
+            self.dup_acks = 0;
+        } else if f == Flags::ACK && body.is_empty() && hdr.ack == self.snd_una.wrapping_sub(1) {
             self.on_duplicate_ack();
+        }
+        if !f.contains(Flags::RST) {
+            self.maybe_send_reset(now);
         }
         if f.contains(Flags::EAK) {
             self.on_eack(body);
@@ -478,7 +535,7 @@ impl<const WINDOW: usize, const SEG: usize> Connection<WINDOW, SEG> {
     }
 
     /// A cumulative acknowledgement; `true` if it acknowledged something new.
-    fn on_ack(&mut self, now: Instant, ack: u16) -> bool {
+    fn on_ack(&mut self, ack: u16) -> bool {
         let n = seq::distance(self.snd_una, ack.wrapping_add(1));
         if n == 0 || usize::from(n) > self.tx.len() {
             return false;
@@ -495,18 +552,23 @@ impl<const WINDOW: usize, const SEG: usize> Connection<WINDOW, SEG> {
                 self.fast_retransmit_front();
             }
         }
-        self.maybe_send_reset(now);
         true
     }
 
-    /// Our receiver (not libcsp 2.x) acknowledges at once whenever a
-    /// segment arrives out of order, and acknowledgements coalesce, so one
-    /// bare acknowledgement that advances nothing while data is in flight
-    /// means a gap: resend its first segment now instead of waiting a whole
-    /// packet timeout (fast retransmit, once per recovery). Reordering
-    /// costs at most one spurious segment per recovery.
+    /// A bare acknowledgement of exactly what was acknowledged before,
+    /// while data is in flight. A TCP-like receiver sends one for every
+    /// segment that arrives out of order (ours sends EACKs instead, see
+    /// `on_eack`), so several in a row mean a gap: resend its first segment
+    /// now instead of waiting a whole packet timeout (fast retransmit, once
+    /// per recovery). One or two are not enough: libcsp sends a bare ACK
+    /// whenever it was quiet for its ack timeout, which can cross our next
+    /// segment on the way.
     fn on_duplicate_ack(&mut self) {
-        if self.recover.is_none() && self.tx.get(0).is_some_and(|s| s.in_flight()) {
+        if !self.tx.get(0).is_some_and(|s| s.in_flight()) {
+            return;
+        }
+        self.dup_acks = self.dup_acks.saturating_add(1);
+        if self.dup_acks >= DUP_ACK_THRESHOLD && self.recover.is_none() {
             self.recover = Some(self.snd_nxt);
             self.fast_retransmit_front();
         }
@@ -521,9 +583,13 @@ impl<const WINDOW: usize, const SEG: usize> Connection<WINDOW, SEG> {
         }
     }
 
-    /// libcsp 1.x lists the out-of-order sequence numbers it holds: do not
-    /// retransmit those.
+    /// The peer (ours, or libcsp 1.x) lists the out-of-order sequence
+    /// numbers it holds: never retransmit those. A held segment after our
+    /// oldest unacknowledged one means that one is missing: resend it now
+    /// (once per recovery; reordering costs at most one spurious segment).
+    /// libcsp 2.x never sends EACKs, so its idle ACKs can not get here.
     fn on_eack(&mut self, body: &[u8]) {
+        let mut gap = false;
         for pair in body.chunks_exact(2) {
             let s = u16::from_be_bytes([pair[0], pair[1]]);
             let i = usize::from(seq::distance(self.snd_una, s));
@@ -531,13 +597,49 @@ impl<const WINDOW: usize, const SEG: usize> Connection<WINDOW, SEG> {
             if let Some(slot) = self.tx.get_mut(i).filter(|s| s.tries > 0) {
                 slot.sacked = true;
                 slot.pending = false;
+                gap |= i > 0;
             }
         }
+        if gap && self.recover.is_none() && self.tx.get(0).is_some_and(|s| s.in_flight()) {
+            self.recover = Some(self.snd_nxt);
+            self.fast_retransmit_front();
+        }
+    }
+
+    /// A reset without an acknowledgement: the peer gave up (it failed, or
+    /// libcsp no longer has the connection). Whatever we sent and was not
+    /// reported acknowledged may be lost. Only a plausible sequence number
+    /// counts, so that a stray reset does not end a connection.
+    fn on_abort(&mut self, seq_nr: u16) {
+        let window2 = self.opts.window.wrapping_mul(2);
+        if !seq::between(
+            seq_nr,
+            self.rcv_cur.wrapping_add(1),
+            self.rcv_cur.wrapping_add(window2),
+        ) {
+            self.count_malformed();
+            return;
+        }
+        let ev = if self.state == State::CloseWait {
+            Event::Closed {
+                reason: CloseReason::Local,
+            }
+        } else {
+            Event::Failed {
+                reason: FailReason::Reset,
+            }
+        };
+        self.finish(ev);
     }
 
     fn on_reset(&mut self, now: Instant, seq_nr: u16) {
         match self.state {
+            // The peer's answer to our reset (its acknowledgement, already
+            // taken, covered all our data).
             State::CloseWait => self.finish(Event::Closed {
+                reason: CloseReason::Local,
+            }),
+            State::Closing if self.tx.is_empty() => self.finish(Event::Closed {
                 reason: CloseReason::Local,
             }),
             // Honoured only in sequence, i.e. after all of the peer's data.
@@ -584,8 +686,13 @@ impl<const WINDOW: usize, const SEG: usize> Connection<WINDOW, SEG> {
             Store::Stored => {}
         }
         if seq_nr != first {
-            // Out of order: held; a duplicate ACK tells the sender of the gap.
-            self.ctrl.set(Ctrl::ACK);
+            // Out of order: held; an EACK listing what we hold tells the
+            // sender of the gap at once (libcsp 1.x does the same; 2.x
+            // ignores EACKs).
+            self.eacks_owed = self
+                .eacks_owed
+                .saturating_add(1)
+                .min(u8::try_from(WINDOW).unwrap_or(u8::MAX));
             return;
         }
         let mut advanced = 0u16;
@@ -625,9 +732,11 @@ impl<const WINDOW: usize, const SEG: usize> Connection<WINDOW, SEG> {
             return Some(t);
         }
         if self.ctrl.has(Ctrl::SYN_ACK) {
+            let opts = self.opts.to_syn().to_be_bytes();
+            let body: &[u8] = if self.announce_options { &opts } else { &[] };
             let t = self.emit_ctrl(
                 buf,
-                &[],
+                body,
                 Flags::SYN | Flags::ACK,
                 self.snd_iss,
                 self.rcv_irs,
@@ -654,16 +763,58 @@ impl<const WINDOW: usize, const SEG: usize> Connection<WINDOW, SEG> {
                 self.rcv_cur,
             )?;
             self.ctrl.clear(Ctrl::RST);
-            if self.state == State::CloseWait {
+            if matches!(self.state, State::CloseWait | State::Closing) {
                 self.ctrl_tries = self.ctrl_tries.saturating_add(1);
                 self.ctrl_deadline = now + self.opts.rto(self.ctrl_tries);
             }
             return Some(t);
         }
+        if self.ctrl.has(Ctrl::ABORT) {
+            let t = self.emit_ctrl(buf, &[], Flags::RST, self.snd_nxt, self.rcv_cur)?;
+            self.ctrl.clear(Ctrl::ABORT);
+            return Some(t);
+        }
         if self.ctrl.has(Ctrl::ACK) {
             return self.emit_ack(buf);
         }
+        while self.eacks_owed > 0 && self.state != State::Closed {
+            self.eacks_owed -= 1;
+            if let Some(t) = self.emit_eack(buf) {
+                return Some(t);
+            }
+        }
         None
+    }
+
+    /// ACK|EAK: the cumulative acknowledgement, then the sequence numbers
+    /// held out of order as big-endian u16s. `None` if nothing is held
+    /// (the gap filled meanwhile) or the buffer is too small.
+    fn emit_eack(&mut self, buf: &mut [u8]) -> Option<Transmit> {
+        let mut list = [0u8; 2 * MAX_EACK];
+        let mut n = 0;
+        let first = usize::from(seq::distance(self.rcv_read, self.rcv_cur.wrapping_add(1)));
+        for off in first..WINDOW {
+            if n == MAX_EACK {
+                break;
+            }
+            if self.rx.is_full(off) {
+                let s = self.rcv_read.wrapping_add(off as u16);
+                list[2 * n..2 * n + 2].copy_from_slice(&s.to_be_bytes());
+                n += 1;
+            }
+        }
+        if n == 0 {
+            return None;
+        }
+        let t = self.emit_ctrl(
+            buf,
+            &list[..2 * n],
+            Flags::ACK | Flags::EAK,
+            self.snd_nxt,
+            self.rcv_cur,
+        )?;
+        self.acked_now();
+        Some(t)
     }
 
     fn emit_ack(&mut self, buf: &mut [u8]) -> Option<Transmit> {
@@ -818,6 +969,10 @@ impl<const WINDOW: usize, const SEG: usize> Connection<WINDOW, SEG> {
                     }
                     slot.pending = true;
                     self.count_retransmission();
+                    if self.state == State::Closing {
+                        // Our reset follows the resent data again.
+                        self.ctrl.set(Ctrl::RST);
+                    }
                 }
             }
             _ => {}
@@ -1099,7 +1254,7 @@ mod tests {
 
     #[test]
     fn silence_fails_even_when_idle() {
-        let (mut c, _s) = open_pair(Options::default(), 1, 2);
+        let (mut c, mut s) = open_pair(Options::default(), 1, 2);
         assert_eq!(c.poll_timeout(), Some(t(10_000)));
         c.handle_timeout(t(10_000));
         assert_eq!(
@@ -1108,33 +1263,50 @@ mod tests {
                 reason: FailReason::Timeout
             }]
         );
-        // One best-effort reset tells the peer.
+        // One best-effort reset tells the peer: a bare RST, an abort, which
+        // the peer must not take for a close (that would say "all
+        // delivered").
         let rst = out(&mut c, 10_000);
         assert_eq!(rst.len(), 1);
-        assert_eq!(hdr(&rst[0]).flags(), Flags::RST | Flags::ACK);
+        assert_eq!(hdr(&rst[0]).flags(), Flags::RST);
         assert_eq!(c.poll_timeout(), None);
+        s.send(t(10_000), b"unacknowledged").unwrap();
+        let _ = out(&mut s, 10_000);
+        // A stray abort (implausible sequence number) is ignored.
+        s.handle_segment(
+            t(10_001),
+            &RdpHeader::new(Flags::RST, 0, 900, 0).to_be_bytes(),
+        );
+        assert_eq!(s.state(), State::Open);
+        s.handle_segment(t(10_001), &rst[0]);
+        assert!(s.is_closed());
+        assert!(out(&mut s, 10_001).is_empty(), "no reset answers an abort");
+        assert_eq!(
+            events(&mut s),
+            [Event::Failed {
+                reason: FailReason::Reset
+            }]
+        );
     }
 
     #[test]
-    fn close_waits_for_acks_then_resets_both_ends() {
+    fn close_sends_its_reset_after_the_data_without_waiting_for_the_ack() {
         let (mut c, mut s) = open_pair(Options::default(), 10, 20);
         c.send(t(0), b"last words").unwrap();
         let d = out(&mut c, 0);
         c.close(t(0));
         assert_eq!(c.state(), State::Closing);
-        assert!(
-            out(&mut c, 0).is_empty(),
-            "no reset before the data is acknowledged"
-        );
-        s.handle_segment(t(1), &d[0]);
-        s.handle_timeout(t(251));
-        deliver(&mut s, &mut c, 251);
-        assert_eq!(c.state(), State::CloseWait);
-        let rst = out(&mut c, 251);
+        // The reset follows at once: the peer honours it only in sequence.
+        let rst = out(&mut c, 0);
         assert_eq!(rst.len(), 1);
         let h = hdr(&rst[0]);
         assert_eq!((h.flags(), h.seq, h.ack), (Flags::RST | Flags::ACK, 12, 20));
-        s.handle_segment(t(252), &rst[0]);
+        // Arriving before the data it is not honoured: the peer says where it is.
+        s.handle_segment(t(1), &rst[0]);
+        assert_eq!(s.state(), State::Open);
+        assert_eq!(hdr(&out(&mut s, 1)[0]).ack, 10);
+        s.handle_segment(t(2), &d[0]);
+        s.handle_segment(t(2), &rst[0]);
         assert_eq!(s.state(), State::TimeWait);
         assert_eq!(
             events(&mut s).last(),
@@ -1142,12 +1314,50 @@ mod tests {
                 reason: CloseReason::Peer
             })
         );
-        let reply = out(&mut s, 252);
-        assert_eq!(hdr(&reply[0]).flags(), Flags::RST | Flags::ACK);
+        let reply = out(&mut s, 2);
+        assert_eq!(
+            reply.len(),
+            1,
+            "no delayed ACK of its own: the reset covers the data"
+        );
+        let rh = hdr(&reply[0]);
+        assert_eq!((rh.flags(), rh.ack), (Flags::RST | Flags::ACK, 11));
         // A repeated reset (our reply lost) is answered again.
-        s.handle_segment(t(253), &rst[0]);
-        assert_eq!(out(&mut s, 253).len(), 1);
-        c.handle_segment(t(254), &reply[0]);
+        s.handle_segment(t(3), &rst[0]);
+        assert_eq!(out(&mut s, 3).len(), 1);
+        c.handle_segment(t(4), &reply[0]);
+        assert!(c.is_closed());
+        assert!(out(&mut c, 4).is_empty(), "nothing after the close");
+        assert_eq!(
+            events(&mut c),
+            [
+                Event::Acknowledged { through: 11 },
+                Event::Closed {
+                    reason: CloseReason::Local
+                }
+            ]
+        );
+        // The passive end lingers for the close wait, then is closed.
+        s.handle_timeout(s.poll_timeout().unwrap());
+        assert!(s.is_closed());
+        assert_eq!(s.poll_timeout(), None);
+    }
+
+    #[test]
+    fn lost_early_reset_is_resent_with_the_data() {
+        let (mut c, mut s) = open_pair(Options::default(), 10, 20);
+        c.send(t(0), b"x").unwrap();
+        c.close(t(0));
+        let lost = out(&mut c, 0);
+        assert_eq!(lost.len(), 2);
+        c.handle_timeout(t(1000));
+        let again = out(&mut c, 1000);
+        assert_eq!(again.len(), 2, "data, then the reset again");
+        assert_eq!(hdr(&again[1]).flags(), Flags::RST | Flags::ACK);
+        for seg in &again {
+            s.handle_segment(t(1001), seg);
+        }
+        deliver(&mut s, &mut c, 1001);
         assert!(c.is_closed());
         assert_eq!(
             events(&mut c).last(),
@@ -1155,10 +1365,19 @@ mod tests {
                 reason: CloseReason::Local
             })
         );
-        // The passive end lingers for the close wait, then is closed.
-        s.handle_timeout(s.poll_timeout().unwrap());
-        assert!(s.is_closed());
-        assert_eq!(s.poll_timeout(), None);
+    }
+
+    #[test]
+    fn close_with_everything_acknowledged_resets_once() {
+        let (mut c, mut s) = open_pair(Options::default(), 10, 20);
+        c.send(t(0), b"x").unwrap();
+        deliver(&mut c, &mut s, 0);
+        s.handle_timeout(t(250));
+        deliver(&mut s, &mut c, 250);
+        c.close(t(251));
+        assert_eq!(c.state(), State::CloseWait);
+        assert_eq!(out(&mut c, 251).len(), 1);
+        assert!(out(&mut c, 251).is_empty());
     }
 
     #[test]
@@ -1287,36 +1506,44 @@ mod tests {
     }
 
     #[test]
-    fn eack_stops_retransmission_of_listed_segments() {
+    fn eack_resends_the_gap_once_and_never_the_listed_segments() {
         let (mut c, _s) = open_pair(Options::default(), 1, 2);
         for _ in 0..3 {
             c.send(t(0), b"seg").unwrap();
         }
         let _ = out(&mut c, 0);
         // libcsp 1.x: ACK|EAK acking seq 1 (nothing), listing seqs 3 and 4.
-        c.handle_segment(t(10), &[0, 3, 0, 4, 0x06, 0, 3, 0, 1]);
-        c.handle_timeout(t(1000));
-        let re = out(&mut c, 1000);
-        assert_eq!(re.len(), 1);
+        let eack = [0, 3, 0, 4, 0x06, 0, 3, 0, 1];
+        c.handle_segment(t(10), &eack);
+        let re = out(&mut c, 10);
+        assert_eq!(re.len(), 1, "the missing one at once");
         assert_eq!(hdr(&re[0]).seq, 2);
+        c.handle_segment(t(11), &eack);
+        assert!(out(&mut c, 11).is_empty(), "once per recovery");
+        let mut now = 11;
+        for _ in 0..3 {
+            now = c.poll_timeout().unwrap().as_millis();
+            c.handle_timeout(t(now));
+            for seg in out(&mut c, now) {
+                assert_eq!(hdr(&seg).seq, 2, "listed segments are never resent");
+            }
+        }
+        assert!(now > 1000);
     }
 
     #[test]
-    fn duplicate_ack_triggers_one_fast_retransmit() {
-        let (mut c, mut s) = open_pair(Options::default(), 1, 2);
+    fn three_duplicate_acks_trigger_one_fast_retransmit() {
+        let (mut c, _s) = open_pair(Options::default(), 1, 2);
         for i in 0..4u8 {
             c.send(t(0), &[i]).unwrap();
         }
-        let segs = out(&mut c, 0);
-        // The first is lost; the other three each draw an immediate duplicate ACK.
-        for sg in &segs[1..] {
-            s.handle_segment(t(10), sg);
-        }
-        let dups = out(&mut s, 10);
-        assert_eq!(dups.len(), 1, "acknowledgements coalesce");
-        assert_eq!(hdr(&dups[0]).ack, 1);
-        c.handle_segment(t(20), &dups[0]);
-        c.handle_segment(t(20), &dups[0]);
+        let _ = out(&mut c, 0);
+        // A TCP-like peer: one bare duplicate ACK per segment after a gap.
+        let dup = RdpHeader::new(Flags::ACK, 0, 3, 1).to_be_bytes();
+        c.handle_segment(t(20), &dup);
+        c.handle_segment(t(20), &dup);
+        assert!(out(&mut c, 20).is_empty(), "two are not enough");
+        c.handle_segment(t(20), &dup);
         let re = out(&mut c, 20);
         assert_eq!(
             re.len(),
@@ -1324,10 +1551,109 @@ mod tests {
             "one fast retransmission, long before the packet timeout"
         );
         assert_eq!(hdr(&re[0]).seq, 2);
+        // More duplicates in the same recovery resend nothing.
+        c.handle_segment(t(21), &dup);
+        assert!(out(&mut c, 21).is_empty());
+        assert_eq!(c.counters().tx_retransmissions, 1);
+    }
+
+    #[test]
+    fn our_receiver_reports_a_gap_with_eacks_and_the_sender_fills_it() {
+        let (mut c, mut s) = open_pair(Options::default(), 1, 2);
+        for i in 0..4u8 {
+            c.send(t(0), &[i]).unwrap();
+        }
+        let segs = out(&mut c, 0);
+        // The first is lost; each of the others draws an EACK.
+        for sg in &segs[1..] {
+            s.handle_segment(t(10), sg);
+        }
+        let eacks = out(&mut s, 10);
+        assert_eq!(eacks.len(), 3, "one per segment out of order");
+        let (body, h) = RdpHeader::split(&eacks[2]).unwrap();
+        assert_eq!((h.flags(), h.ack), (Flags::ACK | Flags::EAK, 1));
+        assert_eq!(body, [0, 3, 0, 4, 0, 5]);
+        c.handle_segment(t(20), &eacks[0]);
+        let re = out(&mut c, 20);
+        assert_eq!(re.len(), 1);
+        assert_eq!(hdr(&re[0]).seq, 2);
+        for e in &eacks[1..] {
+            c.handle_segment(t(20), e);
+        }
+        assert!(out(&mut c, 20).is_empty());
         s.handle_segment(t(30), &re[0]);
         assert_eq!(data(&events(&mut s)), [0, 1, 2, 3]);
         deliver(&mut s, &mut c, 30);
         assert_eq!(c.unacknowledged(), 0);
+        assert_eq!(c.counters().tx_retransmissions, 1);
+    }
+
+    #[test]
+    fn redundant_bare_acks_resend_nothing() {
+        let (mut c, _s) = open_pair(Options::default(), 1, 2);
+        for i in 0..4u8 {
+            c.send(t(0), &[i]).unwrap();
+        }
+        let _ = out(&mut c, 0);
+        // libcsp's ACK of nothing new, sent while our data was on its way;
+        // stale ones (acknowledging less) and ones carrying data too.
+        let bare = RdpHeader::new(Flags::ACK, 0, 3, 1).to_be_bytes();
+        let stale = RdpHeader::new(Flags::ACK, 0, 3, 0).to_be_bytes();
+        let mut with_data = b"echo".to_vec();
+        with_data.extend(RdpHeader::new(Flags::ACK, 0, 3, 1).to_be_bytes());
+        c.handle_segment(t(5), &bare);
+        c.handle_segment(t(6), &bare);
+        for _ in 0..5 {
+            c.handle_segment(t(7), &stale);
+        }
+        c.handle_segment(t(8), &with_data);
+        assert!(out(&mut c, 8).iter().all(|s| s.len() == 5), "only ACKs");
+        assert_eq!(c.counters().tx_retransmissions, 0);
+        // A segment the peer listed as held (EACK) is never resent.
+        c.handle_segment(t(9), &[0, 3, 0, 4, 0x06, 0, 4, 0, 1]);
+        c.handle_segment(t(9), &bare);
+        c.handle_segment(t(9), &bare);
+        c.handle_segment(t(9), &bare);
+        let re = out(&mut c, 9);
+        assert_eq!(re.iter().filter(|s| s.len() > 5).count(), 1);
+        c.handle_timeout(t(1000));
+        let seqs: Vec<u16> = out(&mut c, 1000)
+            .iter()
+            .filter(|s| s.len() > 5)
+            .map(|s| hdr(s).seq)
+            .collect();
+        assert!(!seqs.contains(&3) && !seqs.contains(&4), "{seqs:?}");
+    }
+
+    #[test]
+    fn a_smaller_server_announces_its_window_and_the_client_adopts_it() {
+        type Big = Connection<8, 16>;
+        let asked = Options {
+            window: 8,
+            ..Options::default()
+        };
+        let mut c = Big::connect(t(0), asked, 100).unwrap();
+        let mut buf = [0u8; Big::MAX_SEGMENT_LEN];
+        let n = c.poll_transmit(t(0), &mut buf).unwrap().len;
+        let mut s = C::accept(t(0), &buf[..n], Options::default(), 200).unwrap();
+        assert_eq!(s.options().window, 4);
+        let sa = out(&mut s, 0);
+        let (body, h) = RdpHeader::split(&sa[0]).unwrap();
+        assert_eq!(h.flags(), Flags::SYN | Flags::ACK);
+        assert_eq!(SynOptions::parse(body).unwrap().window, 4);
+        c.handle_segment(t(1), &sa[0]);
+        assert_eq!(c.options().window, 4);
+        // The client now sends at most 4 unacknowledged segments.
+        for i in 0..4u8 {
+            c.send(t(1), &[i]).unwrap();
+        }
+        assert_eq!(c.send(t(1), b"x"), Err(SendError::WouldBlock));
+        // A server that holds what was asked answers as libcsp does: no options.
+        let mut c4 = C::connect(t(0), Options::default(), 1).unwrap();
+        let syn = out(&mut c4, 0);
+        let mut s8 = Big::accept(t(0), &syn[0], Options::default(), 2).unwrap();
+        let n = s8.poll_transmit(t(0), &mut buf).unwrap().len;
+        assert_eq!(n, 5);
     }
 
     #[test]

@@ -144,6 +144,30 @@ impl Options {
         Ok(o)
     }
 
+    /// The server side, after [`adopt`](Self::adopt): a window larger than
+    /// the `capacity` we can hold is cut to it. `true` if it was, and the
+    /// SYN-ACK must then tell the client (see [`adopt_syn_ack`](Self::adopt_syn_ack)).
+    pub fn fit_window(&mut self, capacity: usize) -> bool {
+        let cap = u16::try_from(capacity).unwrap_or(u16::MAX).max(1);
+        if self.window > cap {
+            self.window = cap;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The client side: a SYN-ACK with options (only ours sends them, and
+    /// only when the server holds less than we asked) lowers our window to
+    /// the server's. Nothing else changes, and nothing is ever raised.
+    pub fn adopt_syn_ack(&mut self, syn_ack: &SynOptions) {
+        if let Ok(w) = u16::try_from(syn_ack.window) {
+            if w > 0 && w < self.window {
+                self.window = w;
+            }
+        }
+    }
+
     /// Retransmission timeout before try `tries + 1`, given `tries` sends so
     /// far: the packet timeout doubled per earlier retransmission, capped at
     /// `max_backoff` and at a quarter of the connection timeout (so that a

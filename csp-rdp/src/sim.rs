@@ -13,6 +13,12 @@ use crate::time::{Duration, Instant};
 use std::collections::VecDeque;
 use std::vec::Vec;
 
+mod libcsp;
+pub use libcsp::{
+    libcsp_against_libcsp, libcsp_against_ours, ours_against_libcsp, Duel, LibcspConfig,
+    LibcspCounters, LibcspPeer, Station,
+};
+
 /// SplitMix64: tiny, fast, and good enough to pick losses and delays.
 #[derive(Debug, Clone)]
 pub struct Rng(u64);
@@ -259,7 +265,8 @@ pub struct Endpoint<const W: usize, const S: usize> {
     pub acked: usize,
     /// Sequence number and length of sends not yet acknowledged.
     unacked: VecDeque<(u16, usize)>,
-    /// Close once everything is sent and acknowledged and `expect` bytes arrived.
+    /// Close once everything is handed to the connection and `expect` bytes
+    /// arrived (the close itself waits for the acknowledgements).
     pub close_when_done: bool,
     /// Bytes to receive before closing.
     pub expect: usize,
@@ -272,6 +279,9 @@ pub struct Endpoint<const W: usize, const S: usize> {
     /// When everything queued so far had been sent and acknowledged (the
     /// time a user waits for a transfer, without the close handshake).
     pub all_acked_at: Option<Instant>,
+    /// For a server outside [`Pair`]: the local options and ISN a SYN is
+    /// accepted with.
+    accept_with: Option<(Options, u16)>,
 }
 
 /// How a connection ended, from its owner's view.
@@ -298,6 +308,7 @@ impl<const W: usize, const S: usize> Endpoint<W, S> {
             end: None,
             events_after_end: 0,
             all_acked_at: None,
+            accept_with: None,
         }
     }
 
@@ -363,7 +374,6 @@ impl<const W: usize, const S: usize> Endpoint<W, S> {
         if self.close_when_done
             && conn.state() == State::Open
             && self.outbox.is_empty()
-            && conn.unacknowledged() == 0
             && self.received.len() >= self.expect
         {
             conn.close(now);

@@ -317,61 +317,78 @@ fn damaged_segments_never_panic() {
 }
 
 #[test]
-fn peer_window_larger_than_our_capacity_still_delivers() {
+fn peer_window_larger_than_our_capacity_is_negotiated_or_survived() {
+    use csp_rdp::header::HEADER_LEN;
     use csp_rdp::time::Instant;
     use csp_rdp::{Connection, Event};
-    // A client asking for window 16 against a server built for 4 in flight:
-    // the server holds what fits, the client retransmits the rest.
-    let opts = Options {
-        window: 16,
-        packet_timeout: Duration::from_millis(50),
-        ..Options::default()
-    };
-    let mut c: Connection<16, 32> = Connection::connect(Instant::ZERO, opts, 100).unwrap();
-    let mut buf = [0u8; 64];
-    let syn = c.poll_transmit(Instant::ZERO, &mut buf).unwrap();
-    let mut s: Connection<4, 32> =
-        Connection::accept(Instant::ZERO, &buf[..syn.len], Options::default(), 200).unwrap();
-    assert_eq!(s.options().window, 16);
-    let data = pattern(5, 32 * 40);
-    let (mut sent, mut got) = (0, Vec::new());
-    let mut now = Instant::ZERO;
-    for _ in 0..100_000 {
-        while sent < data.len() && c.send_capacity() > 0 {
-            c.send(now, &data[sent..sent + 32]).unwrap();
-            sent += 32;
-        }
-        let mut moved = false;
-        while let Some(t) = c.poll_transmit(now, &mut buf) {
-            s.handle_segment(now, &buf[..t.len]);
-            moved = true;
-        }
-        while let Some(t) = s.poll_transmit(now, &mut buf) {
-            c.handle_segment(now, &buf[..t.len]);
-            moved = true;
-        }
-        while let Some(ev) = s.poll_event() {
-            if let Event::Data(p) = ev {
-                got.extend_from_slice(&p);
+    // A client asking for window 16 against a server built for 4 in flight.
+    // Ours takes the server's window from the SYN-ACK: nothing is dropped.
+    // One that ignores the SYN-ACK's options (libcsp) keeps 16: the server
+    // holds what fits and the client retransmits the rest.
+    for ignores_syn_ack_options in [false, true] {
+        let opts = Options {
+            window: 16,
+            packet_timeout: Duration::from_millis(50),
+            ..Options::default()
+        };
+        let mut c: Connection<16, 32> = Connection::connect(Instant::ZERO, opts, 100).unwrap();
+        let mut buf = [0u8; 64];
+        let syn = c.poll_transmit(Instant::ZERO, &mut buf).unwrap();
+        let mut s: Connection<4, 32> =
+            Connection::accept(Instant::ZERO, &buf[..syn.len], Options::default(), 200).unwrap();
+        assert_eq!(s.options().window, 4);
+        let data = pattern(5, 32 * 40);
+        let (mut sent, mut got) = (0, Vec::new());
+        let mut now = Instant::ZERO;
+        for _ in 0..100_000 {
+            while sent < data.len() && c.send_capacity() > 0 {
+                c.send(now, &data[sent..sent + 32]).unwrap();
+                sent += 32;
+            }
+            let mut moved = false;
+            while let Some(t) = c.poll_transmit(now, &mut buf) {
+                s.handle_segment(now, &buf[..t.len]);
+                moved = true;
+            }
+            while let Some(t) = s.poll_transmit(now, &mut buf) {
+                let seg = if ignores_syn_ack_options {
+                    &buf[t.len.saturating_sub(HEADER_LEN)..t.len]
+                } else {
+                    &buf[..t.len]
+                };
+                c.handle_segment(now, seg);
+                moved = true;
+            }
+            while let Some(ev) = s.poll_event() {
+                if let Event::Data(p) = ev {
+                    got.extend_from_slice(&p);
+                }
+            }
+            while c.poll_event().is_some() {}
+            if got.len() == data.len() {
+                break;
+            }
+            if !moved {
+                now = [c.poll_timeout(), s.poll_timeout()]
+                    .into_iter()
+                    .flatten()
+                    .min()
+                    .unwrap();
+                c.handle_timeout(now);
+                s.handle_timeout(now);
             }
         }
-        while c.poll_event().is_some() {}
-        if got.len() == data.len() {
-            break;
-        }
-        if !moved {
-            now = [c.poll_timeout(), s.poll_timeout()]
-                .into_iter()
-                .flatten()
-                .min()
-                .unwrap();
-            c.handle_timeout(now);
-            s.handle_timeout(now);
+        assert_eq!(got, data);
+        if ignores_syn_ack_options {
+            assert_eq!(c.options().window, 16);
+            assert!(
+                s.counters().rx_no_room > 0,
+                "the test did overflow the server"
+            );
+        } else {
+            assert_eq!(c.options().window, 4);
+            assert_eq!(s.counters().rx_no_room, 0);
+            assert_eq!(c.counters().tx_retransmissions, 0);
         }
     }
-    assert_eq!(got, data);
-    assert!(
-        s.counters().rx_no_room > 0,
-        "the test did overflow the server"
-    );
 }

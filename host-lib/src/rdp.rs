@@ -57,7 +57,7 @@ pub const DEFAULT_WINDOW: u16 = 4;
 /// of it. csp-rdp's own default (the connection timeout, 10 s) would hold
 /// an accepted connection's slot that long after every close, so a busy
 /// listener would run out of its [`MAX_CONNS`] slots; cutting it short
-/// loses nothing (all data was acknowledged before the close began: the
+/// loses nothing (the close wait starts once all data is acknowledged: the
 /// worst case is a close reported as `CloseTimeout`).
 pub const DEFAULT_CLOSE_WAIT: Duration = Duration::from_secs(2);
 
@@ -156,6 +156,13 @@ impl Default for ConnOptions {
             rdp: RdpOptions {
                 window: DEFAULT_WINDOW,
                 close_wait: ms(DEFAULT_CLOSE_WAIT),
+                // Ask the server to acknowledge every segment at once: a
+                // libcsp server adopts the SYN's options and would otherwise
+                // hold its ACK for up to its 250 ms ack timeout (plus its
+                // router's 100 ms wakeup), which every short exchange and
+                // every `wait_acked` would wait out. Our own receivers
+                // coalesce ACKs per burst, so bulk transfers barely pay.
+                delayed_acks: false,
                 ..RdpOptions::default()
             },
             backlog: 0,

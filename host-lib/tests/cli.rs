@@ -342,3 +342,55 @@ fn ping_over_tcp_with_token() {
         "{err}"
     );
 }
+
+/// `csp listen 10 | head -1` (issue 14): once `head` has its line and
+/// exits, the next write meets a closed pipe; `csp` ends quietly with
+/// status 0 instead of panicking. A real shell pipeline, so the pipe is
+/// exactly what a user gets.
+#[test]
+fn listen_into_a_closed_pipe_ends_quietly() {
+    let d = Muxd::start(1, "");
+    let script = format!(
+        "'{}' --socket '{}' listen --idle 10000 10 2>\"$ERR\" | head -1; \
+         echo \"status ${{PIPESTATUS[0]}}\" >&2",
+        csp_bin(),
+        d.socket.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let err_path = dir.path().join("csp.err");
+    let child = Command::new("bash")
+        .args(["-c", &script])
+        .env("ERR", &err_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Send until the pipeline is over: the first packet is head's line,
+    // a later one meets the closed pipe. Bounded by the attempts.
+    let mut sender = Client::connect(&d.socket).unwrap();
+    let s = sender.bind(Bind::Ephemeral).unwrap();
+    let deadline = Instant::now() + WAIT;
+    let mut child = Some(child);
+    let mut out = None;
+    while out.is_none() && Instant::now() < deadline {
+        let _ = sender.sendto(&s, 1, 10, b"line");
+        std::thread::sleep(Duration::from_millis(50));
+        if child.as_mut().unwrap().try_wait().unwrap().is_some() {
+            out = Some(finish(child.take().unwrap()));
+        }
+    }
+    let out = out.unwrap_or_else(|| finish(child.take().unwrap()));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let shell_err = String::from_utf8_lossy(&out.stderr);
+    let csp_err = std::fs::read_to_string(&err_path).unwrap();
+    assert_eq!(stdout.lines().count(), 1, "head printed one line: {stdout}");
+    assert!(stdout.contains("-> port 10 (4 bytes"), "{stdout}");
+    assert!(shell_err.contains("status 0"), "csp's status: {shell_err}");
+    assert!(!csp_err.contains("panicked"), "{csp_err}");
+    assert_eq!(
+        csp_err.trim(),
+        "listening on 1:10",
+        "nothing but the start line on stderr"
+    );
+}

@@ -113,6 +113,60 @@ fn echo_between_two_clients() {
     echo_round_trip(ConnOptions::default());
 }
 
+/// Issue 13: a tiny exchange (connect, one segment, acknowledged, closed)
+/// is round trips, not timers: the client asks for immediate ACKs in its
+/// SYN and its close sends the reset right after the data. Prints the
+/// times (`-- --nocapture`); asserts only what happened, never how long.
+#[test]
+fn tiny_exchanges_against_our_listener() {
+    let d = Muxd::start(3, "");
+    let mut server = client(&d, "server", false);
+    let listener = server.listen(11, ConnOptions::default()).unwrap();
+    // 14 connections: fewer than the listener's 16 slots, which each stay
+    // taken for the close wait (2 s) after a close.
+    const RUNS: usize = 7;
+    let srv = thread::spawn(move || {
+        let mut got = Vec::new();
+        for _ in 0..2 * RUNS {
+            let conn = server.accept(&listener, Some(WAIT)).unwrap();
+            let mut buf = [0u8; 64];
+            loop {
+                match server.recv(&conn, &mut buf, Some(WAIT)) {
+                    Ok(0) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                    Err(e) => panic!("sink: {e}"),
+                }
+            }
+            let _ = server.close_conn(conn, Some(WAIT));
+        }
+        got
+    });
+    let mut c = client(&d, "client", false);
+    for wait_acked in [false, true] {
+        let mut times = Vec::new();
+        for _ in 0..RUNS {
+            let started = Instant::now();
+            let conn = c
+                .connect_to(3, 11, ConnOptions::default(), Some(WAIT))
+                .unwrap();
+            c.send(&conn, b"hi", Some(WAIT)).unwrap();
+            if wait_acked {
+                c.wait_acked(&conn, Some(WAIT)).unwrap();
+            }
+            c.close_conn(conn, Some(WAIT)).unwrap();
+            times.push(started.elapsed());
+        }
+        times.sort();
+        println!(
+            "tiny exchange (connect, \"hi\",{} close) through csp-muxd: median {:?}, max {:?}",
+            if wait_acked { " wait_acked," } else { "" },
+            times[RUNS / 2],
+            times[RUNS - 1]
+        );
+    }
+    assert_eq!(srv.join().unwrap(), b"hi".repeat(2 * RUNS));
+}
+
 #[test]
 fn echo_between_two_clients_with_crc_and_hmac() {
     echo_round_trip(ConnOptions::default().with_crc().with_hmac_key(b"secret"));

@@ -8,6 +8,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
+use std::time::{Duration, Instant};
 
 use csp_ipc::{IpcError, Message};
 
@@ -139,6 +140,25 @@ pub enum ReadOutcome {
 /// up is not reading at all and is disconnected.
 const MAX_CONTROL_FRAMES: usize = 64;
 
+/// A deadline the client must meet or be closed: an unauthenticated or
+/// stalled connection must not hold one of the `max_clients` slots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deadline {
+    /// HELLO must be accepted by then.
+    Hello(Instant),
+    /// The frame begun in the read buffer must be complete by then.
+    Frame(Instant),
+}
+
+impl Deadline {
+    /// When it runs out.
+    pub fn at(self) -> Instant {
+        match self {
+            Deadline::Hello(t) | Deadline::Frame(t) => t,
+        }
+    }
+}
+
 /// One connected application.
 #[derive(Debug)]
 pub struct Client {
@@ -152,6 +172,10 @@ pub struct Client {
     pub bindings: Vec<(u16, u8)>,
     /// Counters.
     pub stats: ClientStats,
+    /// The deadline running, if any (see [`Client::track_partial_frame`]).
+    pub deadline: Option<Deadline>,
+    /// A whole frame was decoded since the last `track_partial_frame`.
+    progressed: bool,
     rbuf: Vec<u8>,
     rlen: usize,
     data_queue: VecDeque<Vec<u8>>,
@@ -163,14 +187,17 @@ pub struct Client {
 }
 
 impl Client {
-    /// A new client on `stream` with the configured queue bound and policy.
-    pub fn new(stream: Stream, queue_len: usize, overflow: Overflow) -> Client {
+    /// A new client on `stream` with the configured queue bound and policy;
+    /// it must complete HELLO by `hello_by`.
+    pub fn new(stream: Stream, queue_len: usize, overflow: Overflow, hello_by: Instant) -> Client {
         Client {
             stream,
             name: String::new(),
             hello_done: false,
             bindings: Vec::new(),
             stats: ClientStats::default(),
+            deadline: Some(Deadline::Hello(hello_by)),
+            progressed: false,
             rbuf: vec![0; csp_ipc::LEN_PREFIX + csp_ipc::MAX_FRAME_LEN],
             rlen: 0,
             data_queue: VecDeque::new(),
@@ -215,10 +242,28 @@ impl Client {
         while let Some((msg, used)) = csp_ipc::decode(&self.rbuf[at..self.rlen])? {
             requests.push(Request::from_message(&msg));
             at += used;
+            self.progressed = true;
         }
         self.rbuf.copy_within(at..self.rlen, 0);
         self.rlen -= at;
         Ok(())
+    }
+
+    /// After reading (and once HELLO is done): start the half-sent frame
+    /// deadline when bytes of an incomplete frame wait, restart it when a
+    /// whole frame arrived meanwhile (a slow but steady sender is making
+    /// progress), stop it when the buffer is empty. Before HELLO the HELLO
+    /// deadline stays.
+    pub fn track_partial_frame(&mut self, now: Instant, timeout: Duration) {
+        if !self.hello_done {
+            return;
+        }
+        let progressed = std::mem::take(&mut self.progressed);
+        self.deadline = match self.deadline {
+            _ if self.rlen == 0 => None,
+            Some(Deadline::Frame(t)) if !progressed => Some(Deadline::Frame(t)),
+            _ => Some(Deadline::Frame(now + timeout)),
+        };
     }
 
     /// Queue a control frame (ack, reply, error). Returns false if the client
@@ -306,6 +351,7 @@ mod tests {
             Stream::Unix(mio::net::UnixStream::from_std(a)),
             queue_len,
             overflow,
+            Instant::now() + Duration::from_secs(5),
         );
         (client, b)
     }
@@ -425,5 +471,41 @@ mod tests {
             assert!(c.send_control(&Message::Control(Control::Status)));
         }
         assert!(!c.send_control(&Message::Control(Control::Status)));
+    }
+
+    #[test]
+    fn partial_frame_deadline_starts_restarts_and_stops() {
+        let (mut c, mut peer) = pair(4, Overflow::DropOldest);
+        let t0 = Instant::now();
+        let timeout = Duration::from_secs(10);
+        let hello = c.deadline;
+        assert!(matches!(hello, Some(Deadline::Hello(_))));
+        let mut reqs = Vec::new();
+        let frame = csp_ipc::encode_to_vec(&Message::Control(Control::Stats)).unwrap();
+        peer.write_all(&frame[..2]).unwrap();
+        c.read(&mut reqs, usize::MAX);
+        c.track_partial_frame(t0, timeout);
+        assert_eq!(c.deadline, hello, "before HELLO the HELLO deadline stays");
+
+        c.hello_done = true;
+        c.track_partial_frame(t0, timeout);
+        assert_eq!(c.deadline, Some(Deadline::Frame(t0 + timeout)));
+        // More of the same frame, not complete: the deadline does not move.
+        peer.write_all(&frame[2..3]).unwrap();
+        c.read(&mut reqs, usize::MAX);
+        c.track_partial_frame(t0 + Duration::from_secs(1), timeout);
+        assert_eq!(c.deadline, Some(Deadline::Frame(t0 + timeout)));
+        // The frame completes and the next one begins: progress restarts it.
+        let t1 = t0 + Duration::from_secs(2);
+        peer.write_all(&frame[3..]).unwrap();
+        peer.write_all(&frame[..1]).unwrap();
+        c.read(&mut reqs, usize::MAX);
+        c.track_partial_frame(t1, timeout);
+        assert_eq!(c.deadline, Some(Deadline::Frame(t1 + timeout)));
+        peer.write_all(&frame[1..]).unwrap();
+        c.read(&mut reqs, usize::MAX);
+        c.track_partial_frame(t1, timeout);
+        assert_eq!(c.deadline, None, "nothing half-sent");
+        assert_eq!(reqs.len(), 2);
     }
 }

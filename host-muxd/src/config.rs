@@ -80,6 +80,17 @@ pub struct IpcConfig {
     pub overflow: Overflow,
     /// Most clients connected at once; more are refused.
     pub max_clients: usize,
+    /// A client that has not completed HELLO this long after connecting is
+    /// closed and counted: silent connections can not hold the slots.
+    pub hello_timeout_ms: u64,
+    /// A frame begun and not completed within this long (and no whole
+    /// frame in between) closes the client: a half-sent frame can not pin
+    /// the connection.
+    pub frame_timeout_ms: u64,
+    /// Numbered ports and CSP_ANY one client may hold at once.
+    pub max_ports_per_client: usize,
+    /// Ephemeral ports one client may hold at once.
+    pub max_ephemeral_per_client: usize,
     /// Optional TCP listener; must be a loopback address.
     pub tcp_listen: Option<SocketAddr>,
     /// Shared token a TCP client must present as its HELLO name; required
@@ -300,7 +311,11 @@ impl Default for IpcConfig {
             socket: None,
             queue_len: 256,
             overflow: Overflow::DropOldest,
-            max_clients: 64,
+            max_clients: 1024,
+            hello_timeout_ms: 5_000,
+            frame_timeout_ms: 10_000,
+            max_ports_per_client: 8,
+            max_ephemeral_per_client: 4,
             tcp_listen: None,
             tcp_token: None,
         }
@@ -508,6 +523,12 @@ impl Config {
         }
         if self.ipc.max_clients == 0 {
             return Err(err("ipc.max_clients", "must be at least 1".into()));
+        }
+        if self.ipc.hello_timeout_ms == 0 {
+            return Err(err("ipc.hello_timeout_ms", "must be at least 1".into()));
+        }
+        if self.ipc.frame_timeout_ms == 0 {
+            return Err(err("ipc.frame_timeout_ms", "must be at least 1".into()));
         }
         Ok(())
     }
@@ -926,5 +947,27 @@ mod tests {
             ),
             1
         );
+    }
+
+    #[test]
+    fn ipc_limits_are_read_and_checked() {
+        let c = Config::parse(
+            "[ipc]\nhello_timeout_ms = 250\nframe_timeout_ms = 500\nmax_ports_per_client = 2\nmax_ephemeral_per_client = 1\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                c.ipc.hello_timeout_ms,
+                c.ipc.frame_timeout_ms,
+                c.ipc.max_ports_per_client,
+                c.ipc.max_ephemeral_per_client
+            ),
+            (250, 500, 2, 1)
+        );
+        for key in ["hello_timeout_ms", "frame_timeout_ms"] {
+            let e = Config::parse(&format!("[ipc]\n{key} = 0\n"), None).unwrap_err();
+            assert_eq!(e.key.as_deref(), Some(format!("ipc.{key}").as_str()), "{e}");
+        }
     }
 }

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, UnixListener};
 use mio::{Events, Interest, Poll, Token};
@@ -24,7 +24,7 @@ use csp_core::route::{IfaceId, Prefix, RouteTable};
 use csp_core::{Addr, Header, Version};
 use csp_ipc::{ByeReason, Control, ErrorCode, Message, Status};
 
-use crate::client::{Client, ReadOutcome, Request, Stream};
+use crate::client::{Client, Deadline, ReadOutcome, Request, Stream};
 use crate::config::Config;
 use crate::links::{Links, RoutePlan};
 use crate::services::Services;
@@ -58,6 +58,11 @@ fn zmq_token(i: usize) -> Token {
     Token(ZMQ_TOKENS + 2 * i)
 }
 
+/// How often client deadlines (HELLO, half-sent frame) are checked: a check
+/// looks at every client, so it runs on this period rather than every loop
+/// round, and deadlines are met within this much.
+const DEADLINE_SWEEP: Duration = Duration::from_millis(100);
+
 /// Most (address, port) bindings held by all clients together.
 pub const MAX_BINDINGS: usize = 256;
 /// Most routing table entries.
@@ -89,6 +94,8 @@ pub struct Daemon {
     shutdown: bool,
     /// Sources whose read budget ran out: served again next round.
     again: Vec<Token>,
+    /// When client deadlines are checked next.
+    next_sweep: Instant,
 }
 
 impl Daemon {
@@ -96,6 +103,7 @@ impl Daemon {
     /// applications connect.
     pub fn new(cfg: Config, socket_path: PathBuf) -> Result<Daemon, Box<dyn std::error::Error>> {
         let poll = Poll::new()?;
+        raise_fd_limit(cfg.ipc.max_clients);
         let node = Addr::new(cfg.node.address)?;
         let bind_config = cfg.bind_config()?;
 
@@ -145,6 +153,7 @@ impl Daemon {
             started: Instant::now(),
             shutdown: false,
             again,
+            next_sweep: Instant::now(),
             cfg,
         })
     }
@@ -171,9 +180,12 @@ impl Daemon {
             // Sleep until the next link timer (reconnect backoff) at most.
             // Sources that used up their budget go again at once.
             let timeout = if self.again.is_empty() {
-                self.links
-                    .deadline()
-                    .map(|d| d.saturating_duration_since(Instant::now()))
+                let sweep = (!self.clients.is_empty()).then_some(self.next_sweep);
+                let deadline = match (self.links.deadline(), sweep) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                deadline.map(|d| d.saturating_duration_since(Instant::now()))
             } else {
                 Some(std::time::Duration::ZERO)
             };
@@ -202,6 +214,11 @@ impl Daemon {
                 }
             }
             self.links.on_timers(self.poll.registry(), Instant::now());
+            let now = Instant::now();
+            if now >= self.next_sweep {
+                self.expire_clients(now);
+                self.next_sweep = now + DEADLINE_SWEEP;
+            }
             self.services.reap_hooks();
         }
         self.close();
@@ -276,7 +293,13 @@ impl Daemon {
         }
         let token = Token(self.next_token);
         self.next_token += 1;
-        let mut client = Client::new(stream, self.cfg.ipc.queue_len, self.cfg.ipc.overflow);
+        let hello_by = Instant::now() + Duration::from_millis(self.cfg.ipc.hello_timeout_ms);
+        let mut client = Client::new(
+            stream,
+            self.cfg.ipc.queue_len,
+            self.cfg.ipc.overflow,
+            hello_by,
+        );
         if let Err(e) = self.poll.registry().register(
             client.stream.source(),
             token,
@@ -286,6 +309,27 @@ impl Daemon {
             return;
         }
         self.clients.insert(token, client);
+    }
+
+    /// Close the clients whose deadline ran out, and count why.
+    fn expire_clients(&mut self, now: Instant) {
+        let expired: Vec<(Token, Deadline)> = self
+            .clients
+            .iter()
+            .filter_map(|(t, c)| c.deadline.filter(|d| d.at() <= now).map(|d| (*t, d)))
+            .collect();
+        for (token, deadline) in expired {
+            match deadline {
+                Deadline::Hello(_) => {
+                    self.stats.ipc_hello_timeouts += 1;
+                    self.fail_client(token, ErrorCode::NoHello, "no HELLO in time");
+                }
+                Deadline::Frame(_) => {
+                    self.stats.ipc_frame_timeouts += 1;
+                    self.fail_client(token, ErrorCode::BadLength, "frame left half-sent");
+                }
+            }
+        }
     }
 
     fn drop_client(&mut self, token: Token, why: &str) {
@@ -312,6 +356,10 @@ impl Daemon {
                     break;
                 }
                 self.on_request(token, req);
+            }
+            if let Some(c) = self.clients.get_mut(&token) {
+                let timeout = Duration::from_millis(self.cfg.ipc.frame_timeout_ms);
+                c.track_partial_frame(Instant::now(), timeout);
             }
             match outcome {
                 ReadOutcome::Open => {}
@@ -409,6 +457,7 @@ impl Daemon {
             return self.fail_client(token, ErrorCode::BadBody, "bad token");
         }
         c.hello_done = true;
+        c.deadline = None;
         c.name = if matches!(c.stream, Stream::Tcp(_)) {
             "tcp".into()
         } else {
@@ -436,6 +485,10 @@ impl Daemon {
         let Some(local) = self.local_addr(addr) else {
             return self.reply(token, &ack(Status::NotLocalAddr, port));
         };
+        if !self.within_quota(token, port) {
+            self.stats.quota_refused += 1;
+            return self.reply(token, &ack(Status::QuotaExceeded, port));
+        }
         let result = if port == csp_ipc::PORT_EPHEMERAL {
             self.apps
                 .bind_ephemeral(BindAddr::Addr(local), token)
@@ -463,6 +516,23 @@ impl Daemon {
             },
         };
         self.reply(token, &msg);
+    }
+
+    /// Whether `token` may hold one more binding of the kind `port` asks
+    /// for: ephemeral ports and the rest (numbered, CSP_ANY) have separate
+    /// quotas, so that no one application can take a whole port space.
+    fn within_quota(&self, token: Token, port: u8) -> bool {
+        let Some(c) = self.clients.get(&token) else {
+            return false;
+        };
+        let p = &self.cfg.ports;
+        let ephemeral = |b: &&(u16, u8)| (p.ephemeral_first..=p.ephemeral_last).contains(&b.1);
+        let held_ephemeral = c.bindings.iter().filter(ephemeral).count();
+        if port == csp_ipc::PORT_EPHEMERAL {
+            held_ephemeral < self.cfg.ipc.max_ephemeral_per_client
+        } else {
+            c.bindings.len() - held_ephemeral < self.cfg.ipc.max_ports_per_client
+        }
     }
 
     fn on_unregister(&mut self, token: Token, addr: u16, port: u8) {
@@ -743,6 +813,32 @@ enum Origin {
         iface: Option<IfaceId>,
     },
     Service,
+}
+
+/// Descriptors the daemon needs besides its clients: links, listeners,
+/// the poll and signal descriptors, hook processes, log files.
+const FD_RESERVE: u64 = 64;
+
+/// Raise the soft `RLIMIT_NOFILE` so `max_clients` connections fit (up to
+/// the hard limit; a shortfall is logged, and accept then fails and is
+/// logged per connection rather than stopping the daemon).
+fn raise_fd_limit(max_clients: usize) {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let want = max_clients as u64 + FD_RESERVE;
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    if soft >= want {
+        return;
+    }
+    let new = want.min(hard);
+    if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, new, hard) {
+        log::warn!("cannot raise RLIMIT_NOFILE to {new}: {e}");
+    } else if new < want {
+        log::warn!(
+            "RLIMIT_NOFILE hard limit {hard} is below the {want} that ipc.max_clients needs"
+        );
+    }
 }
 
 fn bind_status(e: BindError) -> Status {

@@ -1,11 +1,20 @@
 //! `csp-muxd`: the CSP ground daemon. See `docs/config.md` and `docs/ipc.md`.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
 use host_muxd::config::{Config, DEFAULT_CONFIG};
 use host_muxd::daemon::Daemon;
+
+/// `eprintln!` that never panics: with stderr closed a message is lost,
+/// which is all that can be done with it.
+macro_rules! report {
+    ($($t:tt)*) => {{
+        let _ = writeln!(std::io::stderr().lock(), $($t)*);
+    }};
+}
 
 /// One CSP node shared by many processes: owns the links and the address,
 /// routes packets, answers the standard services; applications connect to
@@ -44,8 +53,16 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     if args.print_default_config {
-        print!("{DEFAULT_CONFIG}");
-        return ExitCode::SUCCESS;
+        // A reader that stops early (`| head`) is not an error of ours.
+        let mut out = std::io::stdout().lock();
+        return match out.write_all(DEFAULT_CONFIG.as_bytes()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+            Err(e) => {
+                report!("csp-muxd: writing stdout: {e}");
+                ExitCode::FAILURE
+            }
+        };
     }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     if args.zmq_proxy {
@@ -59,7 +76,7 @@ fn main() -> ExitCode {
     let config = match config {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("csp-muxd: bad configuration: {e}");
+            report!("csp-muxd: bad configuration: {e}");
             return ExitCode::from(2);
         }
     };
@@ -70,14 +87,14 @@ fn main() -> ExitCode {
     let mut daemon = match Daemon::new(config, socket) {
         Ok(d) => d,
         Err(e) => {
-            eprintln!("csp-muxd: {e}");
+            report!("csp-muxd: {e}");
             return ExitCode::from(1);
         }
     };
     match daemon.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("csp-muxd: {e}");
+            report!("csp-muxd: {e}");
             ExitCode::from(1)
         }
     }
@@ -92,14 +109,14 @@ fn zmq_proxy(xsub: &str, xpub: &str) -> ExitCode {
     let mut signals = match signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("csp-muxd: signals: {e}");
+            report!("csp-muxd: signals: {e}");
             return ExitCode::from(1);
         }
     };
     let (proxy, stop) = match host_muxd::zmqhub::Proxy::bind(xsub, xpub) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("csp-muxd: zmq proxy: {e}");
+            report!("csp-muxd: zmq proxy: {e}");
             return ExitCode::from(1);
         }
     };
@@ -117,7 +134,7 @@ fn zmq_proxy(xsub: &str, xpub: &str) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("csp-muxd: {e}");
+            report!("csp-muxd: {e}");
             ExitCode::from(1)
         }
     }

@@ -23,6 +23,12 @@ pub struct Stats {
     pub ipc_errors: u64,
     /// Connections refused because `ipc.max_clients` were connected.
     pub clients_refused: u64,
+    /// Connections closed for not sending HELLO within `ipc.hello_timeout_ms`.
+    pub ipc_hello_timeouts: u64,
+    /// Connections closed for a frame left half-sent past `ipc.frame_timeout_ms`.
+    pub ipc_frame_timeouts: u64,
+    /// REGISTERs refused by the per-client quotas.
+    pub quota_refused: u64,
     /// Packets from a hub link whose route leads back into that same link
     /// (another node's traffic seen in promiscuous mode, a broadcast, our
     /// own frame echoed by the hub): dropped, as libcsp does, so a hub
@@ -41,6 +47,9 @@ impl fmt::Display for Stats {
         writeln!(f, "link_errors {}", self.link_errors)?;
         writeln!(f, "ipc_errors {}", self.ipc_errors)?;
         writeln!(f, "clients_refused {}", self.clients_refused)?;
+        writeln!(f, "ipc_hello_timeouts {}", self.ipc_hello_timeouts)?;
+        writeln!(f, "ipc_frame_timeouts {}", self.ipc_frame_timeouts)?;
+        writeln!(f, "quota_refused {}", self.quota_refused)?;
         writeln!(f, "same_link {}", self.same_link)
     }
 }

@@ -93,6 +93,7 @@ impl<
             stash: Stash::default(),
             opened: false,
             end_reported: false,
+            half_open_until: None,
         });
         csp_debug!("node: connect to {}:{} from {}", dst, dport, lport);
         Ok(self.conn_id(index))

@@ -92,12 +92,24 @@ impl<
         self.conns
             .iter()
             .flatten()
-            .filter_map(|c| c.conn.poll_timeout())
+            .flat_map(|c| [c.conn.poll_timeout(), rx::half_open(c)])
+            .flatten()
             .min()
     }
 
     /// Let time pass: retransmissions, delayed acknowledgements, timeouts.
     pub fn handle_timeout(&mut self, now: Instant) {
+        // Half-open connections expire on our SYN-RECEIVED timeout, not on
+        // the connection timeout the peer's SYN asked for.
+        for i in 0..CONNS {
+            let expired = self.conns[i]
+                .as_ref()
+                .and_then(rx::half_open)
+                .is_some_and(|t| t <= now);
+            if expired {
+                self.drop_half_open(i);
+            }
+        }
         for slot in self.conns.iter_mut().flatten() {
             if slot.conn.poll_timeout().is_some_and(|t| t <= now) {
                 slot.conn.handle_timeout(now);

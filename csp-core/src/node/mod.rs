@@ -191,10 +191,12 @@ mod event;
 mod rx;
 mod services;
 mod socket;
+mod syn;
 mod tx;
 mod types;
 
 pub use csp_rdp::{CloseReason, FailReason, State as ConnState};
+pub use syn::{OptionRange, SynLimits};
 pub use types::{
     ConnId, ConnectOptions, Datagram, Event, IfaceConfig, NodeCounters, NodeError, Received,
     RxDrop, SocketId, SocketOptions, Transmit,
@@ -246,6 +248,9 @@ pub struct NodeConfig {
     pub forward: bool,
     /// Answer the standard services on ports 0..=6.
     pub services: bool,
+    /// What listeners adopt from a SYN, and how many half-open connections
+    /// they hold (see [`SynLimits`]).
+    pub syn: SynLimits,
 }
 
 impl NodeConfig {
@@ -268,6 +273,7 @@ impl NodeConfig {
             route_version: Version::V2,
             forward: false,
             services: true,
+            syn: SynLimits::DEFAULT,
         }
     }
 }
@@ -321,6 +327,9 @@ struct ConnSlot<const W: usize, const SEG: usize> {
     /// `Closed` or `Failed` was reported (or, for an accepted connection
     /// that never opened, swallowed).
     end_reported: bool,
+    /// An accepted connection still in SYN-RECEIVED is dropped at this time
+    /// ([`SynLimits::syn_received_timeout`]); `None` for an outgoing one.
+    half_open_until: Option<Instant>,
 }
 
 struct RxEntry<const PKT: usize> {
@@ -361,6 +370,7 @@ pub struct Node<
     memfree: u32,
     forward: bool,
     services_on: bool,
+    syn: SynLimits,
     service_key: Option<HmacKey>,
     services: Services,
     ifaces: heapless::Vec<IfaceConfig, IFACES>,
@@ -453,6 +463,7 @@ impl<
             memfree: 0,
             forward: config.forward,
             services_on: config.services,
+            syn: config.syn,
             service_key: None,
             services: Services::new(ServiceConfig::new(config.route_version, config.addr)),
             ifaces: heapless::Vec::new(),
@@ -486,6 +497,7 @@ impl<
                 rx_security: 0,
                 rx_refused: 0,
                 rx_syn_refused: 0,
+                half_open_dropped: 0,
                 forwarded: 0,
                 no_route: 0,
                 tx_frames: 0,

@@ -226,17 +226,17 @@ impl<
         if !is_syn(packet.data()) {
             return Err(RxDrop::NoConnection);
         }
-        if sock.opts.max_conns != 0 && sock.conns >= sock.opts.max_conns {
-            return Err(RxDrop::BacklogFull);
-        }
-        let index = self
-            .conns
-            .iter()
-            .position(Option::is_none)
-            .ok_or(RxDrop::BacklogFull)?;
+        // The peer's options, clamped (see `syn`).
+        let mut syn = [0u8; syn::SYN_LEN];
+        let data = match self.syn.rewrite(packet.data(), &mut syn) {
+            Some(()) => &syn[..],
+            None => packet.data(),
+        };
         let isn = self.random() as u16;
-        let conn = Connection::accept(now, packet.data(), sock.opts.rdp_options, isn)
+        let conn = Connection::accept(now, data, sock.opts.rdp_options, isn)
             .map_err(|_| RxDrop::BadSyn)?;
+        // Only a SYN that makes a connection may displace a half-open one.
+        let index = self.make_room_for_syn(l, h.src, sock.opts.max_conns)?;
         self.conns[index] = Some(ConnSlot {
             conn,
             remote: h.src,
@@ -250,6 +250,7 @@ impl<
             stash: Stash::default(),
             opened: false,
             end_reported: false,
+            half_open_until: Some(now + self.syn.syn_received_timeout),
         });
         if let Some(s) = self.sockets[l].as_mut() {
             s.conns = s.conns.saturating_add(1);
@@ -258,4 +259,63 @@ impl<
         csp_debug!("node: SYN from {}:{} to port {}", h.src, h.sport, h.dport);
         Ok(())
     }
+
+    /// A free connection slot for a SYN from `src` to listener `l`, within
+    /// the half-open bounds of [`SynLimits`]: a source at its bound is
+    /// refused; a listener at its bound (or at `max_conns`, or a node
+    /// without a free slot) drops its oldest half-open connection for the
+    /// new SYN, so a flood of made-up SYNs can not lock real clients out.
+    fn make_room_for_syn(&mut self, l: usize, src: Addr, max_conns: u16) -> Result<usize, RxDrop> {
+        let mut from_src = 0u16;
+        let mut of_listener = 0u16;
+        let mut oldest: Option<(Instant, usize)> = None;
+        let mut oldest_anywhere: Option<(Instant, usize)> = None;
+        for (i, c) in self.conns.iter().enumerate() {
+            let Some((c, until)) = c.as_ref().and_then(|c| half_open(c).map(|t| (c, t))) else {
+                continue;
+            };
+            if c.remote == src {
+                from_src += 1;
+            }
+            if oldest_anywhere.is_none_or(|(t, _)| until < t) {
+                oldest_anywhere = Some((until, i));
+            }
+            if c.listener == Some(l as u8) {
+                of_listener += 1;
+                if oldest.is_none_or(|(t, _)| until < t) {
+                    oldest = Some((until, i));
+                }
+            }
+        }
+        if from_src >= self.syn.half_open_per_source {
+            return Err(RxDrop::BacklogFull);
+        }
+        let conns = self.sockets[l].as_ref().map_or(0, |s| s.conns);
+        let listener_full = of_listener >= self.syn.half_open_per_listener
+            || (max_conns != 0 && conns >= max_conns);
+        if listener_full {
+            let (_, victim) = oldest.ok_or(RxDrop::BacklogFull)?;
+            self.drop_half_open(victim);
+        }
+        if let Some(free) = self.conns.iter().position(Option::is_none) {
+            return Ok(free);
+        }
+        let (_, victim) = oldest_anywhere.ok_or(RxDrop::BacklogFull)?;
+        self.drop_half_open(victim);
+        Ok(victim)
+    }
+
+    /// Forget a connection that never completed its handshake: the
+    /// application never heard of it, so it hears nothing now either.
+    pub(super) fn drop_half_open(&mut self, index: usize) {
+        bump(&mut self.counters.half_open_dropped);
+        self.free_conn(index);
+    }
+}
+
+/// When a half-open (SYN-RECEIVED, accepted) connection expires; `None`
+/// for any other connection.
+pub(super) fn half_open<const W: usize, const SEG: usize>(c: &ConnSlot<W, SEG>) -> Option<Instant> {
+    c.half_open_until
+        .filter(|_| c.conn.state() == ConnState::SynRcvd)
 }

@@ -39,7 +39,10 @@ fn node(seed: u64, mtu: usize) -> N {
 }
 
 /// The frames a node sends now.
-fn drain(n: &mut N, now: Instant) -> Vec<Vec<u8>> {
+fn drain<const C: usize>(
+    n: &mut Node<256, 4, 4, 6, C, 4, 200, 1, 4>,
+    now: Instant,
+) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     let mut buf = [0u8; 256];
     while let Some(t) = n.poll_transmit(now, &mut buf) {
@@ -377,4 +380,159 @@ fn an_accepted_connection_leaves_a_rebound_listener_port_alone() {
         .ports
         .get(BindAddr::Any, BindPort::Port(port(10)))
         .is_some());
+}
+
+/// A SYN flood from made-up sources asking for one-hour timeouts and a
+/// huge window (issue 14): the listener holds at most its half-open bound,
+/// a real client still connects, and the half-open connections go on our
+/// SYN-RECEIVED timeout rather than the hour they asked for.
+#[test]
+fn syn_flood_from_made_up_sources_does_not_lock_the_listener() {
+    type Big = Node<256, 4, 4, 6, 16, 4, 200, 1, 4>;
+    let mut n = Big::new(NodeConfig {
+        seed: 5,
+        ..NodeConfig::new(addr(ME))
+    });
+    let i = n
+        .add_iface(IfaceConfig::new("IF", Version::V2, 256))
+        .unwrap();
+    n.routes_mut().set_default(i, None).unwrap();
+    n.bind(BindPort::Port(port(10)), SocketOptions::both())
+        .unwrap();
+    let hour = Duration::from_millis(3_600_000);
+    let greedy = csp_rdp::Options {
+        conn_timeout: hour,
+        packet_timeout: hour,
+        max_backoff: hour,
+        ..csp_rdp::Options::default()
+    };
+    let limits = SynLimits::DEFAULT;
+    for src in 100..164u16 {
+        let mut c = Connection::<4, 200>::connect(at(0), greedy, src).unwrap();
+        let mut seg = [0u8; 64];
+        let t = c.poll_transmit(at(0), &mut seg).unwrap();
+        // Ask for a window far beyond anything sensible too.
+        seg[..4].copy_from_slice(&0x3fffu32.to_be_bytes());
+        let h = Header {
+            prio: Prio::Normal,
+            src: addr(src),
+            dst: addr(ME),
+            dport: port(10),
+            sport: port(20),
+            flags: Flags::RDP,
+        };
+        let mut p = Packet::<256>::with_data(h, &seg[..t.len]).unwrap();
+        let _ = n.handle_frame(at(0), IfaceId(0), p.frame(Version::V2).unwrap());
+        let _ = drain(&mut n, at(0));
+    }
+    let bound = usize::from(limits.half_open_per_listener);
+    assert_eq!(n.connections(), bound);
+    assert_eq!(n.counters().half_open_dropped, 64 - bound as u32);
+    assert_eq!(
+        n.poll_timeout(),
+        Some(at(0) + limits.syn_received_timeout),
+        "the half-open connections expire on our timeout, not in an hour"
+    );
+
+    // A real client connects through the flood's leftovers.
+    let now = at(100);
+    let mut peer = Peer::connect(now, 21, 7);
+    for _ in 0..10 {
+        let to_node = peer.frames(now);
+        for f in &to_node {
+            let _ = n.handle_frame(now, IfaceId(0), f);
+        }
+        let from_node = drain(&mut n, now);
+        peer.take(now, &from_node);
+        if to_node.is_empty() && from_node.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(peer.conn.state(), csp_rdp::State::Open);
+    let evs: Vec<Event> = core::iter::from_fn(|| n.poll_event()).collect();
+    assert!(
+        evs.iter().any(|e| matches!(e, Event::Accepted { .. })),
+        "{evs:?}"
+    );
+
+    // Our SYN-RECEIVED timeout ends the rest; the real connection stays.
+    let later = at(0) + limits.syn_received_timeout;
+    peer.conn.send(later, b"x").unwrap();
+    for f in peer.frames(later) {
+        let _ = n.handle_frame(later, IfaceId(0), &f);
+    }
+    n.handle_timeout(later);
+    assert_eq!(n.connections(), 1);
+    assert_eq!(n.counters().half_open_dropped, 64);
+}
+
+#[test]
+fn one_source_holds_at_most_its_half_open_bound() {
+    type Big = Node<256, 4, 4, 6, 16, 4, 200, 1, 4>;
+    let mut n = Big::new(NodeConfig::new(addr(ME)));
+    let i = n
+        .add_iface(IfaceConfig::new("IF", Version::V2, 256))
+        .unwrap();
+    n.routes_mut().set_default(i, None).unwrap();
+    n.bind(BindPort::Port(port(10)), SocketOptions::both())
+        .unwrap();
+    let mut refused = 0;
+    for sport in 20..30u8 {
+        let mut peer = Peer::connect(at(0), sport, u16::from(sport));
+        for f in peer.frames(at(0)) {
+            if n.handle_frame(at(0), IfaceId(0), &f) == Err(RxDrop::BacklogFull) {
+                refused += 1;
+            }
+        }
+    }
+    let per_source = usize::from(SynLimits::DEFAULT.half_open_per_source);
+    assert_eq!(n.connections(), per_source);
+    assert_eq!(refused, 10 - per_source);
+    assert_eq!(n.counters().rx_syn_refused, 10 - per_source as u32);
+}
+
+#[test]
+fn a_bad_syn_displaces_no_half_open_connection() {
+    type Big = Node<256, 4, 4, 6, 16, 4, 200, 1, 4>;
+    let mut n = Big::new(NodeConfig::new(addr(ME)));
+    let i = n
+        .add_iface(IfaceConfig::new("IF", Version::V2, 256))
+        .unwrap();
+    n.routes_mut().set_default(i, None).unwrap();
+    n.bind(BindPort::Port(port(10)), SocketOptions::both())
+        .unwrap();
+    let syn_from = |src: u16, data: &[u8]| {
+        let h = Header {
+            prio: Prio::Normal,
+            src: addr(src),
+            dst: addr(ME),
+            dport: port(10),
+            sport: port(20),
+            flags: Flags::RDP,
+        };
+        Packet::<256>::with_data(h, data)
+            .unwrap()
+            .frame(Version::V2)
+            .unwrap()
+            .to_vec()
+    };
+    let good = {
+        let mut c = Connection::<4, 200>::connect(at(0), csp_rdp::Options::default(), 1).unwrap();
+        let mut seg = [0u8; 64];
+        let t = c.poll_transmit(at(0), &mut seg).unwrap();
+        seg[..t.len].to_vec()
+    };
+    let bound = SynLimits::DEFAULT.half_open_per_listener;
+    for src in 0..bound {
+        n.handle_frame(at(0), IfaceId(0), &syn_from(100 + src, &good))
+            .unwrap();
+    }
+    // The SYN flag with a short option block: refused, nobody displaced.
+    let short = &good[good.len() - 9..];
+    assert_eq!(
+        n.handle_frame(at(0), IfaceId(0), &syn_from(200, short)),
+        Err(RxDrop::BadSyn)
+    );
+    assert_eq!(n.connections(), usize::from(bound));
+    assert_eq!(n.counters().half_open_dropped, 0);
 }

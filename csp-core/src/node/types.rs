@@ -462,6 +462,10 @@ pub struct NodeCounters {
     pub rx_refused: u32,
     /// SYNs refused: no slot, backlog full, or bad SYN.
     pub rx_syn_refused: u32,
+    /// Half-open connections (SYN received, handshake not completed)
+    /// dropped: their SYN-RECEIVED timeout ran out, or a newer SYN to the
+    /// same listener took their place (see `SynLimits`).
+    pub half_open_dropped: u32,
     /// Packets forwarded to another interface.
     pub forwarded: u32,
     /// Packets not forwarded or replies not sent for lack of a route.

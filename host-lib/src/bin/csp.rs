@@ -214,12 +214,51 @@ The other end: `csp listen --rdp PORT` (add --echo to send everything back).")]
     Status,
 }
 
+/// `println!` that returns a closed or failing stdout as an error instead
+/// of panicking: `csp listen 10 | head -1` must end quietly.
+macro_rules! outln {
+    ($($t:tt)*) => {
+        writeln!(std::io::stdout().lock(), $($t)*).map_err(stdout_error)?
+    };
+}
+
+/// `print!` with the same error handling as [`outln!`].
+macro_rules! out {
+    ($($t:tt)*) => {
+        write!(std::io::stdout().lock(), $($t)*).map_err(stdout_error)?
+    };
+}
+
+/// `eprintln!` that never panics: a message to a closed stderr is lost,
+/// which is all that can be done with it.
+macro_rules! errln {
+    ($($t:tt)*) => {{
+        let _ = writeln!(std::io::stderr().lock(), $($t)*);
+    }};
+}
+
+fn stdout_error(source: std::io::Error) -> Error {
+    Error::Io {
+        context: "writing stdout",
+        source,
+    }
+}
+
+/// The reader of our output went away (`csp listen | head -1`): the
+/// output was wanted up to here, so this ends the program as a success,
+/// quietly, the way a C tool killed by SIGPIPE says nothing.
+fn is_closed_stdout(e: &Error) -> bool {
+    matches!(e, Error::Io { context: "writing stdout", source }
+        if source.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
+        Err(e) if is_closed_stdout(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("csp: {e}");
+            errln!("csp: {e}");
             ExitCode::FAILURE
         }
     }
@@ -292,18 +331,18 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             ..
         } => {
             if sfp {
-                eprintln!("csp: --sfp has no place on RDP connections (they carry any length)");
+                errln!("csp: --sfp has no place on RDP connections (they carry any length)");
                 return Ok(ExitCode::from(2));
             }
             let Ok(port) = port.parse::<u8>() else {
-                eprintln!("csp: --rdp needs a port number 0..=63, not {port:?}");
+                errln!("csp: --rdp needs a port number 0..=63, not {port:?}");
                 return Ok(ExitCode::from(2));
             };
             let opts = ConnOptions::from_options(&options(g))?;
             // A listener outlives a daemon restart; its connections fail.
             let mut client = connect_with(g, true)?;
             let listener = client.listen(port, opts)?;
-            eprintln!("listening for RDP connections on {}:{port}", client.node());
+            errln!("listening for RDP connections on {}:{port}", client.node());
             let idle = idle.map(Duration::from_millis);
             listen_rdp(&mut client, &listener, count, idle, raw, echo)
         }
@@ -315,7 +354,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         } => ping(&mut connect(g)?, addr, count, size, interval, timeout),
         Command::Uptime { addr } => {
             let s = connect(g)?.uptime(addr, timeout)?;
-            println!(
+            outln!(
                 "node {addr} up {s} s ({} d {:02}:{:02}:{:02})",
                 s / 86_400,
                 s / 3600 % 24,
@@ -326,20 +365,20 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         }
         Command::Ident { addr } => {
             let id = connect(g)?.ident(addr, timeout)?;
-            println!("hostname: {}", id.hostname);
-            println!("model:    {}", id.model);
-            println!("revision: {}", id.revision);
-            println!("date:     {} {}", id.date, id.time);
+            outln!("hostname: {}", id.hostname);
+            outln!("model:    {}", id.model);
+            outln!("revision: {}", id.revision);
+            outln!("date:     {} {}", id.date, id.time);
             Ok(ExitCode::SUCCESS)
         }
         Command::Memfree { addr } => {
             let n = connect(g)?.memfree(addr, timeout)?;
-            println!("node {addr}: {n} bytes free");
+            outln!("node {addr}: {n} bytes free");
             Ok(ExitCode::SUCCESS)
         }
         Command::Buffree { addr } => {
             let n = connect(g)?.buffree(addr, timeout)?;
-            println!("node {addr}: {n} buffers free");
+            outln!("node {addr}: {n} buffers free");
             Ok(ExitCode::SUCCESS)
         }
         Command::Send {
@@ -376,12 +415,12 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 (true, _) => Bind::Any,
                 (false, Ok(p)) => Bind::Port(p),
                 (false, Err(_)) => {
-                    eprintln!("csp: PORT must be a number 0..=63 or `any`, not {port:?}");
+                    errln!("csp: PORT must be a number 0..=63 or `any`, not {port:?}");
                     return Ok(ExitCode::from(2));
                 }
             };
             if echo && bind == Bind::Any {
-                eprintln!("csp: --echo needs a port number (a socket bound to any can not send)");
+                errln!("csp: --echo needs a port number (a socket bound to any can not send)");
                 return Ok(ExitCode::from(2));
             }
             // A listener outlives a daemon restart: it reconnects and keeps
@@ -390,7 +429,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             let mut opts = options(g);
             opts.sfp = sfp;
             let socket = client.bind_with(bind, opts)?;
-            eprintln!("listening on {}:{port}", client.node());
+            errln!("listening on {}:{port}", client.node());
             listen(&mut client, &socket, count, idle, raw, echo)
         }
         Command::Status => {
@@ -401,10 +440,10 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 ("counters", Control::Stats),
             ] {
                 let text = client.control(c)?;
-                println!("== {title}");
-                print!("{text}");
+                outln!("== {title}");
+                out!("{text}");
                 if text.is_empty() {
-                    println!("(none)");
+                    outln!("(none)");
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -434,13 +473,13 @@ fn listen(
                 print_datagram(&d, raw)?;
                 if echo {
                     if let Err(e) = client.sendto(socket, d.src(), d.sport(), &d.data) {
-                        eprintln!("csp: echo to {}:{}: {e}", d.src(), d.sport());
+                        errln!("csp: echo to {}:{}: {e}", d.src(), d.sport());
                     }
                 }
             }
             Err(Error::Timeout) => {
                 if let Some(i) = idle.filter(|&i| last.elapsed() >= i) {
-                    eprintln!("csp: nothing for {} ms", i.as_millis());
+                    errln!("csp: nothing for {} ms", i.as_millis());
                     return Ok(ExitCode::FAILURE);
                 }
             }
@@ -449,11 +488,11 @@ fn listen(
         while let Some(event) = client.poll_event() {
             match event {
                 Event::Disconnected { reason } => {
-                    eprintln!("csp: csp-muxd went away ({reason}); reconnecting")
+                    errln!("csp: csp-muxd went away ({reason}); reconnecting")
                 }
-                Event::Reconnected => eprintln!("csp: reconnected to csp-muxd"),
+                Event::Reconnected => errln!("csp: reconnected to csp-muxd"),
                 Event::RebindFailed { error, .. } => return Err(error),
-                other => eprintln!("csp: {other:?}"),
+                other => errln!("csp: {other:?}"),
             }
         }
     }
@@ -601,7 +640,7 @@ fn listen_rdp(
         client.wait(Some(Duration::from_millis(250)))?;
         while let Some(conn) = client.try_accept(listener)? {
             let (a, p) = client.conn_peer(&conn)?;
-            eprintln!("connection from {a}:{p}");
+            errln!("connection from {a}:{p}");
             conns.push((conn, format!("{a}:{p}")));
             last = Instant::now();
         }
@@ -639,8 +678,8 @@ fn listen_rdp(
                     ended += 1;
                     let closed = client.close_conn(conn, Some(CLOSE_TIMEOUT));
                     match error.map_or(closed, Err) {
-                        Ok(()) => eprintln!("{peer} closed"),
-                        Err(e) => eprintln!("csp: {peer}: {e}"),
+                        Ok(()) => errln!("{peer} closed"),
+                        Err(e) => errln!("csp: {peer}: {e}"),
                     }
                 }
             }
@@ -648,17 +687,17 @@ fn listen_rdp(
         while let Some(event) = client.poll_event() {
             match event {
                 Event::Disconnected { reason } => {
-                    eprintln!("csp: csp-muxd went away ({reason}); reconnecting")
+                    errln!("csp: csp-muxd went away ({reason}); reconnecting")
                 }
-                Event::Reconnected => eprintln!("csp: reconnected to csp-muxd"),
+                Event::Reconnected => errln!("csp: reconnected to csp-muxd"),
                 Event::RebindFailed { error, .. } => return Err(error),
                 // Said by the connection's own calls.
                 Event::ConnectionFailed { .. } | Event::ConnectionClosed { .. } => {}
-                other => eprintln!("csp: {other:?}"),
+                other => errln!("csp: {other:?}"),
             }
         }
         if let Some(i) = idle.filter(|&i| conns.is_empty() && last.elapsed() >= i) {
-            eprintln!("csp: nothing for {} ms", i.as_millis());
+            errln!("csp: nothing for {} ms", i.as_millis());
             return Ok(ExitCode::FAILURE);
         }
     }
@@ -673,19 +712,19 @@ fn ping(
     interval: u64,
     timeout: Duration,
 ) -> Result<ExitCode, Error> {
-    println!("PING node {addr}: {size} data bytes");
+    outln!("PING node {addr}: {size} data bytes");
     let mut rtts = Vec::new();
     for seq in 1..=count {
         let started = Instant::now();
         match client.ping(addr, size, timeout) {
             Ok(rtt) => {
-                println!(
+                outln!(
                     "{size} bytes from {addr}: seq={seq} time={:.3} ms",
                     rtt.as_secs_f64() * 1e3
                 );
                 rtts.push(rtt);
             }
-            Err(Error::Timeout) => println!("no reply from {addr}: seq={seq}"),
+            Err(Error::Timeout) => outln!("no reply from {addr}: seq={seq}"),
             Err(e) => return Err(e),
         }
         if seq < count {
@@ -699,11 +738,11 @@ fn ping(
     } else {
         100.0 * f64::from(count - received) / f64::from(count)
     };
-    println!("--- node {addr} ping statistics ---");
-    println!("{count} sent, {received} received, {loss:.0}% loss");
+    outln!("--- node {addr} ping statistics ---");
+    outln!("{count} sent, {received} received, {loss:.0}% loss");
     if let (Some(min), Some(max)) = (rtts.iter().min(), rtts.iter().max()) {
         let avg = rtts.iter().sum::<Duration>() / received;
-        println!(
+        outln!(
             "rtt min/avg/max = {:.3}/{:.3}/{:.3} ms",
             min.as_secs_f64() * 1e3,
             avg.as_secs_f64() * 1e3,

@@ -68,6 +68,9 @@ pub struct ClientConfig {
     /// Bytes buffered for the daemon before a send blocks (or, non-blocking,
     /// fails with [`Error::WouldBlock`]).
     pub write_buffer: usize,
+    /// What this client's RDP listeners adopt from a SYN and how many
+    /// half-open connections they hold (`docs/csp-core.md`).
+    pub syn_limits: csp_core::node::SynLimits,
 }
 
 impl Default for ClientConfig {
@@ -81,6 +84,7 @@ impl Default for ClientConfig {
             request_timeout: Duration::from_secs(5),
             send_timeout: Duration::from_secs(5),
             write_buffer: 256 * 1024,
+            syn_limits: csp_core::node::SynLimits::DEFAULT,
         }
     }
 }

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use csp_core::bind::{BindConfig, BindPort};
 use csp_core::node::{
     ConnId, ConnectOptions, Event as NodeEvent, IfaceConfig, NodeConfig, NodeCounters, NodeError,
-    SocketId, SocketOptions,
+    SocketId, SocketOptions, SynLimits,
 };
 use csp_core::route::IfaceId;
 use csp_core::{Addr, Header, Port, Version};
@@ -63,6 +63,8 @@ pub(crate) struct Rdp {
     segment: Vec<u8>,
     /// Segments from the daemon the node did not take (logged at debug).
     pub(crate) dropped: u64,
+    /// The SYN limits every node of this client is built with.
+    syn: SynLimits,
 }
 
 struct ConnEntry {
@@ -104,7 +106,7 @@ struct ListenerEntry {
 /// plus the v2 header) and whose default route points there. Built on a
 /// thread of its own with a stack big enough for it; fails only if no
 /// thread can be started.
-fn build_node(mtu: usize, seed: u64) -> std::io::Result<(Box<RdpNode>, IfaceId)> {
+fn build_node(mtu: usize, seed: u64, syn: SynLimits) -> std::io::Result<(Box<RdpNode>, IfaceId)> {
     let ports =
         BindConfig::new(NODE_MAX_BIND, NODE_MAX_BIND + 1, Port::MAX).unwrap_or(BindConfig::DEFAULT);
     let config = NodeConfig {
@@ -112,6 +114,7 @@ fn build_node(mtu: usize, seed: u64) -> std::io::Result<(Box<RdpNode>, IfaceId)>
         ports,
         // The daemon answers the services; the node only runs connections.
         services: false,
+        syn,
         ..NodeConfig::new(Addr::LOCAL)
     };
     let mut node = std::thread::Builder::new()
@@ -148,9 +151,10 @@ fn rewrite(frame: &mut [u8], f: impl FnOnce(&mut Header)) -> bool {
 }
 
 impl Rdp {
-    fn new(mtu: usize, seed: u64) -> Result<Rdp> {
-        let (node, iface) = build_node(mtu, seed).map_err(Error::io("starting RDP"))?;
+    fn new(mtu: usize, seed: u64, syn: SynLimits) -> Result<Rdp> {
+        let (node, iface) = build_node(mtu, seed, syn).map_err(Error::io("starting RDP"))?;
         Ok(Rdp {
+            syn,
             node,
             iface,
             conns: HashMap::new(),
@@ -166,7 +170,7 @@ impl Rdp {
     /// Replace the node by a fresh one (for `mtu`) with the listeners
     /// listening in it; the old node's connections are gone with it.
     fn renew(&mut self, mtu: usize, seed: u64) {
-        let (node, iface) = match build_node(mtu, seed) {
+        let (node, iface) = match build_node(mtu, seed, self.syn) {
             Ok(n) => n,
             Err(e) => {
                 // The old node stays: its connections fail by their own
@@ -388,7 +392,7 @@ impl Client {
     fn rdp(&mut self) -> Result<&mut Rdp> {
         if self.rdp.is_none() {
             let seed = self.seed();
-            self.rdp = Some(Rdp::new(self.mtu, seed)?);
+            self.rdp = Some(Rdp::new(self.mtu, seed, self.cfg.syn_limits)?);
         }
         self.rdp.as_mut().ok_or(Error::UnknownConn)
     }
@@ -1075,7 +1079,7 @@ mod tests {
 
     #[test]
     fn a_node_is_built_off_the_callers_stack_and_routes_everything_out() {
-        let (mut node, iface) = build_node(4000, 1).unwrap();
+        let (mut node, iface) = build_node(4000, 1, SynLimits::DEFAULT).unwrap();
         assert_eq!(node.addr(), Addr::LOCAL);
         // The daemon's address (and any other) goes out, not to the loopback.
         let c = node
