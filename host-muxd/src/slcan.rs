@@ -1,5 +1,6 @@
 //! The serial-line CAN (slcan / LAWICEL) ASCII protocol of common USB-CAN
-//! adapters: the codec only, sans-IO. Not yet wired to a `[[can]]` link.
+//! adapters: the codec, sans-IO; `[[can]]` links (`kiss.rs` stream machinery)
+//! use it.
 //!
 //! A frame is one line ending in CR: `T` + 8 hex digits of a 29-bit id +
 //! 1 digit DLC + 2 hex digits per data byte for extended frames (what CFP
