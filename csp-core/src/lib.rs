@@ -18,6 +18,7 @@ extern crate std;
 #[macro_use]
 mod trace;
 
+pub mod adapter;
 pub mod bind;
 pub mod cfp;
 pub mod header;

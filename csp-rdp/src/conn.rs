@@ -76,6 +76,15 @@ pub struct Counters {
     pub tx_buffer_too_small: u32,
 }
 
+/// A SYN checked by [`Connection::check_syn`]: the options in force and the
+/// peer's initial sequence number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AcceptPlan {
+    opts: Options,
+    announce: bool,
+    peer_isn: u16,
+}
+
 /// Why a SYN could not be accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -200,6 +209,7 @@ impl<const WINDOW: usize, const SEG: usize> Connection<WINDOW, SEG> {
             SYN_OPTIONS_LEN
         };
 
+    #[inline(always)]
     fn new(role: Role, state: State, now: Instant, opts: Options, isn: u16) -> Self {
         let next = isn.wrapping_add(1);
         Connection {
@@ -248,6 +258,17 @@ impl<const WINDOW: usize, const SEG: usize> Connection<WINDOW, SEG> {
     /// local policy (retransmission bound, backoff cap, close wait). `isn`
     /// is our initial sequence number: pass a random value.
     pub fn accept(now: Instant, syn: &[u8], local: Options, isn: u16) -> Result<Self, AcceptError> {
+        let plan = Self::check_syn(syn, local)?;
+        Ok(Self::accepted(now, &plan, isn))
+    }
+
+    /// The fallible half of [`accept`](Self::accept): what the SYN asks
+    /// for, checked against `local`. Small, so an owner with a slot ready
+    /// can build the connection straight into it with
+    /// [`accepted`](Self::accepted) (on a microcontroller a connection is
+    /// kilobytes, and a `Result<Self, _>` moved into its slot costs that
+    /// much stack again).
+    pub fn check_syn(syn: &[u8], local: Options) -> Result<AcceptPlan, AcceptError> {
         let (body, hdr) = RdpHeader::split(syn).map_err(AcceptError::Header)?;
         if hdr.flags() != Flags::SYN {
             return Err(AcceptError::NotSyn);
@@ -255,12 +276,23 @@ impl<const WINDOW: usize, const SEG: usize> Connection<WINDOW, SEG> {
         let theirs = SynOptions::parse(body).map_err(AcceptError::Header)?;
         let mut opts = local.adopt(&theirs).map_err(AcceptError::Options)?;
         let announce = opts.fit_window(WINDOW);
-        let mut c = Self::new(Role::Server, State::SynRcvd, now, opts, isn);
-        c.announce_options = announce;
-        c.set_peer_isn(hdr.seq);
+        Ok(AcceptPlan {
+            opts,
+            announce,
+            peer_isn: hdr.seq,
+        })
+    }
+
+    /// The infallible half of [`accept`](Self::accept): the connection a
+    /// checked SYN opens (SYN-RECEIVED, its SYN-ACK due).
+    #[inline(always)]
+    pub fn accepted(now: Instant, plan: &AcceptPlan, isn: u16) -> Self {
+        let mut c = Self::new(Role::Server, State::SynRcvd, now, plan.opts, isn);
+        c.announce_options = plan.announce;
+        c.set_peer_isn(plan.peer_isn);
         c.ctrl.set(Ctrl::SYN_ACK);
         c.update_timers();
-        Ok(c)
+        c
     }
 
     fn set_peer_isn(&mut self, irs: u16) {

@@ -72,7 +72,7 @@ pub mod sim;
 pub mod time;
 mod timer;
 
-pub use conn::{AcceptError, Connection, Counters, Role, State};
+pub use conn::{AcceptError, AcceptPlan, Connection, Counters, Role, State};
 pub use event::{CloseReason, Event, FailReason, Payload, SendError, Transmit};
 pub use header::{Flags, HeaderError, RdpHeader, SynOptions};
 pub use options::{Options, OptionsError};

@@ -7,10 +7,11 @@
 //! file on the host and drive it without QEMU.
 //!
 //! Layers, outside in:
-//! - **KISS** stays out of the node: a [`KissDecoder`] turns UART bytes into
-//!   CSP frames (its CRC-32C checked as libcsp's KISS interface does), the
-//!   KISS [`Encoder`] turns the node's frames back into UART bytes. Decoder
-//!   drops are added to the interface counters CMP reports.
+//! - **KISS** stays out of the node: csp-core's [`KissPort`] adapter turns
+//!   UART bytes into CSP frames for the node (its CRC-32C checked as
+//!   libcsp's KISS interface does) and the node's frames back into UART
+//!   bytes on an `embedded_io::Write`. Its drops are added to the interface
+//!   counters CMP reports.
 //! - **Node**: routing (a default route to the UART), the standard services
 //!   (ping, memfree, buffer free, uptime, CMP ident and interface stats),
 //!   security trailers, RDP connections.
@@ -26,8 +27,9 @@
 //! the link at once (the UART blocks per byte; there is no transmit queue
 //! beyond the node's own).
 
+use csp_core::adapter::{KissPort, PortRx};
 use csp_core::bind::BindPort;
-use csp_core::kiss::{Encoder, KissDecoder, KissError};
+use csp_core::kiss::FEND;
 use csp_core::node::{ConnId, Event, IfaceConfig, NodeConfig, NodeError, SocketId, SocketOptions};
 use csp_core::route::IfaceId;
 use csp_core::security::{HmacKey, SecurityOptions};
@@ -137,7 +139,7 @@ pub struct AppCounters {
 /// The application: KISS framing, the node, echo and sink.
 pub struct Demo {
     node: DemoNode,
-    kiss: KissDecoder<FRAME_MAX>,
+    kiss: KissPort<FRAME_MAX>,
     version: Version,
     hmac_key: HmacKey,
     uart: IfaceId,
@@ -163,7 +165,7 @@ impl Demo {
         nc.ident = config.ident;
         Demo {
             node: DemoNode::new(nc),
-            kiss: KissDecoder::new(config.version),
+            kiss: KissPort::new(IfaceId(0), config.version),
             version: config.version,
             hmac_key: config.hmac_key,
             uart: IfaceId(0),
@@ -197,6 +199,7 @@ impl Demo {
             version,
             version.header_len() + MTU,
         ))?;
+        self.kiss = KissPort::new(self.uart, version);
         self.node
             .routes_mut()
             .set_default(self.uart, None)
@@ -247,30 +250,26 @@ impl Demo {
     /// One byte from the UART. A complete frame is handed to the node, and
     /// everything it causes is sent on `link` before this returns.
     pub fn receive<B: Board, L: Write>(&mut self, now: Instant, byte: u8, board: &B, link: &mut L) {
-        let frame = match self.kiss.push(byte) {
+        if byte == FEND {
+            // A FEND may end a frame: the values the node can not know,
+            // fresh for a request that asks.
+            self.node.set_memfree(board.memfree());
+            self.node.reseed(board.entropy());
+            if let Some(st) = self.node.iface_stats_mut(self.uart) {
+                st.irq = board.irqs();
+            }
+        }
+        match self.kiss.receive_byte(&mut self.node, now, byte) {
             None => return,
-            Some(Ok(frame)) => frame,
-            Some(Err(e)) => {
-                fw_log!("kiss: frame dropped: {}", e);
-                if let Some(st) = self.node.iface_stats_mut(self.uart) {
-                    let c = match e {
-                        KissError::BadCrc { .. } => &mut st.rx_error,
-                        _ => &mut st.frame,
-                    };
-                    *c = c.wrapping_add(1);
-                }
+            Some(PortRx::Delivered) => {}
+            Some(PortRx::KissDropped(_e)) => {
+                fw_log!("kiss: frame dropped: {}", _e);
                 return;
             }
-        };
-        // Values the node can not know, fresh for a request that asks.
-        self.node.set_memfree(board.memfree());
-        self.node.reseed(board.entropy());
-        if let Some(st) = self.node.iface_stats_mut(self.uart) {
-            st.irq = board.irqs();
-        }
-        if let Err(_why) = self.node.handle_frame(now, self.uart, frame) {
-            fw_log!("node: frame dropped: {}", _why);
-            bump(&mut self.counters.rx_dropped);
+            Some(PortRx::NodeDropped(_why)) => {
+                fw_log!("node: frame dropped: {}", _why);
+                bump(&mut self.counters.rx_dropped);
+            }
         }
         self.run(now, link);
     }
@@ -402,21 +401,13 @@ impl Demo {
 
     /// Every frame the node has for the link, KISS-encoded onto it.
     fn transmit<L: Write>(&mut self, now: Instant, link: &mut L) {
-        while let Some(t) = self.node.poll_transmit(now, &mut self.scratch) {
-            let Some(frame) = self.scratch.get(..t.len) else {
-                continue;
-            };
-            let Ok(encoder) = Encoder::new(frame, self.version) else {
-                continue;
-            };
-            for byte in encoder {
-                // The UART cannot fail; a link that can loses the frame
-                // (RDP retransmits, connectionless traffic may be lost).
-                if link.write_all(&[byte]).is_err() {
-                    break;
-                }
-            }
-        }
+        // The UART cannot fail; a link that can loses the frame (counted as
+        // the interface's tx_error; RDP retransmits, connectionless traffic
+        // may be lost). The node has one interface, so no frame is handed
+        // back for another.
+        let _ = self
+            .kiss
+            .transmit_io(&mut self.node, now, &mut self.scratch, link);
     }
 }
 

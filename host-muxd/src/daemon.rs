@@ -29,6 +29,7 @@ use crate::config::Config;
 use crate::links::{Links, RoutePlan};
 use crate::services::Services;
 use crate::stats::Stats;
+use crate::udp::RxBatch;
 
 const LISTENER: Token = Token(0);
 const TCP_LISTENER: Token = Token(1);
@@ -96,6 +97,8 @@ pub struct Daemon {
     again: Vec<Token>,
     /// When client deadlines are checked next.
     next_sweep: Instant,
+    /// The UDP link's datagrams of one wakeup.
+    udp_rx: RxBatch,
 }
 
 impl Daemon {
@@ -154,6 +157,7 @@ impl Daemon {
             shutdown: false,
             again,
             next_sweep: Instant::now(),
+            udp_rx: RxBatch::default(),
             cfg,
         })
     }
@@ -600,23 +604,25 @@ impl Daemon {
     }
 
     fn on_udp(&mut self) {
-        let mut frames = Vec::new();
         let Some(udp) = self.links.udp.as_mut() else {
             return;
         };
         let version = udp.version;
-        if udp.recv_all(UDP_READ_BUDGET, |frame, from| {
-            frames.push((frame.to_vec(), from))
-        }) {
+        // The batch leaves `self` while its frames are routed (routing
+        // needs `self` whole) and comes back with its buffer.
+        let mut batch = std::mem::take(&mut self.udp_rx);
+        if udp.recv_batch(UDP_READ_BUDGET, &mut batch) {
             self.read_again(UDP);
         }
-        for (frame, from) in frames {
-            let Ok(view) = HeaderView::new_checked(&frame, version) else {
+        for (frame, from) in batch.frames() {
+            let Ok(view) = HeaderView::new_checked(frame, version) else {
                 continue; // runts were counted by the link
             };
             self.links.note_rx(from);
             self.route(view.header(), view.payload(), Origin::Link { iface: None });
         }
+        batch.clear();
+        self.udp_rx = batch;
     }
 
     fn on_kiss(&mut self, token: Token) {

@@ -290,15 +290,12 @@ impl Links {
                     iface.tx_errors += 1;
                     return false;
                 };
-                let mut frame = Vec::with_capacity(6 + data.len());
                 let Ok((bytes, n)) = header.to_bytes(udp.version) else {
                     iface.tx_errors += 1;
                     log::debug!("{}: header does not fit {:?}", iface.name, udp.version);
                     return false;
                 };
-                frame.extend_from_slice(&bytes[..n]);
-                frame.extend_from_slice(data);
-                let ok = udp.send(&frame, peer);
+                let ok = udp.send_parts(&bytes[..n], data, peer);
                 if ok {
                     iface.tx_frames += 1;
                 } else {

@@ -233,12 +233,17 @@ impl<
             None => packet.data(),
         };
         let isn = self.random() as u16;
-        let conn = Connection::accept(now, data, sock.opts.rdp_options, isn)
+        let plan = Connection::<W, SEG>::check_syn(data, sock.opts.rdp_options)
             .map_err(|_| RxDrop::BadSyn)?;
         // Only a SYN that makes a connection may displace a half-open one.
         let index = self.make_room_for_syn(l, h.src, sock.opts.max_conns)?;
-        self.conns[index] = Some(ConnSlot {
-            conn,
+        // Built straight into the slot: a connection is kilobytes, and a
+        // firmware's stack has few of them to spare.
+        let Some(slot) = self.conns.get_mut(index) else {
+            return Err(RxDrop::NoConnection);
+        };
+        *slot = Some(ConnSlot {
+            conn: Connection::accepted(now, &plan, isn),
             remote: h.src,
             rport: h.sport,
             lport: h.dport,

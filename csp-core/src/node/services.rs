@@ -61,10 +61,7 @@ impl<
             .map_err(RxDrop::Security)?;
         let mut ctx = NodeCtx {
             values: ServiceValues {
-                uptime_s: u32::try_from(
-                    now.saturating_duration_since(self.boot).as_millis() / 1000,
-                )
-                .unwrap_or(u32::MAX),
+                uptime_s: whole_seconds(now.saturating_duration_since(self.boot).as_millis()),
                 memfree: self.memfree,
                 buf_free: u32::try_from(self.free_buffers()).unwrap_or(u32::MAX),
                 ident: self.ident,
@@ -115,6 +112,50 @@ impl<
             }
             // Counted by the service handler.
             ServiceOutcome::NoReply(_) | ServiceOutcome::Refused(_) => Ok(()),
+        }
+    }
+}
+
+/// `ms / 1000` saturated to `u32`, with 32-bit divisions only: a Cortex-M
+/// divides 32 bits in hardware, while a 64-bit `/` links compiler-builtins'
+/// software division (about 1 KiB of flash) for this one use.
+pub(super) fn whole_seconds(ms: u64) -> u32 {
+    // Beyond u32::MAX seconds (136 years) the answer saturates.
+    if ms >= 1000 << 32 {
+        return u32::MAX;
+    }
+    // ms / 1000 == (ms / 8) / 125; ms / 8 < 125 * 2^32, so long division
+    // by 125 in 16-bit digits keeps every dividend below 125 * 2^16.
+    let x = ms >> 3;
+    let hi = (x >> 32) as u32; // < 125
+    let lo = x as u32;
+    let mid = (hi << 16) | (lo >> 16);
+    let (q1, r1) = (mid / 125, mid % 125);
+    let low = (r1 << 16) | (lo & 0xffff);
+    (q1 << 16) | (low / 125)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::whole_seconds;
+
+    #[test]
+    fn whole_seconds_is_division_by_1000() {
+        let edges = [0, 1, 999, 1000, 1001, 59_999, 1 << 32, (1000 << 32) - 1];
+        for ms in edges {
+            assert_eq!(u64::from(whole_seconds(ms)), ms / 1000, "{ms}");
+        }
+        assert_eq!(whole_seconds(1000 << 32), u32::MAX);
+        assert_eq!(whole_seconds(u64::MAX), u32::MAX);
+        // A spread of values over the whole range (a multiplicative walk).
+        let mut ms: u64 = 7;
+        for _ in 0..100_000 {
+            let want = u32::try_from(ms / 1000).unwrap_or(u32::MAX);
+            assert_eq!(whole_seconds(ms), want, "{ms}");
+            ms = ms
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407)
+                >> (ms % 40);
         }
     }
 }

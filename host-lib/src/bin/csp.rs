@@ -1,5 +1,9 @@
 //! `csp`: talk CSP from a shell through csp-muxd. See `docs/cli.md`.
 
+// Its own file, so that `csp bench` stays out of the way of the other commands.
+#[path = "csp/bench.rs"]
+mod bench;
+
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -212,6 +216,9 @@ The other end: `csp listen --rdp PORT` (add --echo to send everything back).")]
     /// Show the daemon's node, links, routes, applications and counters.
     #[command(after_help = "Example:\n  csp status")]
     Status,
+    /// Measure round-trip time, connectionless and RDP throughput against
+    /// any node (`csp bench serve` is the peer for stream and rdp).
+    Bench(bench::Bench),
 }
 
 /// `println!` that returns a closed or failing stdout as an error instead
@@ -297,6 +304,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
     let g = &cli.global;
     let timeout = Duration::from_millis(g.timeout);
     match cli.command {
+        Command::Bench(b) => bench::run(g, b),
         Command::Rdp {
             addr,
             port,

@@ -7,7 +7,7 @@
 use std::io::Read;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -144,4 +144,47 @@ impl Drop for Muxd {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `csp` talking to daemon `d`.
+pub fn csp(d: &Muxd) -> Command {
+    let mut c = Command::new(csp_bin());
+    c.arg("--socket").arg(&d.socket);
+    c
+}
+
+/// Wait (bounded) for a child to finish and collect its output.
+pub fn finish(mut child: Child) -> Output {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "csp did not finish in time; stdout {:?} stderr {:?}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Run `cmd` to its end (bounded): exit code, stdout, stderr.
+pub fn run(cmd: &mut Command) -> (i32, String, String) {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = finish(child);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }

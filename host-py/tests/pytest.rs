@@ -1,0 +1,124 @@
+//! Builds the Python package into a venv under target/ and runs its pytest
+//! suite (tests/python) against real csp-muxd and `csp` processes.
+//!
+//! What it needs: python3 with the venv module, and PyPI for maturin and
+//! pytest on the first run (then they stay in target/py-venv). Without
+//! python3 or venv the test says so and passes, except under `CI=true`
+//! where it fails: CI must run the Python suite.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// target/<profile>/deps/<this test> -> (target dir, profile dir).
+fn target_dirs() -> (PathBuf, PathBuf) {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+    let target_dir = profile_dir.parent().unwrap().to_path_buf();
+    (target_dir, profile_dir)
+}
+
+fn ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// Skip with a reason, or fail under CI.
+fn skip(why: &str) {
+    assert!(!ci(), "CI=true and the Python tests can not run: {why}");
+    // Straight to the stderr handle: the test harness captures (and, for a
+    // passing test, hides) what eprintln! prints.
+    let _ = writeln!(std::io::stderr(), "SKIPPED host-py pytest: {why}");
+}
+
+fn run(cmd: &mut Command, what: &str) {
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("{what}: could not start: {e}"));
+    assert!(status.success(), "{what} failed ({status})");
+}
+
+/// Build csp-muxd and csp with this test's profile into its target dir,
+/// as host-lib's test harness builds the daemon.
+fn build_binaries(target_dir: &Path, profile_dir: &Path) -> (PathBuf, PathBuf) {
+    let profile = profile_dir.file_name().unwrap().to_string_lossy();
+    let profile = if profile == "debug" {
+        "dev".to_string()
+    } else {
+        profile.into_owned()
+    };
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    run(
+        Command::new(cargo)
+            .args(["build", "--quiet", "-p", "host-muxd", "--bin", "csp-muxd"])
+            .args(["-p", "host-lib", "--bin", "csp", "--profile", &profile])
+            .arg("--target-dir")
+            .arg(target_dir)
+            .current_dir(env!("CARGO_MANIFEST_DIR")),
+        "building csp-muxd and csp",
+    );
+    (profile_dir.join("csp-muxd"), profile_dir.join("csp"))
+}
+
+#[test]
+fn python_package_passes_its_pytest_suite() {
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    match Command::new(&python)
+        .args(["-m", "venv", "--help"])
+        .output()
+    {
+        Ok(o) if o.status.success() => {}
+        Ok(_) => {
+            return skip(&format!(
+                "{python} has no venv module (apt install python3-venv)"
+            ))
+        }
+        Err(e) => return skip(&format!("{python} not found ({e})")),
+    }
+    let (target_dir, profile_dir) = target_dirs();
+    let venv = target_dir.join("py-venv");
+    let bin = venv.join("bin");
+    if !bin.join("python").exists() {
+        run(
+            Command::new(&python).arg("-m").arg("venv").arg(&venv),
+            "creating the venv",
+        );
+    }
+    if !bin.join("maturin").exists() || !bin.join("pytest").exists() {
+        run(
+            Command::new(bin.join("python")).args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "maturin>=1.5,<2",
+                "pytest",
+            ]),
+            "pip install maturin pytest (from PyPI)",
+        );
+    }
+    let (muxd, csp) = build_binaries(&target_dir, &profile_dir);
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    run(
+        Command::new(bin.join("maturin"))
+            .args(["develop", "--quiet"])
+            .env("VIRTUAL_ENV", &venv)
+            .env("CARGO_TARGET_DIR", &target_dir)
+            .current_dir(manifest),
+        "maturin develop (building the extension)",
+    );
+    run(
+        Command::new(bin.join("python"))
+            .args([
+                "-m",
+                "pytest",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "tests/python",
+            ])
+            .env("CSPMUX_MUXD", muxd)
+            .env("CSPMUX_CSP", csp)
+            .current_dir(manifest),
+        "pytest host-py/tests/python",
+    );
+}
