@@ -10,6 +10,7 @@ pub mod endpoint;
 pub mod kiss;
 pub mod links;
 pub mod services;
+pub mod slcan;
 pub mod stats;
 pub mod udp;
 pub mod zmqhub;

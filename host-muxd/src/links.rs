@@ -320,7 +320,7 @@ impl Links {
                 let mut frame = Vec::with_capacity(n + data.len());
                 frame.extend_from_slice(&bytes[..n]);
                 frame.extend_from_slice(data);
-                let ok = kiss.send(&frame, registry, Instant::now());
+                let ok = kiss.send_via(&frame, via, registry, Instant::now());
                 if ok {
                     iface.tx_frames += 1;
                 } else {
@@ -416,10 +416,14 @@ impl Links {
             out.push(format!("udp bind={addr} version={:?}", udp.version));
         }
         for k in &self.kiss {
+            let (kind, mode) = if k.can_stats().is_some() {
+                ("can", "slcan")
+            } else {
+                ("kiss", k.mode.as_str())
+            };
             out.push(format!(
-                "{} kiss mode={} at={} state={} version={:?} queued={}",
+                "{} {kind} mode={mode} at={} state={} version={:?} queued={}",
                 k.name,
-                k.mode.as_str(),
                 k.endpoint(),
                 k.state(),
                 k.version,
