@@ -377,6 +377,23 @@ pub struct ServicesConfig {
     /// Command run (through `sh -c`) on a reboot/shutdown request; without
     /// it such requests are logged and ignored.
     pub reboot_hook: Option<String>,
+    /// Service ports (0..=6) handed to applications. The others belong to
+    /// the daemon while services are enabled: CSP_ANY never covers them and
+    /// no application may bind them or send from them.
+    pub app_ports: Vec<u8>,
+}
+
+/// The highest port of the node's own services (CSP_UPTIME).
+pub const LAST_SERVICE_PORT: u8 = csp_core::Port::UPTIME.get();
+
+impl Config {
+    /// Whether `port` of the node's address is one of the daemon's own
+    /// service ports, out of every application's reach.
+    pub fn daemon_owns_port(&self, port: u8) -> bool {
+        self.services.enabled
+            && port <= LAST_SERVICE_PORT
+            && !self.services.app_ports.contains(&port)
+    }
 }
 
 impl Default for NodeConfig {
@@ -433,6 +450,7 @@ impl Default for ServicesConfig {
         ServicesConfig {
             enabled: true,
             reboot_hook: None,
+            app_ports: Vec::new(),
         }
     }
 }
@@ -624,12 +642,37 @@ impl Config {
                     ),
                 ));
             }
-            if self.ipc.tcp_token.as_deref().is_none_or(str::is_empty) {
-                return Err(err(
-                    "ipc.tcp_token",
-                    "a token is required when ipc.tcp_listen is set".into(),
-                ));
+            let min = crate::auth::MIN_TOKEN_LEN;
+            match self.ipc.tcp_token.as_deref() {
+                None | Some("") => {
+                    return Err(err(
+                        "ipc.tcp_token",
+                        "a token is required when ipc.tcp_listen is set".into(),
+                    ))
+                }
+                Some(t) if t.len() < min => {
+                    return Err(err(
+                        "ipc.tcp_token",
+                        format!(
+                            "{} bytes is too short to resist guessing: use at least {min} \
+                             (e.g. `head -c 18 /dev/urandom | base64`)",
+                            t.len()
+                        ),
+                    ))
+                }
+                Some(_) => {}
             }
+        }
+        if let Some(p) = self
+            .services
+            .app_ports
+            .iter()
+            .find(|&&p| p > LAST_SERVICE_PORT)
+        {
+            return Err(err(
+                "services.app_ports",
+                format!("{p} is not a service port (0..={LAST_SERVICE_PORT})"),
+            ));
         }
         if self.ipc.max_clients == 0 {
             return Err(err("ipc.max_clients", "must be at least 1".into()));

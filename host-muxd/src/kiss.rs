@@ -818,6 +818,14 @@ impl KissLink {
     }
 }
 
+/// A link dropped without [`KissLink::close`] (a start-up that failed
+/// after it was opened) removes its pty symlink all the same.
+impl Drop for KissLink {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
 fn set_nonblocking(f: &File) -> io::Result<()> {
     use nix::fcntl::{fcntl, FcntlArg, OFlag};
     let flags = OFlag::from_bits_truncate(fcntl(f, FcntlArg::F_GETFL)?);

@@ -232,7 +232,7 @@ impl Links {
         };
         let udp = if cfg.udp.enabled {
             Some(UdpLink::bind(cfg.udp.bind, version).map_err(|e| {
-                std::io::Error::new(e.kind(), format!("udp bind {}: {e}", cfg.udp.bind))
+                std::io::Error::new(e.kind(), format!("udp.bind = \"{}\": {e}", cfg.udp.bind))
             })?)
         } else {
             None
@@ -242,7 +242,10 @@ impl Links {
             .kiss
             .iter()
             .enumerate()
-            .map(|(i, k)| KissLink::open(k, kiss_token(i), registry, now))
+            .map(|(i, k)| {
+                KissLink::open(k, kiss_token(i), registry, now)
+                    .map_err(|e| std::io::Error::new(e.kind(), format!("[[kiss]] {}: {e}", k.name)))
+            })
             .collect::<std::io::Result<Vec<_>>>()?;
         // One ZeroMQ context (one libzmq I/O thread) for all hub links.
         let zmq = if cfg.zmq.is_empty() {
