@@ -1,5 +1,6 @@
 //! The CubeSat Space Protocol core: wire formats, security trailers, routing,
-//! port binding, KISS framing, SFP fragmentation and the standard services.
+//! port binding, KISS framing, SFP and CAN (CFP) fragmentation and the
+//! standard services.
 //!
 //! `no_std`, no allocation, no I/O: every function takes bytes (and, where
 //! time matters, an [`time::Instant`]) and returns bytes or a typed error.
@@ -19,6 +20,7 @@ mod trace;
 
 pub mod adapter;
 pub mod bind;
+pub mod cfp;
 pub mod header;
 pub mod kiss;
 pub mod node;

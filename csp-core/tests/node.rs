@@ -5,6 +5,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use csp_core::bind::{BindError, BindPort};
+use csp_core::cfp::{CanFrame, CanLink};
 use csp_core::header::{Addr, Flags, Header, Port, Prio, Version};
 use csp_core::node::{
     CloseReason, ConnId, ConnectOptions, Datagram, Event, IfaceConfig, NodeConfig, NodeError,
@@ -150,6 +151,16 @@ struct Net<N: TestNode> {
     ab: Link,
     ba: Link,
     rng: Rng,
+    /// With `over_can`: each node's CAN interface; the links then carry
+    /// single CAN frames (`id` big-endian, then data), not CSP frames.
+    can: Option<[CanLink<4, 1024>; 2]>,
+}
+
+/// A CAN frame as the simulated link carries it.
+fn can_bytes(f: &CanFrame) -> Vec<u8> {
+    let mut b = f.id.to_be_bytes().to_vec();
+    b.extend_from_slice(f.data());
+    b
 }
 
 impl<N: TestNode> Net<N> {
@@ -161,7 +172,54 @@ impl<N: TestNode> Net<N> {
             ab: Link::new(link),
             ba: Link::new(link),
             rng: Rng::new(seed),
+            can: None,
         })
+    }
+
+    /// The two nodes on a CAN bus speaking CFP of `version`.
+    fn over_can(seed: u64, link: LinkConfig, version: Version) -> Box<Self> {
+        let mut net = Net::new(seed, link);
+        net.a = N::make(1, seed ^ 0xa, version);
+        net.b = N::make(10, seed ^ 0xb, version);
+        net.can = Some([
+            CanLink::new(version, addr(1)),
+            CanLink::new(version, addr(10)),
+        ]);
+        net
+    }
+
+    /// Puts a node's CSP frame on its link, as CAN frames when on CAN.
+    fn send(
+        link: &mut Link,
+        can: Option<&mut CanLink<4, 1024>>,
+        now: Instant,
+        t: &Transmit,
+        f: &[u8],
+        rng: &mut Rng,
+    ) {
+        match can {
+            None => link.send(now, f, rng),
+            Some(can) => {
+                for frame in can.transmit(f, t.via).unwrap() {
+                    link.send(now, &can_bytes(&frame), rng);
+                }
+            }
+        }
+    }
+
+    /// A CSP frame for the node from what its link delivered, if complete.
+    fn receive(can: Option<&mut CanLink<4, 1024>>, now: Instant, bytes: &[u8]) -> Option<Vec<u8>> {
+        match can {
+            None => Some(bytes.to_vec()),
+            Some(can) => {
+                let (id, data) = bytes.split_at(4);
+                let id = u32::from_be_bytes(id.try_into().unwrap());
+                can.receive(now, id, data)
+                    .ok()
+                    .flatten()
+                    .map(<[u8]>::to_vec)
+            }
+        }
     }
 
     /// Move frames and fire timers at the current time.
@@ -169,21 +227,50 @@ impl<N: TestNode> Net<N> {
         for _ in 0..100 {
             let now = self.now;
             let mut moved = false;
-            for (_, f) in self.a.output(now) {
-                self.ab.send(now, &f, &mut self.rng);
+            let [can_a, can_b] = match self.can.as_mut() {
+                Some([a, b]) => [Some(a), Some(b)],
+                None => [None, None],
+            };
+            let (mut can_a, mut can_b) = (can_a, can_b);
+            for (t, f) in self.a.output(now) {
+                Self::send(
+                    &mut self.ab,
+                    can_a.as_deref_mut(),
+                    now,
+                    &t,
+                    &f,
+                    &mut self.rng,
+                );
                 moved = true;
             }
-            for (_, f) in self.b.output(now) {
-                self.ba.send(now, &f, &mut self.rng);
+            for (t, f) in self.b.output(now) {
+                Self::send(
+                    &mut self.ba,
+                    can_b.as_deref_mut(),
+                    now,
+                    &t,
+                    &f,
+                    &mut self.rng,
+                );
                 moved = true;
             }
             while let Some(f) = self.ab.pop_due(now) {
-                let _ = self.b.input(now, IfaceId(0), &f);
+                if let Some(f) = Self::receive(can_b.as_deref_mut(), now, &f) {
+                    let _ = self.b.input(now, IfaceId(0), &f);
+                }
                 moved = true;
             }
             while let Some(f) = self.ba.pop_due(now) {
-                let _ = self.a.input(now, IfaceId(0), &f);
+                if let Some(f) = Self::receive(can_a.as_deref_mut(), now, &f) {
+                    let _ = self.a.input(now, IfaceId(0), &f);
+                }
                 moved = true;
+            }
+            for can in [can_a, can_b].into_iter().flatten() {
+                if can.poll_timeout().is_some_and(|t| t <= now) {
+                    can.handle_timeout(now);
+                    moved = true;
+                }
             }
             if self.a.timeout().is_some_and(|t| t <= now) {
                 self.a.on_timeout(now);
@@ -208,6 +295,7 @@ impl<N: TestNode> Net<N> {
             self.b.timeout(),
         ]
         .into_iter()
+        .chain(self.can.iter().flatten().map(CanLink::poll_timeout))
         .flatten()
         .min()
     }
@@ -2086,4 +2174,65 @@ fn xtea_connection_over_a_v2_route_is_refused_at_connect() {
         ))
     );
     assert_eq!(n.connections(), 0, "no slot taken");
+}
+
+// ---- CAN (CFP) ------------------------------------------------------------------
+
+#[test]
+fn ping_over_can_both_cfp_versions() {
+    for version in [Version::V1, Version::V2] {
+        let mut net = Net::<Fw>::over_can(31, LinkConfig::clean(), version);
+        let (_, sport) = net
+            .a
+            .bind_ephemeral(SocketOptions::connectionless())
+            .unwrap();
+        // 200 bytes: 26 CAN frames each way.
+        let payload = pattern(200, 9);
+        let dg = Datagram {
+            dst: addr(10),
+            dport: Port::PING,
+            sport,
+            prio: Prio::Normal,
+            flags: Flags::NONE,
+        };
+        net.a
+            .send_to(&dg, &SecurityOptions::NONE, &payload)
+            .unwrap();
+        net.run(100, |_, _, _| false);
+        let mut buf = [0u8; 256];
+        let got = collect_received(&mut net.a, &mut buf);
+        assert_eq!(got.len(), 1, "{version:?}");
+        assert_eq!(got[0].0.src, addr(10));
+        client::check_ping(&payload, &got[0].1).unwrap();
+        let [ca, cb] = net.can.as_ref().unwrap();
+        assert_eq!((ca.stats().completed, cb.stats().completed), (1, 1));
+        assert!(cb.stats().frames >= 26, "{:?}", cb.stats());
+    }
+}
+
+#[test]
+fn rdp_over_can_both_cfp_versions() {
+    for version in [Version::V1, Version::V2] {
+        let mut net = Net::<Fw>::over_can(32, LinkConfig::clean(), version);
+        let (client, _) = rdp_echo(&mut net, 20_000, hmac_crc(), 4);
+        assert_eq!(client.echoed, pattern(20_000, 3), "{version:?}");
+        assert!(matches!(client.end, Some(Event::Closed { .. })));
+        let [ca, cb] = net.can.as_ref().unwrap();
+        assert_eq!(ca.stats().lost + cb.stats().lost, 0);
+    }
+}
+
+#[test]
+fn rdp_over_lossy_can_recovers_lost_packets() {
+    for version in [Version::V1, Version::V2] {
+        // Each lost CAN frame loses its whole packet; RDP resends it.
+        let mut link = LinkConfig::lossy(0.01);
+        link.duplicate = 0.01;
+        let mut net = Net::<Fw>::over_can(33, link, version);
+        let (client, _) = rdp_echo(&mut net, 10_000, hmac_crc(), 4);
+        assert_eq!(client.echoed, pattern(10_000, 3), "{version:?}");
+        let [ca, cb] = net.can.as_ref().unwrap();
+        let lost = ca.stats().lost + cb.stats().lost + ca.stats().orphans + cb.stats().orphans;
+        assert!(lost > 0, "the bus did lose frames: {:?}", cb.stats());
+    }
 }

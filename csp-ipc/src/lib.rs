@@ -14,6 +14,9 @@
 
 use core::fmt;
 
+#[cfg(feature = "std")]
+pub mod record;
+
 /// Protocol version spoken by this crate; HELLO carries it and the daemon
 /// refuses any other.
 pub const VERSION: u16 = 1;
@@ -236,11 +239,14 @@ pub enum Message<'a> {
     },
     /// Client -> daemon: a control request.
     Control(Control),
-    /// Daemon -> client: the answer to a control request, as text.
+    /// Daemon -> client: one page of the answer to a control request. A
+    /// reply is one or more pages; the last has `more` false.
     ControlReply {
         /// The request answered.
         request: Control,
-        /// UTF-8 text, one item per line.
+        /// More pages of this reply follow.
+        more: bool,
+        /// UTF-8 text: whole records ([`record`]), one per line.
         text: &'a str,
     },
     /// Daemon -> client: the connection ends now.
@@ -387,10 +393,16 @@ fn decode_body(ty: u8, body: &[u8]) -> Result<Message<'_>, IpcError> {
         }
         code::CONTROL_REPLY => {
             let request = body.first().and_then(|&b| Control::from_u8(b)).ok_or(bad)?;
-            text(&body[1..])?;
+            let more = match body.get(1) {
+                Some(0) => false,
+                Some(1) => true,
+                _ => return Err(bad),
+            };
+            text(&body[2..])?;
             Message::ControlReply {
                 request,
-                text: core::str::from_utf8(&body[1..]).map_err(|_| bad)?,
+                more,
+                text: core::str::from_utf8(&body[2..]).map_err(|_| bad)?,
             }
         }
         code::BYE => {
@@ -468,9 +480,14 @@ pub fn encode(msg: &Message<'_>, out: &mut [u8]) -> Result<usize, IpcError> {
             w.u8(code::CONTROL)?;
             w.u8(c as u8)?;
         }
-        Message::ControlReply { request, text } => {
+        Message::ControlReply {
+            request,
+            more,
+            text,
+        } => {
             w.u8(code::CONTROL_REPLY)?;
             w.u8(request as u8)?;
+            w.u8(u8::from(more))?;
             w.text(text)?;
         }
         Message::Bye(reason) => {
@@ -587,6 +604,7 @@ mod tests {
             Message::Control(Control::Stats),
             Message::ControlReply {
                 request: Control::Routes,
+                more: true,
                 text: "0/0 udp\n"
             },
             Message::Bye(ByeReason::Shutdown),

@@ -56,7 +56,7 @@ pub const TXQ: usize = 2;
 /// Bound ports: echo and sink (accepted connections share their listener's).
 pub const BINDS: usize = 2;
 /// RDP connections at once.
-pub const CONNS: usize = 1;
+pub const CONNS: usize = 2;
 /// RDP segments in flight (and held on receive) per connection: libcsp's
 /// default window. Not less: the server adopts the client's window, and a
 /// client sending more segments than we hold sees them dropped and

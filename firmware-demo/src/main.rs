@@ -151,10 +151,11 @@ fn main() -> ! {
 
 /// Builds the application in its static (in .bss, counted by llvm-size),
 /// once, in a frame of its own: the compiler assembles part of the value in
-/// stack temporaries before moving it (3.3 KiB here; with two RDP slots of
-/// window 4 it was 10 KiB, more than the RAM budget leaves for the stack),
-/// and they are gone when this returns. `cortex_m::singleton!` would keep
-/// them in main's frame for ever.
+/// stack temporaries before moving it (5.5 KiB with two RDP slots, the
+/// deepest the stack gets; 10 KiB before csp-core's connection table
+/// stopped copying an empty slot per connection), and they are gone when
+/// this returns. `cortex_m::singleton!` would keep them in main's frame
+/// for ever.
 #[inline(never)]
 fn place(config: DemoConfig) -> &'static mut Demo {
     static TAKEN: AtomicBool = AtomicBool::new(false);

@@ -234,8 +234,8 @@ fn main() {
         apps.push(host_lib::Client::connect(&d.socket).expect("connecting an application"));
     }
     // Every application is registered once a control request of the last
-    // one round-trips (routes: the status text of 1000 applications does
-    // not fit one IPC frame).
+    // one round-trips (routes: the shortest reply; status with 1000
+    // applications is many pages).
     apps[APPS - 1]
         .control(host_lib::Control::Routes)
         .expect("a control request of the last application");

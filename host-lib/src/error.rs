@@ -89,6 +89,8 @@ pub enum Error {
     /// The daemon answered a request with the answer to another kind of
     /// request; the client drops the connection and reconnects.
     OutOfTurn(String),
+    /// A control reply line is not a record (csp-ipc's `record` grammar).
+    BadRecord(csp_ipc::record::RecordError),
     /// A service reply could not be read.
     Service(ServiceError),
     /// Something this version of the library does not do (yet); the text
@@ -163,6 +165,13 @@ impl fmt::Display for Error {
                 "csp-muxd speaks IPC protocol version {daemon}, this program speaks {}: use matching versions",
                 csp_ipc::VERSION
             ),
+            // csp-muxd keeps the node's service ports 0..=6 for itself
+            // unless services.app_ports hands one out (docs/ipc.md).
+            Error::PortInUse { port } if *port <= csp_core::Port::UPTIME.get() => write!(
+                f,
+                "port {port} is a service port of the node, held by csp-muxd \
+                 (its services.app_ports can hand it to applications)"
+            ),
             Error::PortInUse { port } => {
                 write!(f, "port {port} is in use by another application")
             }
@@ -202,6 +211,7 @@ impl fmt::Display for Error {
             Error::Sfp(e) => write!(f, "SFP: {e}"),
             Error::Daemon { code, message } => write!(f, "csp-muxd: {message} ({code:?})"),
             Error::Protocol(e) => write!(f, "csp-muxd sent a bad frame: {e}"),
+            Error::BadRecord(e) => write!(f, "csp-muxd sent a bad control record: {e}"),
             Error::OutOfTurn(what) => write!(
                 f,
                 "csp-muxd answered out of turn ({what}); the connection is reset"

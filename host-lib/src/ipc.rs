@@ -21,13 +21,29 @@ const READS_PER_CALL: usize = 16;
 /// read buffer is reused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Incoming {
-    HelloAck { version: u16, node: u16, mtu: u16 },
-    RegisterAck { status: Status, port: u8 },
-    UnregisterAck { status: Status },
+    HelloAck {
+        version: u16,
+        node: u16,
+        mtu: u16,
+    },
+    RegisterAck {
+        status: Status,
+        port: u8,
+    },
+    UnregisterAck {
+        status: Status,
+    },
     Data(Vec<u8>),
-    ControlReply(String),
+    /// One page of a control reply; `more` until the last.
+    ControlReply {
+        text: String,
+        more: bool,
+    },
     Bye(ByeReason),
-    Error { code: ErrorCode, message: String },
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
 }
 
 impl Incoming {
@@ -46,7 +62,10 @@ impl Incoming {
             Message::RegisterAck { status, port, .. } => Incoming::RegisterAck { status, port },
             Message::UnregisterAck { status, .. } => Incoming::UnregisterAck { status },
             Message::Data { frame } => Incoming::Data(frame.to_vec()),
-            Message::ControlReply { text, .. } => Incoming::ControlReply(text.to_string()),
+            Message::ControlReply { text, more, .. } => Incoming::ControlReply {
+                text: text.to_string(),
+                more,
+            },
             Message::Bye(r) => Incoming::Bye(r),
             Message::Error { code, message } => Incoming::Error {
                 code,

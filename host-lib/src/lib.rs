@@ -69,6 +69,7 @@ pub mod socket;
 
 pub use client::{Client, ClientConfig, ClientStats};
 pub use csp_ipc::default_socket_path;
+pub use csp_ipc::record::Record;
 pub use csp_ipc::Control;
 pub use endpoint::Endpoint;
 pub use error::{Error, Result};

@@ -6,7 +6,7 @@
 mod common;
 
 use std::net::UdpSocket;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -258,9 +258,15 @@ fn a_udp_flood_during_an_rdp_transfer() {
     // The transfer is paced by the flood: chunk k goes once k/32 of the
     // flood is out, so the two overlap from start to end whatever the speed.
     let flooded = Arc::new(AtomicU64::new(0));
+    // The flood starts once the connection is up: the flood's own SYNs to
+    // port 10 take the listener's half-open slots, and on a loaded machine
+    // they can displace the sender's handshake for longer than `WAIT`
+    // (the SYN-flood test above covers that case on its own).
+    let connected = Arc::new(AtomicBool::new(false));
     let sender = thread::spawn({
         let socket = d.socket.clone();
         let flooded = flooded.clone();
+        let connected = connected.clone();
         move || {
             let mut c = Client::with_config(ClientConfig {
                 socket: Some(socket),
@@ -272,6 +278,7 @@ fn a_udp_flood_during_an_rdp_transfer() {
             let conn = c
                 .connect_to(3, 10, ConnOptions::default(), Some(WAIT))
                 .unwrap();
+            connected.store(true, Ordering::Relaxed);
             let data: Vec<u8> = (0..LEN).map(|i| (i * 7 + i / 251) as u8).collect();
             for (k, chunk) in data.chunks(LEN / 32).enumerate() {
                 let due = FLOOD * k as u64 / 32;
@@ -297,6 +304,11 @@ fn a_udp_flood_during_an_rdp_transfer() {
     let mut j = Junk(0x1234_5678_9abc_def1);
     let mut sent = 0u64;
     let mut rss_peak = rss_before;
+    let deadline = Instant::now() + WAIT * 2;
+    while !connected.load(Ordering::Relaxed) {
+        assert!(Instant::now() < deadline, "the sender never connected");
+        thread::sleep(Duration::from_millis(2));
+    }
     while sent < FLOOD {
         for _ in 0..200 {
             flood.send_to(&junk_datagram(&mut j), udp).unwrap();

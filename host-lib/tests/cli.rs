@@ -76,6 +76,63 @@ fn status_lists_node_routes_apps_counters() {
     assert!(out.contains("link udp"), "{out}");
 }
 
+/// `csp listen --echo 1` used to take every other application's pings.
+#[test]
+fn listening_on_a_service_port_is_refused_clearly() {
+    let d = Muxd::start(1, "");
+    let (code, _, err) = run(csp(&d).args(["listen", "--echo", "-c", "1", "1"]));
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("port 1 is a service port of the node"),
+        "{err}"
+    );
+    let (code, out, err) = run(csp(&d).args(["ping", "-c", "1", "1"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("1 sent, 1 received"), "{out}");
+}
+
+/// `csp status` with more applications than one frame can list, one of
+/// them with a 4000-byte name: the reply comes in pages, `--json` is one
+/// object of records (issue 16; before, the client timed out).
+#[test]
+fn status_json_lists_every_application_in_pages() {
+    let d = Muxd::start(1, "");
+    let named = |name: String| {
+        Client::with_config(host_lib::ClientConfig {
+            socket: Some(d.socket.clone()),
+            name,
+            reconnect: false,
+            ..host_lib::ClientConfig::default()
+        })
+        .unwrap()
+    };
+    let mut long = named("L".repeat(4000));
+    let _s = long.bind(Bind::Port(17)).unwrap();
+    let _apps: Vec<Client> = (0..150).map(|i| named(format!("app {i}"))).collect();
+
+    let (code, out, err) = run(csp(&d).args(["status", "--json"]));
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let status = v["status"].as_array().unwrap();
+    assert_eq!(status[0], serde_json::json!({"kind": "node", "args": [1]}));
+    let apps: Vec<_> = status.iter().filter(|r| r["kind"] == "app").collect();
+    // The 151 above and `csp status` itself.
+    assert_eq!(apps.len(), 152, "{out}");
+    let mine = apps.iter().find(|a| a["ports"] == "1:17").unwrap();
+    assert_eq!(mine["name"], "L".repeat(csp_ipc::record::MAX_VALUE_LEN));
+    assert!(v["counters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["kind"] == "delivered"));
+    assert!(v["routes"].is_array());
+
+    // The text form for people lists them all too.
+    let (code, out, err) = run(csp(&d).arg("status"));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.matches("name=\"app ").count(), 150, "{out}");
+}
+
 /// Start `csp listen ARGS` and wait until it has bound its port.
 fn listen(d: &Muxd, args: &[&str]) -> Child {
     listen_with_stderr(d, args).0
@@ -275,14 +332,14 @@ fn ping_over_tcp_with_token() {
         .port();
     let d = Muxd::start(
         1,
-        &format!("[ipc]\ntcp_listen = \"127.0.0.1:{port}\"\ntcp_token = \"tok\"\n"),
+        &format!("[ipc]\ntcp_listen = \"127.0.0.1:{port}\"\ntcp_token = \"tok-tok-tok-tok-tok\"\n"),
     );
     let addr = format!("127.0.0.1:{port}");
     let (code, out, err) = run(Command::new(csp_bin()).args([
         "--tcp",
         &addr,
         "--tcp-token",
-        "tok",
+        "tok-tok-tok-tok-tok",
         "ping",
         "-c",
         "1",
@@ -293,8 +350,14 @@ fn ping_over_tcp_with_token() {
     let (code, _, err) = run(Command::new(csp_bin()).args(["--tcp", &addr, "ping", "1"]));
     assert_eq!(code, 2, "--tcp needs --tcp-token: {err}");
     drop(d);
-    let (code, _, err) =
-        run(Command::new(csp_bin()).args(["--tcp", &addr, "--tcp-token", "tok", "ping", "1"]));
+    let (code, _, err) = run(Command::new(csp_bin()).args([
+        "--tcp",
+        &addr,
+        "--tcp-token",
+        "tok-tok-tok-tok-tok",
+        "ping",
+        "1",
+    ]));
     assert_eq!(code, 1);
     assert!(
         err.contains(&format!("csp-muxd is not listening at tcp:{addr}")),

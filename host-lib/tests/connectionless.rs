@@ -291,7 +291,9 @@ fn over_the_daemons_tcp_listener_with_its_token() {
         .port();
     let d = Muxd::start(
         9,
-        &format!("[ipc]\ntcp_listen = \"127.0.0.1:{port}\"\ntcp_token = \"t0k3n\"\n"),
+        &format!(
+            "[ipc]\ntcp_listen = \"127.0.0.1:{port}\"\ntcp_token = \"t0k3n-t0k3n-t0k3n-t0k3n\"\n"
+        ),
     );
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let tcp = |token: &str| host_lib::ClientConfig {
@@ -301,7 +303,7 @@ fn over_the_daemons_tcp_listener_with_its_token() {
     let err = Client::with_config(tcp("wrong")).unwrap_err();
     assert!(matches!(err, Error::Refused { .. }), "{err}");
 
-    let mut remote = Client::with_config(tcp("t0k3n")).unwrap();
+    let mut remote = Client::with_config(tcp("t0k3n-t0k3n-t0k3n-t0k3n")).unwrap();
     assert_eq!(remote.node(), 9);
     let mut local = Client::connect(&d.socket).unwrap();
     let r = remote

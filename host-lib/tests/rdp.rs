@@ -646,3 +646,95 @@ fn one_listener_serves_several_clients_at_once() {
     let sent: usize = clients.into_iter().map(|t| t.join().unwrap()).sum();
     assert_eq!(srv.join().unwrap(), sent);
 }
+
+/// `csp listen --rdp --echo` used to serve every connection from one loop
+/// with a blocking send: a client killed with -9 mid-transfer held up the
+/// others' echo for many seconds (once ending with no echo at all). Now a
+/// dead peer costs only its own connection; the other gets every byte.
+#[test]
+fn listen_rdp_echo_survives_a_client_killed_mid_transfer() {
+    let d = Muxd::start(1, "");
+    let mut listener = csp(&d)
+        .args(["listen", "--rdp", "--echo", "--raw", "-c", "2", "10"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(listener.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    assert!(line.starts_with("listening for RDP"), "{line:?}");
+
+    // The victim sends and never reads its echo, then is killed.
+    let mut victim = csp(&d)
+        .args(["rdp", "1", "10"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut vin = victim.stdin.take().unwrap();
+    let feeder = thread::spawn(move || {
+        let chunk = pattern(64 * 1024, 7);
+        for _ in 0..64 {
+            if vin.write_all(&chunk).is_err() {
+                break;
+            }
+        }
+    });
+    line.clear();
+    err.read_line(&mut line).unwrap();
+    assert!(line.starts_with("connection from"), "{line:?}");
+    // Mid-transfer: the victim's echo backs up (nobody reads its stdout).
+    thread::sleep(Duration::from_millis(500));
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+    feeder.join().unwrap();
+
+    // The survivor: 1 MB through the same server, every byte back.
+    let data = pattern(1 << 20, 3);
+    let mut survivor = csp(&d)
+        .args(["rdp", "1", "10"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = survivor.id();
+    let mut sin = survivor.stdin.take().unwrap();
+    let input = data.clone();
+    let writer = thread::spawn(move || {
+        let _ = sin.write_all(&input);
+    });
+    // Bound the wait: kill the survivor if it hangs (its own timeouts
+    // should end it long before).
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watchdog = {
+        let done = done.clone();
+        thread::spawn(move || {
+            let deadline = Instant::now() + WAIT * 6;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                if Instant::now() > deadline {
+                    let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+                    return;
+                }
+                thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+    let out = survivor.wait_with_output().unwrap();
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    watchdog.join().unwrap();
+    writer.join().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(out.stdout.len(), data.len(), "{stderr}");
+    assert!(out.stdout == data, "echo differs");
+
+    // The server ends after both connections (the victim's failed).
+    let out = finish(listener, WAIT * 6);
+    let mut rest = String::new();
+    err.read_to_string(&mut rest).unwrap();
+    assert!(out.status.success(), "{rest}");
+}

@@ -186,6 +186,17 @@ pub struct Client {
     overflow: Overflow,
 }
 
+/// What [`Client::send_packet`] made of a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queued {
+    /// Queued for the client (perhaps pushing out an older one).
+    Yes,
+    /// Dropped by the drop-newest policy: the queue was full.
+    Dropped,
+    /// Too large for a DATA frame.
+    TooLarge,
+}
+
 impl Client {
     /// A new client on `stream` with the configured queue bound and policy;
     /// it must complete HELLO by `hello_by`.
@@ -272,24 +283,60 @@ impl Client {
         if self.control_queue.len() >= MAX_CONTROL_FRAMES {
             return false;
         }
+        self.queue_encoded(msg);
+        true
+    }
+
+    fn queue_encoded(&mut self, msg: &Message<'_>) {
         match csp_ipc::encode_to_vec(msg) {
             Ok(frame) => self.control_queue.push_back(frame),
-            Err(e) => log::error!("client {}: cannot encode {msg:?}: {e}", self.name),
+            Err(e) => {
+                // Tell the client rather than leave it waiting; the log line
+                // names the message, never its (possibly huge) text.
+                let kind = format!("{msg:?}");
+                let kind = kind.split([' ', '(', '{']).next().unwrap_or("");
+                log::warn!("client {}: cannot encode {kind}: {e}", self.name);
+                let error = Message::Error {
+                    code: csp_ipc::ErrorCode::Other,
+                    message: "reply could not be encoded",
+                };
+                if let Ok(frame) = csp_ipc::encode_to_vec(&error) {
+                    self.control_queue.push_back(frame);
+                }
+            }
+        }
+    }
+
+    /// Queue the pages of one control reply, the last one marked. Returns
+    /// false, queueing nothing, if the client already lets control frames
+    /// pile up: one reply is bounded (its records are), the backlog by count.
+    pub fn send_reply_pages(&mut self, request: csp_ipc::Control, pages: &[String]) -> bool {
+        if self.control_queue.len() >= MAX_CONTROL_FRAMES {
+            return false;
+        }
+        for (i, text) in pages.iter().enumerate() {
+            let page = Message::ControlReply {
+                request,
+                more: i + 1 < pages.len(),
+                text,
+            };
+            self.queue_encoded(&page);
         }
         true
     }
 
     /// Queue a CSP packet (v2 header + data) for the client, applying the
     /// overflow policy when the queue is full.
-    pub fn send_packet(&mut self, frame: &[u8]) {
+    pub fn send_packet(&mut self, frame: &[u8]) -> Queued {
         let Ok(encoded) = csp_ipc::encode_to_vec(&Message::Data { frame }) else {
-            self.stats.dropped_overflow += 1;
-            return;
+            // Not an overflow of this client's queue: no DATA frame can
+            // carry it (the daemon counts it as too_large).
+            return Queued::TooLarge;
         };
         if self.data_queue.len() >= self.queue_len {
             self.stats.dropped_overflow += 1;
             match self.overflow {
-                Overflow::DropNewest => return,
+                Overflow::DropNewest => return Queued::Dropped,
                 Overflow::DropOldest => {
                     self.data_queue.pop_front();
                 }
@@ -297,6 +344,7 @@ impl Client {
         }
         self.data_queue.push_back(encoded);
         self.stats.tx_packets += 1;
+        Queued::Yes
     }
 
     /// Packets waiting to be written.

@@ -38,6 +38,9 @@ pub struct Config {
     /// ZeroMQ hub links (libcsp's `zmqproxy`), `[[zmq]]` tables; routes
     /// name them by `name`.
     pub zmq: Vec<ZmqConfig>,
+    /// CAN links (CFP over slcan), `[[can]]` tables; routes name them by
+    /// `name`. Each runs as a stream link (see [`KissConfig::framing`]).
+    pub can: Vec<CanConfig>,
 }
 
 /// This CSP node's identity.
@@ -183,6 +186,87 @@ pub struct KissConfig {
     /// Frames queued for sending (while the line is busy or down) before
     /// new ones are dropped.
     pub queue_len: usize,
+    /// What the stream carries: KISS, or slcan lines for a `[[can]]` link
+    /// (set from that table, not written in `[[kiss]]`).
+    #[serde(skip)]
+    pub framing: StreamFraming,
+}
+
+/// How a stream link frames CSP packets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StreamFraming {
+    /// KISS with libcsp's CRC32.
+    #[default]
+    Kiss,
+    /// CAN frames (CFP) as slcan ASCII lines.
+    Slcan {
+        /// Our address on the bus (CFP2's sender field).
+        addr: u16,
+        /// slcan bit-rate code sent to the adapter (`S0`..`S8`) when the
+        /// device opens; `None`: the adapter is left as it is.
+        bitrate_code: Option<u8>,
+    },
+}
+
+/// How a CAN link reaches the bus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CanMode {
+    /// A serial-line CAN adapter (or a pty): frames as ASCII lines.
+    Slcan,
+    /// A Linux SocketCAN interface by name (not built yet: refused).
+    Socketcan,
+}
+
+/// One CAN link (`[[can]]` table).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CanConfig {
+    /// Name routes use for the link; empty means `canN`.
+    pub name: String,
+    /// How the bus is reached.
+    pub mode: CanMode,
+    /// Serial device of the adapter (slcan); without it, with `pty_link`,
+    /// the daemon creates a pty.
+    pub device: Option<PathBuf>,
+    /// Serial line speed to the adapter.
+    pub baud: u32,
+    /// Where to put a symlink to the created pty.
+    pub pty_link: Option<PathBuf>,
+    /// CAN bit rate in kbit/s (10, 20, 50, 100, 125, 250, 500, 800, 1000),
+    /// set on the adapter when the device opens; absent: left as it is.
+    pub bitrate: Option<u32>,
+    /// CSP header version, and so the CFP version (1 or 2).
+    #[serde(deserialize_with = "de_header_version")]
+    pub version: u8,
+    /// Largest CSP frame (header and data).
+    pub max_frame: usize,
+    /// Packets queued for sending before new ones are dropped.
+    pub queue_len: usize,
+}
+
+impl Default for CanConfig {
+    fn default() -> Self {
+        CanConfig {
+            name: String::new(),
+            mode: CanMode::Slcan,
+            device: None,
+            baud: 115_200,
+            pty_link: None,
+            bitrate: None,
+            version: 2,
+            max_frame: 256 + 6,
+            queue_len: 64,
+        }
+    }
+}
+
+/// slcan's `Sn` code for a CAN bit rate in kbit/s.
+pub fn slcan_bitrate_code(kbit: u32) -> Option<u8> {
+    [10, 20, 50, 100, 125, 250, 500, 800, 1000]
+        .iter()
+        .position(|&k| k == kbit)
+        .map(|i| i as u8)
 }
 
 impl Default for KissConfig {
@@ -198,6 +282,7 @@ impl Default for KissConfig {
             version: 2,
             max_frame: 256 + 6,
             queue_len: 64,
+            framing: StreamFraming::Kiss,
         }
     }
 }
@@ -292,6 +377,23 @@ pub struct ServicesConfig {
     /// Command run (through `sh -c`) on a reboot/shutdown request; without
     /// it such requests are logged and ignored.
     pub reboot_hook: Option<String>,
+    /// Service ports (0..=6) handed to applications. The others belong to
+    /// the daemon while services are enabled: CSP_ANY never covers them and
+    /// no application may bind them or send from them.
+    pub app_ports: Vec<u8>,
+}
+
+/// The highest port of the node's own services (CSP_UPTIME).
+pub const LAST_SERVICE_PORT: u8 = csp_core::Port::UPTIME.get();
+
+impl Config {
+    /// Whether `port` of the node's address is one of the daemon's own
+    /// service ports, out of every application's reach.
+    pub fn daemon_owns_port(&self, port: u8) -> bool {
+        self.services.enabled
+            && port <= LAST_SERVICE_PORT
+            && !self.services.app_ports.contains(&port)
+    }
 }
 
 impl Default for NodeConfig {
@@ -348,6 +450,7 @@ impl Default for ServicesConfig {
         ServicesConfig {
             enabled: true,
             reboot_hook: None,
+            app_ports: Vec::new(),
         }
     }
 }
@@ -450,6 +553,31 @@ impl Config {
         config.validate(text, path)?;
         config.validate_kiss(text, path)?;
         config.validate_zmq(text, path)?;
+        config.validate_can(text, path)?;
+        // A CAN link over slcan is a stream link with another framing.
+        let cans = std::mem::take(&mut config.can);
+        for c in &cans {
+            config.kiss.push(KissConfig {
+                name: c.name.clone(),
+                mode: if c.device.is_some() {
+                    KissMode::Serial
+                } else {
+                    KissMode::Pty
+                },
+                device: c.device.clone(),
+                baud: c.baud,
+                pty_link: c.pty_link.clone(),
+                version: c.version,
+                max_frame: c.max_frame,
+                queue_len: c.queue_len,
+                framing: StreamFraming::Slcan {
+                    addr: config.node.address,
+                    bitrate_code: c.bitrate.and_then(slcan_bitrate_code),
+                },
+                ..KissConfig::default()
+            });
+        }
+        config.can = cans;
         crate::links::RoutePlan::<{ crate::daemon::MAX_ROUTES }>::from_config(&config).map_err(
             |e| ConfigError {
                 path: path.map(Path::to_path_buf),
@@ -514,12 +642,37 @@ impl Config {
                     ),
                 ));
             }
-            if self.ipc.tcp_token.as_deref().is_none_or(str::is_empty) {
-                return Err(err(
-                    "ipc.tcp_token",
-                    "a token is required when ipc.tcp_listen is set".into(),
-                ));
+            let min = crate::auth::MIN_TOKEN_LEN;
+            match self.ipc.tcp_token.as_deref() {
+                None | Some("") => {
+                    return Err(err(
+                        "ipc.tcp_token",
+                        "a token is required when ipc.tcp_listen is set".into(),
+                    ))
+                }
+                Some(t) if t.len() < min => {
+                    return Err(err(
+                        "ipc.tcp_token",
+                        format!(
+                            "{} bytes is too short to resist guessing: use at least {min} \
+                             (e.g. `head -c 18 /dev/urandom | base64`)",
+                            t.len()
+                        ),
+                    ))
+                }
+                Some(_) => {}
             }
+        }
+        if let Some(p) = self
+            .services
+            .app_ports
+            .iter()
+            .find(|&&p| p > LAST_SERVICE_PORT)
+        {
+            return Err(err(
+                "services.app_ports",
+                format!("{p} is not a service port (0..={LAST_SERVICE_PORT})"),
+            ));
         }
         if self.ipc.max_clients == 0 {
             return Err(err("ipc.max_clients", "must be at least 1".into()));
@@ -602,6 +755,67 @@ impl Config {
 impl Config {
     /// Checks of the `[[zmq]]` tables, as for `[[kiss]]`; a name may not
     /// repeat a KISS link's either.
+    /// Checks of the `[[can]]` tables, as for `[[kiss]]`.
+    fn validate_can(&mut self, text: &str, path: Option<&Path>) -> Result<(), ConfigError> {
+        for i in 0..self.can.len() {
+            if self.can[i].name.is_empty() {
+                self.can[i].name = format!("can{i}");
+            }
+            let c = &self.can[i];
+            let err = |key: &str, message: String| ConfigError {
+                path: path.map(Path::to_path_buf),
+                line: table_key_line(text, "can", i, key),
+                key: Some(format!("can.{key}")),
+                message: format!("[[can]] {:?}: {message}", c.name),
+            };
+            let name = c.name.as_str();
+            if !is_link_name(name) {
+                return Err(err("name", LINK_NAME_RULE.into()));
+            }
+            if self.can[..i]
+                .iter()
+                .any(|o| o.name.eq_ignore_ascii_case(name))
+                || self.kiss.iter().any(|o| o.name.eq_ignore_ascii_case(name))
+                || self.zmq.iter().any(|o| o.name.eq_ignore_ascii_case(name))
+            {
+                return Err(err("name", "another link has this name".into()));
+            }
+            if c.mode == CanMode::Socketcan {
+                return Err(err(
+                    "mode",
+                    "socketcan is not implemented yet; use \"slcan\"".into(),
+                ));
+            }
+            if c.device.is_some() && c.pty_link.is_some() {
+                return Err(err(
+                    "pty_link",
+                    "give `device` (an adapter) or `pty_link` (a pty we create), not both".into(),
+                ));
+            }
+            if crate::kiss::baud_rate(c.baud).is_none() {
+                return Err(err("baud", format!("{} is not a standard rate", c.baud)));
+            }
+            if let Some(kbit) = c.bitrate {
+                if slcan_bitrate_code(kbit).is_none() {
+                    return Err(err(
+                        "bitrate",
+                        format!("{kbit} kbit/s is not an slcan rate (10, 20, 50, 100, 125, 250, 500, 800, 1000)"),
+                    ));
+                }
+            }
+            if !(16..=crate::kiss::MAX_FRAME).contains(&c.max_frame) {
+                return Err(err(
+                    "max_frame",
+                    format!("must be 16..={}", crate::kiss::MAX_FRAME),
+                ));
+            }
+            if c.queue_len == 0 {
+                return Err(err("queue_len", "must be at least 1".into()));
+            }
+        }
+        Ok(())
+    }
+
     fn validate_zmq(&self, text: &str, path: Option<&Path>) -> Result<(), ConfigError> {
         for (i, z) in self.zmq.iter().enumerate() {
             let err = |key: &str, message: String| ConfigError {

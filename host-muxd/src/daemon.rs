@@ -22,12 +22,14 @@ use csp_core::bind::{BindAddr, BindError, BindPort, PortTable};
 use csp_core::header::HeaderView;
 use csp_core::route::{IfaceId, Prefix, RouteTable};
 use csp_core::{Addr, Header, Version};
+use csp_ipc::record::Record;
 use csp_ipc::{ByeReason, Control, ErrorCode, Message, Status};
 
-use crate::client::{Client, Deadline, ReadOutcome, Request, Stream};
+use crate::auth::TokenGate;
+use crate::client::{Client, Deadline, Queued, ReadOutcome, Request, Stream};
 use crate::config::Config;
 use crate::links::{Links, RoutePlan};
-use crate::services::Services;
+use crate::services::{Answer, Services};
 use crate::stats::Stats;
 use crate::udp::RxBatch;
 
@@ -81,6 +83,8 @@ pub struct Daemon {
     socket_path: PathBuf,
     listener: UnixListener,
     tcp: Option<TcpListener>,
+    /// The TCP endpoint's token check (with `tcp`).
+    token_gate: Option<TokenGate>,
     clients: HashMap<Token, Client>,
     next_token: usize,
     apps: PortTable<ClientId, MAX_BINDINGS>,
@@ -111,16 +115,26 @@ impl Daemon {
         let bind_config = cfg.bind_config()?;
 
         let plan = RoutePlan::<MAX_ROUTES>::from_config(&cfg).map_err(|e| e.message)?;
-        let mut links = Links::open(&cfg, plan.ifaces, poll.registry(), kiss_token, zmq_token)?;
-        let routes = plan.table;
 
-        let mut listener = crate::endpoint::bind(&socket_path)?;
+        // Start-up is all-or-nothing (docs/RELIABILITY.md). The IPC
+        // endpoints come first: a busy socket (another daemon) is the
+        // commonest failure and must stop us before we touch any link that
+        // daemon may be using (a pty symlink). Everything created is undone
+        // on the way out of an error: the socket file by its guard, pty
+        // links by `KissLink`'s drop. Errors name the key and the address.
+        let mut listener = crate::endpoint::bind(&socket_path)
+            .map_err(|e| format!("ipc.socket (--socket): {e}"))?;
+        let socket_file = crate::endpoint::Created::new(&socket_path);
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let mut tcp = match cfg.ipc.tcp_listen {
-            Some(addr) => Some(TcpListener::bind(addr)?),
+            Some(addr) => Some(
+                TcpListener::bind(addr).map_err(|e| format!("ipc.tcp_listen = \"{addr}\": {e}"))?,
+            ),
             None => None,
         };
+        let mut links = Links::open(&cfg, plan.ifaces, poll.registry(), kiss_token, zmq_token)?;
+        let routes = plan.table;
         if let Some(t) = tcp.as_mut() {
             poll.registry()
                 .register(t, TCP_LISTENER, Interest::READABLE)?;
@@ -129,12 +143,18 @@ impl Daemon {
             poll.registry()
                 .register(udp.socket(), UDP, Interest::READABLE)?;
         }
-        let mut signals =
-            Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
+        // SIGCHLD too: a finished reboot hook is reaped at once, even when
+        // the daemon is otherwise idle.
+        let mut signals = Signals::new([
+            signal_hook::consts::SIGINT,
+            signal_hook::consts::SIGTERM,
+            signal_hook::consts::SIGCHLD,
+        ])?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
 
         let services = Services::new(&cfg);
+        socket_file.keep();
         // A ZMQ descriptor signalled before it was registered gives no
         // edge: drain every hub link once in the first round.
         let again = (0..links.zmq.len()).map(zmq_token).collect();
@@ -143,6 +163,7 @@ impl Daemon {
             node,
             socket_path,
             listener,
+            token_gate: cfg.ipc.tcp_token.as_deref().map(TokenGate::new),
             tcp,
             clients: HashMap::new(),
             next_token: FIRST_CLIENT,
@@ -223,7 +244,6 @@ impl Daemon {
                 self.expire_clients(now);
                 self.next_sweep = now + DEADLINE_SWEEP;
             }
-            self.services.reap_hooks();
         }
         self.close();
         Ok(())
@@ -231,6 +251,10 @@ impl Daemon {
 
     fn on_signals(&mut self) {
         for sig in self.signals.pending() {
+            if sig == signal_hook::consts::SIGCHLD {
+                self.services.reap_hooks();
+                continue;
+            }
             log::info!("signal {sig}: shutting down");
             self.shutdown = true;
         }
@@ -274,6 +298,11 @@ impl Daemon {
         loop {
             match listener.accept() {
                 Ok((stream, peer)) => {
+                    let gate = self.token_gate.as_mut();
+                    if gate.is_some_and(|g| !g.admits(peer.ip(), Instant::now())) {
+                        // Slowed down after wrong tokens: closed unanswered.
+                        continue;
+                    }
                     log::debug!("tcp client from {peer}");
                     accepted.push(stream);
                 }
@@ -426,14 +455,8 @@ impl Daemon {
             Request::Unregister { addr, port } => self.on_unregister(token, addr, port),
             Request::Data(frame) => self.on_client_data(token, &frame),
             Request::Control(c) => {
-                let text = self.control_text(c);
-                self.reply(
-                    token,
-                    &Message::ControlReply {
-                        request: c,
-                        text: &text,
-                    },
-                );
+                let records = self.control_records(c);
+                self.reply_records(token, c, &records);
             }
             Request::Unexpected(what) => self.fail_client(
                 token,
@@ -457,8 +480,21 @@ impl Daemon {
             );
             return self.fail_client(token, ErrorCode::BadVersion, &msg);
         }
-        if matches!(c.stream, Stream::Tcp(_)) && self.cfg.ipc.tcp_token.as_deref() != Some(&name) {
-            return self.fail_client(token, ErrorCode::BadBody, "bad token");
+        if let Stream::Tcp(t) = &c.stream {
+            let peer = t.peer_addr().map(|a| a.ip());
+            let accepted = match (self.token_gate.as_mut(), peer) {
+                (Some(gate), Ok(ip)) => gate.check(ip, &name, Instant::now()),
+                _ => false,
+            };
+            if !accepted {
+                // Closed quietly: the gate logs, rate-limited.
+                c.send_control(&Message::Error {
+                    code: ErrorCode::BadBody,
+                    message: "bad token",
+                });
+                let _ = c.flush();
+                return self.drop_client(token, "bad token");
+            }
         }
         c.hello_done = true;
         c.deadline = None;
@@ -489,6 +525,10 @@ impl Daemon {
         let Some(local) = self.local_addr(addr) else {
             return self.reply(token, &ack(Status::NotLocalAddr, port));
         };
+        if self.cfg.daemon_owns_port(port) {
+            // The node's own service: the daemon holds it (docs/ipc.md).
+            return self.reply(token, &ack(Status::PortInUse, port));
+        }
         if !self.within_quota(token, port) {
             self.stats.quota_refused += 1;
             return self.reply(token, &ack(Status::QuotaExceeded, port));
@@ -578,8 +618,10 @@ impl Daemon {
         }
         // A client may send only from an (address, port) whose traffic the
         // port table would hand to it: no spoofing another app's port.
-        let owns =
-            header.src == self.node && self.apps.lookup(header.src, header.sport) == Some(&token);
+        // The service ports are the daemon's, even for a CSP_ANY holder.
+        let owns = header.src == self.node
+            && !self.cfg.daemon_owns_port(header.sport.get())
+            && self.apps.lookup(header.src, header.sport) == Some(&token);
         if !owns {
             self.stats.rejected_packets += 1;
             if let Some(c) = self.clients.get_mut(&token) {
@@ -707,7 +749,14 @@ impl Daemon {
 
     fn deliver_local(&mut self, mut header: Header, data: &[u8], origin: Origin) {
         header.dst = self.node;
-        if let Some(&token) = self.apps.lookup(header.dst, header.dport) {
+        // A service port the daemon keeps never reaches an application,
+        // not even the CSP_ANY holder: pings are answered by the daemon.
+        let app = if self.cfg.daemon_owns_port(header.dport.get()) {
+            None
+        } else {
+            self.apps.lookup(header.dst, header.dport).copied()
+        };
+        if let Some(token) = app {
             let mut frame = Vec::with_capacity(6 + data.len());
             frame.extend_from_slice(&[0; 6]);
             frame.extend_from_slice(data);
@@ -715,10 +764,16 @@ impl Daemon {
                 self.stats.rejected_packets += 1;
                 return;
             }
-            if let Some(c) = self.clients.get_mut(&token) {
-                c.send_packet(&frame);
+            // Counted once, by what the client's queue made of it.
+            let outcome = match self.clients.get_mut(&token) {
+                Some(c) => c.send_packet(&frame),
+                None => Queued::Dropped,
+            };
+            match outcome {
+                Queued::Yes => self.stats.delivered += 1,
+                Queued::Dropped => self.stats.queue_dropped += 1,
+                Queued::TooLarge => self.stats.too_large += 1,
             }
-            self.stats.delivered += 1;
             self.flush_client(token);
             return;
         }
@@ -727,9 +782,14 @@ impl Daemon {
         if origin != Origin::Service && self.cfg.services.enabled {
             let free = self.free_slots();
             let uptime = self.started.elapsed().as_secs();
-            if let Some((reply, body)) = self.services.answer(&header, data, uptime, free) {
-                self.stats.service_replies += 1;
-                return self.route(reply, &body, Origin::Service);
+            match self.services.answer(&header, data, uptime, free) {
+                Answer::Reply(reply, body) => {
+                    self.stats.service_replies += 1;
+                    return self.route(reply, &body, Origin::Service);
+                }
+                Answer::Handled => return self.stats.service_no_reply += 1,
+                Answer::TooLarge => return self.stats.too_large += 1,
+                Answer::NotAService => {}
             }
         }
         self.stats.no_listener += 1;
@@ -742,19 +802,18 @@ impl Daemon {
         u32::try_from(total.saturating_sub(used)).unwrap_or(u32::MAX)
     }
 
-    fn control_text(&self, c: Control) -> String {
-        use std::fmt::Write;
-        let mut out = String::new();
+    /// The answer to a control request as records (csp-ipc's `record`
+    /// grammar): bounded values, so any number of them pages cleanly.
+    fn control_records(&self, c: Control) -> Vec<Record> {
+        let mut out = Vec::new();
+        let mut clients: Vec<_> = self.clients.iter().collect();
+        clients.sort_by_key(|(t, _)| t.0);
         match c {
             Control::Status => {
-                let _ = writeln!(out, "node {}", self.node);
-                let _ = writeln!(out, "uptime {} s", self.started.elapsed().as_secs());
-                let _ = writeln!(out, "socket {}", self.socket_path.display());
-                for line in self.links.describe() {
-                    let _ = writeln!(out, "link {line}");
-                }
-                let mut clients: Vec<_> = self.clients.iter().collect();
-                clients.sort_by_key(|(t, _)| t.0);
+                out.push(Record::new("node").arg(self.node));
+                out.push(Record::new("uptime").arg(self.started.elapsed().as_secs()));
+                out.push(Record::new("socket").arg(self.socket_path.display()));
+                out.extend(self.links.describe().iter().map(|l| as_record("link", l)));
                 for (token, client) in clients {
                     let ports: Vec<String> = client
                         .bindings
@@ -764,49 +823,80 @@ impl Daemon {
                             p => format!("{a}:{p}"),
                         })
                         .collect();
-                    let _ = writeln!(
-                        out,
-                        "app {} name={:?} ports={} queued={}",
-                        token.0,
-                        client.name,
-                        ports.join(","),
-                        client.queued_packets()
+                    out.push(
+                        Record::new("app")
+                            .arg(token.0)
+                            .field("name", &client.name)
+                            .field("ports", ports.join(","))
+                            .field("queued", client.queued_packets()),
                     );
                 }
             }
             Control::Stats => {
-                let _ = write!(out, "{}", self.stats);
-                for line in self.links.describe_stats() {
-                    let _ = writeln!(out, "{line}");
+                let counters = self.stats.to_string();
+                out.extend(counters.lines().map(|l| as_record("", l)));
+                let refused = self.services.refused;
+                out.push(Record::new("hook_refused_no_hook").arg(refused.no_hook));
+                out.push(Record::new("hook_refused_busy").arg(refused.busy));
+                out.push(Record::new("hook_refused_rate").arg(refused.rate_limited));
+                if let Some(g) = &self.token_gate {
+                    out.push(Record::new("tcp_token_failures").arg(g.failures));
+                    out.push(Record::new("tcp_throttled").arg(g.throttled));
                 }
+                out.extend(self.links.describe_stats().iter().map(|l| as_record("", l)));
                 for r in self.routes.iter() {
                     let hits = self.route_hits.get(&r.prefix).copied().unwrap_or(0);
                     let entry = r.display_with(self.routes.version(), |i| self.links.name(i));
-                    let _ = writeln!(out, "route {entry} packets={hits}");
+                    out.push(as_record("route", &format!("{entry} packets={hits}")));
                 }
-                let mut clients: Vec<_> = self.clients.iter().collect();
-                clients.sort_by_key(|(t, _)| t.0);
                 for (token, c) in clients {
                     let s = c.stats;
-                    let _ = writeln!(
-                        out,
-                        "app {} rx={} tx={} dropped_overflow={} rejected={}",
-                        token.0, s.rx_packets, s.tx_packets, s.dropped_overflow, s.rejected
+                    out.push(
+                        Record::new("app")
+                            .arg(token.0)
+                            .field("rx", s.rx_packets)
+                            .field("tx", s.tx_packets)
+                            .field("dropped_overflow", s.dropped_overflow)
+                            .field("rejected", s.rejected),
                     );
                 }
             }
             Control::Routes => {
                 for r in self.routes.iter() {
-                    let _ = writeln!(
-                        out,
-                        "{}",
-                        r.display_with(self.routes.version(), |i| self.links.name(i))
-                    );
+                    let entry = r.display_with(self.routes.version(), |i| self.links.name(i));
+                    out.push(as_record("route", &entry.to_string()));
                 }
             }
         }
         out
     }
+
+    /// Send a control reply as pages, the last marked; the client's control
+    /// queue bounds how many replies may wait, not how long one is.
+    fn reply_records(&mut self, token: Token, request: Control, records: &[Record]) {
+        let pages = csp_ipc::record::page(records);
+        let Some(c) = self.clients.get_mut(&token) else {
+            return;
+        };
+        if !c.send_reply_pages(request, &pages) {
+            self.drop_client(token, "not reading its replies");
+        }
+    }
+}
+
+/// A line the daemon formats elsewhere (`text`, links' and counters'
+/// descriptions) as a record of `kind` (empty: the line's first word is
+/// the kind); a line outside the grammar is carried whole as `text=`.
+fn as_record(kind: &str, text: &str) -> Record {
+    let line = if kind.is_empty() {
+        text.to_string()
+    } else {
+        format!("{kind} {text}")
+    };
+    csp_ipc::record::parse(&line).unwrap_or_else(|_| {
+        let kind = if kind.is_empty() { "line" } else { kind };
+        Record::new(kind).field("text", text)
+    })
 }
 
 /// Where a packet entered routing; services never answer their own replies.

@@ -74,6 +74,32 @@ pub fn bind(path: &Path) -> Result<mio::net::UnixListener, EndpointError> {
     Ok(listener)
 }
 
+/// A socket file just created, removed again when this guard is dropped
+/// before [`keep`](Created::keep): a start-up that fails after binding the
+/// socket leaves nothing behind.
+#[must_use = "dropping the guard removes the socket file"]
+pub struct Created(Option<PathBuf>);
+
+impl Created {
+    /// Guard the socket file at `path`.
+    pub fn new(path: &Path) -> Created {
+        Created(Some(path.to_path_buf()))
+    }
+
+    /// Start-up succeeded: the file stays (shutdown removes it).
+    pub fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Created {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            remove(&path);
+        }
+    }
+}
+
 /// Remove the socket file if it is still ours (a socket at that path).
 pub fn remove(path: &Path) {
     use std::os::unix::fs::FileTypeExt;

@@ -31,7 +31,23 @@ use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 use nix::sys::termios::{self, BaudRate, SetArg, Termios};
 
-use crate::config::{KissConfig, KissMode};
+use crate::config::{KissConfig, KissMode, StreamFraming};
+use crate::slcan;
+
+/// A `[[can]]` link's state: slcan lines in, CFP reassembly, CFP out.
+struct SlcanState {
+    lines: slcan::Decoder,
+    can: Box<csp_core::cfp::CanLink<8, MAX_FRAME>>,
+    /// The CFP reassembler's clock starts with the link.
+    epoch: Instant,
+    bitrate_code: Option<u8>,
+}
+
+impl SlcanState {
+    fn now(&self, now: Instant) -> csp_core::time::Instant {
+        csp_core::time::Instant::from_millis(now.duration_since(self.epoch).as_millis() as u64)
+    }
+}
 
 /// Largest CSP frame (header | data) any KISS link can be configured for;
 /// the decoder of every link holds this much.
@@ -181,6 +197,8 @@ pub struct KissLink {
     backoff: Duration,
     /// Counters.
     pub stats: KissLinkStats,
+    /// Set for a `[[can]]` link: the stream carries slcan lines, not KISS.
+    slcan: Option<SlcanState>,
 }
 
 impl std::fmt::Debug for KissLink {
@@ -228,6 +246,18 @@ impl KissLink {
             retry_at: None,
             backoff: BACKOFF_FIRST,
             stats: KissLinkStats::default(),
+            slcan: match cfg.framing {
+                StreamFraming::Kiss => None,
+                StreamFraming::Slcan { addr, bitrate_code } => Some(SlcanState {
+                    lines: slcan::Decoder::new(),
+                    can: Box::new(csp_core::cfp::CanLink::new(
+                        version,
+                        csp_core::Addr::new(addr).unwrap_or(csp_core::Addr::LOCAL),
+                    )),
+                    epoch: now,
+                    bitrate_code,
+                }),
+            },
         };
         let ctx =
             |what: String| move |e: io::Error| io::Error::new(e.kind(), format!("{what}: {e}"));
@@ -412,6 +442,17 @@ impl KissLink {
         // Bytes of a half-received frame from the old stream must not
         // prefix the first frame of the new one.
         self.decoder.reset();
+        if let Some(st) = self.slcan.as_mut() {
+            st.lines.reset();
+            // A real adapter is closed, set to the bit rate and opened
+            // before anything else goes out on this stream.
+            if let (KissMode::Serial, Some(code)) = (self.mode, st.bitrate_code) {
+                if let Some(cmds) = slcan::open_commands(code) {
+                    self.queue.push_front(cmds.into_bytes());
+                    self.head_written = 0;
+                }
+            }
+        }
         if !connecting {
             self.established(now);
         }
@@ -590,6 +631,10 @@ impl KissLink {
                 Ok(0) => return self.lose(registry, now, "end of stream"),
                 Ok(n) => {
                     self.stats.rx_bytes += n as u64;
+                    if self.slcan.is_some() {
+                        self.rx_slcan(&buf[..n], now, frames);
+                        continue;
+                    }
                     for &b in &buf[..n] {
                         match self.decoder.push(b) {
                             Some(Ok(frame)) if frame.len() > self.max_frame => {
@@ -625,6 +670,72 @@ impl KissLink {
                 }
             }
         }
+    }
+
+    /// slcan bytes in: lines to CAN frames to CSP frames.
+    fn rx_slcan(&mut self, bytes: &[u8], now: Instant, frames: &mut Vec<Vec<u8>>) {
+        let Some(st) = self.slcan.as_mut() else {
+            return;
+        };
+        let t = st.now(now);
+        for &b in bytes {
+            match st.lines.push(b) {
+                Some(Ok(slcan::Line::Frame(f))) => match st.can.receive(t, f.id, f.data()) {
+                    Ok(Some(frame)) if frame.len() > self.max_frame => {
+                        self.stats.rx_too_long += 1;
+                    }
+                    Ok(Some(frame)) => {
+                        self.stats.rx_frames += 1;
+                        frames.push(frame.to_vec());
+                    }
+                    Ok(None) => {}
+                    Err(e) => log::debug!("can {}: dropped: {e}", self.name),
+                },
+                Some(Ok(_)) | None => {}
+                Some(Err(e)) => log::debug!("can {}: slcan line: {e:?}", self.name),
+            }
+        }
+    }
+
+    /// The slcan line counters and CFP reassembly counters of a `[[can]]` link.
+    pub fn can_stats(&self) -> Option<(slcan::SlcanStats, csp_core::cfp::CfpStats)> {
+        self.slcan
+            .as_ref()
+            .map(|st| (*st.lines.stats(), *st.can.stats()))
+    }
+
+    /// Queue `frame` (`header | data`) for the link, towards `via` (the
+    /// route's next hop; CFP1 on a `[[can]]` link addresses it).
+    pub fn send_via(
+        &mut self,
+        frame: &[u8],
+        via: Option<csp_core::Addr>,
+        registry: &Registry,
+        now: Instant,
+    ) -> bool {
+        let Some(st) = self.slcan.as_mut() else {
+            return self.send(frame, registry, now);
+        };
+        if frame.len() > self.max_frame {
+            self.stats.tx_errors += 1;
+            return false;
+        }
+        if self.queue.len() >= self.queue_len {
+            self.stats.tx_queue_full += 1;
+            return false;
+        }
+        // One queue entry per packet: all its CAN frames, in order.
+        let wire = match st.can.transmit(frame, via) {
+            Ok(frames) => frames.map(|f| slcan::encode(&f)).collect::<String>(),
+            Err(e) => {
+                self.stats.tx_errors += 1;
+                log::debug!("can {}: {e}", self.name);
+                return false;
+            }
+        };
+        self.queue.push_back(wire.into_bytes());
+        self.flush(registry, now);
+        true
     }
 
     /// Queue `frame` (header | data, header of the link's version) and
@@ -704,6 +815,14 @@ impl KissLink {
                 let _ = std::fs::remove_file(link);
             }
         }
+    }
+}
+
+/// A link dropped without [`KissLink::close`] (a start-up that failed
+/// after it was opened) removes its pty symlink all the same.
+impl Drop for KissLink {
+    fn drop(&mut self) {
+        self.close();
     }
 }
 

@@ -2,6 +2,7 @@
 //! unprivileged processes share it through a local socket, each binding its
 //! own CSP ports. See `docs/ipc.md` and `docs/config.md`.
 
+pub mod auth;
 pub mod client;
 pub mod config;
 pub mod daemon;
@@ -9,6 +10,7 @@ pub mod endpoint;
 pub mod kiss;
 pub mod links;
 pub mod services;
+pub mod slcan;
 pub mod stats;
 pub mod udp;
 pub mod zmqhub;

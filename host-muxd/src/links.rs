@@ -232,7 +232,7 @@ impl Links {
         };
         let udp = if cfg.udp.enabled {
             Some(UdpLink::bind(cfg.udp.bind, version).map_err(|e| {
-                std::io::Error::new(e.kind(), format!("udp bind {}: {e}", cfg.udp.bind))
+                std::io::Error::new(e.kind(), format!("udp.bind = \"{}\": {e}", cfg.udp.bind))
             })?)
         } else {
             None
@@ -242,7 +242,10 @@ impl Links {
             .kiss
             .iter()
             .enumerate()
-            .map(|(i, k)| KissLink::open(k, kiss_token(i), registry, now))
+            .map(|(i, k)| {
+                KissLink::open(k, kiss_token(i), registry, now)
+                    .map_err(|e| std::io::Error::new(e.kind(), format!("[[kiss]] {}: {e}", k.name)))
+            })
             .collect::<std::io::Result<Vec<_>>>()?;
         // One ZeroMQ context (one libzmq I/O thread) for all hub links.
         let zmq = if cfg.zmq.is_empty() {
@@ -317,7 +320,7 @@ impl Links {
                 let mut frame = Vec::with_capacity(n + data.len());
                 frame.extend_from_slice(&bytes[..n]);
                 frame.extend_from_slice(data);
-                let ok = kiss.send(&frame, registry, Instant::now());
+                let ok = kiss.send_via(&frame, via, registry, Instant::now());
                 if ok {
                     iface.tx_frames += 1;
                 } else {
@@ -413,10 +416,14 @@ impl Links {
             out.push(format!("udp bind={addr} version={:?}", udp.version));
         }
         for k in &self.kiss {
+            let (kind, mode) = if k.can_stats().is_some() {
+                ("can", "slcan")
+            } else {
+                ("kiss", k.mode.as_str())
+            };
             out.push(format!(
-                "{} kiss mode={} at={} state={} version={:?} queued={}",
+                "{} {kind} mode={mode} at={} state={} version={:?} queued={}",
                 k.name,
-                k.mode.as_str(),
                 k.endpoint(),
                 k.state(),
                 k.version,

@@ -5,6 +5,7 @@
 //! be answered (the daemon holds no keys) and are dropped.
 
 use std::process::{Child, Command};
+use std::time::{Duration, Instant};
 
 use csp_core::security::SecurityOptions;
 use csp_core::service::{
@@ -32,7 +33,12 @@ pub struct Services {
     handler: Handler,
     identity: Identity,
     reboot_hook: Option<String>,
-    hooks: Vec<Child>,
+    /// The hook process while it runs: one at a time.
+    hook: Option<Child>,
+    /// When the hook may start again (rate limit).
+    next_hook: Option<Instant>,
+    /// Reboot/shutdown requests not acted on, by cause.
+    pub refused: HookRefusals,
     /// Requests dropped because a trailer did not verify.
     pub bad_trailers: u64,
 }
@@ -81,21 +87,35 @@ impl Services {
                 time,
             },
             reboot_hook: cfg.services.reboot_hook.clone(),
-            hooks: Vec::new(),
+            hook: None,
+            next_hook: None,
+            refused: HookRefusals::default(),
             bad_trailers: 0,
         }
     }
 
-    /// Answer a request for a service port. `None` when there is no reply:
-    /// not a service port, malformed, refused, or a reboot request.
-    pub fn answer(
+    /// Answer a request for a service port, saying what became of it so
+    /// the daemon counts it once, by that outcome.
+    pub fn answer(&mut self, header: &Header, data: &[u8], uptime_s: u64, buf_free: u32) -> Answer {
+        if header.dport.get() > crate::config::LAST_SERVICE_PORT {
+            return Answer::NotAService;
+        }
+        let Ok(request) = ServicePacket::with_data(*header, data) else {
+            return Answer::TooLarge;
+        };
+        match self.handle(request, header, uptime_s, buf_free) {
+            Some((h, body)) => Answer::Reply(h, body),
+            None => Answer::Handled,
+        }
+    }
+
+    fn handle(
         &mut self,
+        mut request: ServicePacket,
         header: &Header,
-        data: &[u8],
         uptime_s: u64,
         buf_free: u32,
     ) -> Option<(Header, Vec<u8>)> {
-        let mut request = ServicePacket::with_data(*header, data).ok()?;
         // Check the trailers the request carries; it arrived with a v2 header
         // on IPC, or was re-parsed from a link, and either form is accepted.
         let check = SecurityOptions {
@@ -147,27 +167,86 @@ impl Services {
             ServiceEvent::Reboot => "reboot",
             ServiceEvent::Shutdown => "shutdown",
         };
-        let Some(hook) = &self.reboot_hook else {
+        // Only a configured hook acts on a request; it never runs twice
+        // at once and starts at most once per HOOK_PERIOD, so a flood of
+        // requests from the space link can not fork-bomb the ground host.
+        let Some(hook) = self.reboot_hook.clone() else {
+            self.refused.no_hook += 1;
             log::warn!("{kind} requested by node {from}: ignored (no services.reboot_hook)");
             return;
         };
+        self.reap_hooks();
+        if self.hook.is_some() {
+            self.refused.busy += 1;
+            log::info!("{kind} requested by node {from}: hook still running");
+            return;
+        }
+        let now = Instant::now();
+        if self.next_hook.is_some_and(|t| now < t) {
+            self.refused.rate_limited += 1;
+            log::info!("{kind} requested by node {from}: hook ran less than {HOOK_PERIOD:?} ago");
+            return;
+        }
         log::warn!("{kind} requested by node {from}: running hook");
         match Command::new("sh")
             .arg("-c")
-            .arg(hook)
+            .arg(&hook)
             .env("CSP_REQUEST", kind)
             .env("CSP_FROM", from.to_string())
             .spawn()
         {
-            Ok(child) => self.hooks.push(child),
+            Ok(child) => {
+                self.hook = Some(child);
+                self.next_hook = Some(now + HOOK_PERIOD);
+            }
             Err(e) => log::error!("reboot hook: {e}"),
         }
     }
 
-    /// Collect finished hook processes so none is left a zombie.
+    /// Collect the hook process if it has finished, so it is not left a
+    /// zombie; the daemon calls this on SIGCHLD.
     pub fn reap_hooks(&mut self) {
-        self.hooks.retain_mut(|c| matches!(c.try_wait(), Ok(None)));
+        if let Some(child) = self.hook.as_mut() {
+            match child.try_wait() {
+                Ok(None) => {}
+                Ok(Some(status)) => {
+                    log::info!("reboot hook finished: {status}");
+                    self.hook = None;
+                }
+                Err(e) => {
+                    log::warn!("reboot hook: {e}");
+                    self.hook = None;
+                }
+            }
+        }
     }
+}
+
+/// What became of a packet for the daemon's own address and no application.
+#[derive(Debug)]
+pub enum Answer {
+    /// The service's reply, to be routed.
+    Reply(Header, Vec<u8>),
+    /// Taken by a service with no reply (bad CRC, refused, reboot...).
+    Handled,
+    /// Larger than any service request can be.
+    TooLarge,
+    /// Not a service port.
+    NotAService,
+}
+
+/// Shortest time between two runs of the reboot hook.
+pub const HOOK_PERIOD: Duration = Duration::from_secs(10);
+
+/// Reboot/shutdown requests refused, by cause (STATS `hook_refused_*`).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct HookRefusals {
+    /// No `services.reboot_hook` configured.
+    pub no_hook: u64,
+    /// The hook was still running.
+    pub busy: u64,
+    /// The hook ran less than [`HOOK_PERIOD`] ago.
+    pub rate_limited: u64,
 }
 
 /// `MemAvailable` from /proc/meminfo, in bytes, saturated to u32.

@@ -34,6 +34,14 @@ pub struct Stats {
     /// own frame echoed by the hub): dropped, as libcsp does, so a hub
     /// never loops a frame.
     pub same_link: u64,
+    /// Packets for a client dropped because its queue was full and the
+    /// policy is drop-newest (each packet counts once, by its outcome).
+    pub queue_dropped: u64,
+    /// Packets too large to hand on: to a client (no DATA frame holds
+    /// them) or to a service.
+    pub too_large: u64,
+    /// Service requests taken with no reply (bad CRC, refused, reboot).
+    pub service_no_reply: u64,
 }
 
 impl fmt::Display for Stats {
@@ -50,6 +58,9 @@ impl fmt::Display for Stats {
         writeln!(f, "ipc_hello_timeouts {}", self.ipc_hello_timeouts)?;
         writeln!(f, "ipc_frame_timeouts {}", self.ipc_frame_timeouts)?;
         writeln!(f, "quota_refused {}", self.quota_refused)?;
-        writeln!(f, "same_link {}", self.same_link)
+        writeln!(f, "same_link {}", self.same_link)?;
+        writeln!(f, "queue_dropped {}", self.queue_dropped)?;
+        writeln!(f, "too_large {}", self.too_large)?;
+        writeln!(f, "service_no_reply {}", self.service_no_reply)
     }
 }

@@ -456,7 +456,7 @@ fn tcp_endpoint_needs_the_token() {
     let d = Muxd::start(
         2,
         "",
-        &format!("[ipc]\ntcp_listen = \"127.0.0.1:{port}\"\ntcp_token = \"s3cret\""),
+        &format!("[ipc]\ntcp_listen = \"127.0.0.1:{port}\"\ntcp_token = \"s3cret-s3cret-s3cret\""),
     );
     let hello = |token: &str| {
         let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -480,7 +480,10 @@ fn tcp_endpoint_needs_the_token() {
         let (m, _) = csp_ipc::decode(&got).unwrap().unwrap();
         format!("{m:?}")
     };
-    assert!(hello("s3cret").starts_with("HelloAck"), "right token");
+    assert!(
+        hello("s3cret-s3cret-s3cret").starts_with("HelloAck"),
+        "right token"
+    );
     assert!(hello("wrong").starts_with("Error"), "wrong token");
     drop(d);
 }

@@ -84,6 +84,8 @@ fn one_application_can_not_take_every_port() {
         match hog.register(0, port).0 {
             Status::Ok => numbered += 1,
             Status::QuotaExceeded => {}
+            // The node's service ports 0..=6 are the daemon's.
+            Status::PortInUse if port <= 6 => {}
             other => panic!("port {port}: {other:?}"),
         }
     }
@@ -102,12 +104,12 @@ fn one_application_can_not_take_every_port() {
     assert_eq!(app.register(0, 20), (Status::Ok, 1, 20));
     assert_eq!(app.register(0, PORT_EPHEMERAL).0, Status::Ok);
     // Giving one back makes room under the quota again.
-    assert_eq!(hog.unregister(0, 0), Status::Ok);
+    assert_eq!(hog.unregister(0, 7), Status::Ok);
     assert_eq!(hog.register(0, 21).0, Status::Ok);
     let stats = app.control(Control::Stats);
     assert_eq!(
         stat(&stats, "quota_refused"),
-        (33 - 8) + (32 - 4),
+        (33 - 7 - 8) + (32 - 4),
         "{stats}"
     );
 }
@@ -151,9 +153,8 @@ fn a_thousand_applications_each_hold_a_connection() {
         }
     }
     assert_eq!(held.len(), 32, "one ephemeral port each for the first 32");
-    // Every connection is alive and answered.
-    // (A REGISTER round trip: STATUS and STATS replies outgrow the 4096
-    // byte text limit with this many applications.)
+    // Every connection is alive and answered (a REGISTER round trip;
+    // paged STATUS with this many: boundaries.rs).
     for app in apps.iter_mut().step_by(37) {
         assert_eq!(app.unregister(0, 5), Status::NotRegistered);
     }

@@ -1337,6 +1337,95 @@ fn ground_rdp_echo_through_csp_muxd() {
     assert!(free > 2 * 1024, "stack reached deep: {free} B left");
 }
 
+/// Two RDP connections to the firmware open at once (its two slots), one
+/// plain and one with CRC32 + HMAC, their data interleaved segment by
+/// segment: each echo comes back byte-exact on its own connection, and a
+/// third connection attempt while both are open finds no slot.
+#[test]
+fn ground_two_rdp_connections_at_once() {
+    use host_lib::Error;
+    let Some(g) = Ground::start() else { return };
+    let mut c = g.client();
+    let opts = host_lib::ConnOptions::default()
+        .with_segment(fw_app::SEG)
+        .with_window(4);
+    let t = Some(Duration::from_secs(10));
+    let plain = c
+        .connect_to(FW_ADDR, ECHO_PORT, opts, t)
+        .expect("first connection");
+    let secured = c
+        .connect_to(
+            FW_ADDR,
+            ECHO_PORT,
+            opts.with_crc().with_hmac_key(DEMO_KEY),
+            t,
+        )
+        .expect("second connection while the first is open");
+    let third = c.connect_to(FW_ADDR, ECHO_PORT, opts, Some(Duration::from_millis(2500)));
+    assert!(third.is_err(), "a third connection got a slot");
+
+    let total = 24 * 1024;
+    let data = [rdp_pattern(total), rdp_pattern(total + 7)[7..].to_vec()];
+    assert_ne!(data[0], data[1]);
+    let conns = [&plain, &secured];
+    let mut sent = [0usize; 2];
+    let mut echoed = [Vec::new(), Vec::new()];
+    let mut buf = [0u8; 4096];
+    let started = Instant::now();
+    while echoed[0].len() < total || echoed[1].len() < total {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "two RDP echoes stalled: sent {sent:?}, echoed {} and {}",
+            echoed[0].len(),
+            echoed[1].len()
+        );
+        let mut progress = false;
+        for i in 0..2 {
+            // One segment at a time on each, so the firmware holds both
+            // connections' data at once.
+            let end = (sent[i] + fw_app::SEG).min(total);
+            if sent[i] < total {
+                match c.try_send(conns[i], &data[i][sent[i]..end]) {
+                    Ok(n) => {
+                        sent[i] += n;
+                        progress |= n > 0;
+                    }
+                    Err(Error::WouldBlock) => {}
+                    Err(e) => panic!("connection {i}: send after {} bytes: {e}", sent[i]),
+                }
+            }
+            match c.try_recv(conns[i], &mut buf) {
+                Ok(0) => panic!("connection {i} closed by the firmware"),
+                Ok(n) => {
+                    echoed[i].extend_from_slice(&buf[..n]);
+                    progress = true;
+                }
+                Err(Error::WouldBlock) => {}
+                Err(e) => panic!("connection {i}: recv: {e}"),
+            }
+        }
+        if !progress {
+            c.wait(Some(Duration::from_millis(50))).expect("wait");
+        }
+    }
+    assert!(echoed[0] == data[0], "plain connection's echo differs");
+    assert!(echoed[1] == data[1], "CRC+HMAC connection's echo differs");
+    eprintln!(
+        "two RDP connections at once: 2 x 24 KiB echoed byte-exact in {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+    for conn in [plain, secured] {
+        c.wait_acked(&conn, Some(REPLY_TIMEOUT))
+            .expect("acknowledged");
+        c.close_conn(conn, t)
+            .expect("the firmware finishes the close");
+    }
+    c.ping(FW_ADDR, 100, REPLY_TIMEOUT).expect("ping after");
+    let free = c.memfree(FW_ADDR, REPLY_TIMEOUT).expect("memfree");
+    eprintln!("memfree (stack low-water mark) after two connections: {free} B");
+    assert!(free > 2 * 1024, "stack reached deep: {free} B left");
+}
+
 /// A frame with a bad KISS CRC put on the link while the daemon uses it:
 /// the firmware drops it and counts it (interface `rx_error`, read through
 /// the daemon), and keeps answering the ground.

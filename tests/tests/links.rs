@@ -643,6 +643,11 @@ fn pty_kiss_pair(dir: &Path) -> (Daemon, Daemon) {
 
 /// Ping both ways, then echo in both directions, plain and with CRC+HMAC.
 fn kiss_exchange(a: &Daemon, b: &Daemon, len: usize, tag: &str) {
+    link_exchange(a, b, "kiss0", len, tag)
+}
+
+/// As [`kiss_exchange`], over the stream link called `link` on both daemons.
+fn link_exchange(a: &Daemon, b: &Daemon, link: &str, len: usize, tag: &str) {
     let echo_a = EchoServer::start(a);
     let echo_b = EchoServer::start(b);
     let mut ca = a.client("a");
@@ -668,13 +673,9 @@ fn kiss_exchange(a: &Daemon, b: &Daemon, len: usize, tag: &str) {
     let echoed = echo_a.echoed.load(Ordering::Relaxed) + echo_b.echoed.load(Ordering::Relaxed);
     assert_eq!(echoed, 6 * len, "every byte echoed once");
     for d in [a, b] {
-        assert_eq!(d.link_stat("kiss0", "bad_crc"), 0);
-        assert_eq!(
-            d.link_stat("kiss0", "tx_errors"),
-            0,
-            "nothing over max_frame"
-        );
-        assert_eq!(d.link_stat("kiss0", "tx_queue_full"), 0);
+        assert_eq!(d.link_stat(link, "bad_crc"), 0);
+        assert_eq!(d.link_stat(link, "tx_errors"), 0, "nothing over max_frame");
+        assert_eq!(d.link_stat(link, "tx_queue_full"), 0);
     }
 }
 
@@ -736,6 +737,38 @@ fn pty_pair_carries_ping_and_rdp_echo_both_ways() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = pty_kiss_pair(dir.path());
     kiss_exchange(&a, &b, 100 * 1024, "pty kiss");
+}
+
+/// Daemon A (node 1) makes a pty; B (node 2) opens it as its slcan
+/// adapter: CSP over CFP (`version`) as slcan lines.
+fn pty_can_pair(dir: &Path, version: u8) -> (Daemon, Daemon) {
+    let pty = dir.join("can-a");
+    let table = |body: String| format!("[[can]]\nname = \"can0\"\nversion = {version}\n{body}\n");
+    let a = Daemon::start(
+        1,
+        "\"2 can0\"",
+        &table(format!("pty_link = \"{}\"", pty.display())),
+    );
+    let b = Daemon::start(
+        2,
+        "\"1 can0\"",
+        &table(format!("device = \"{}\"", pty.display())),
+    );
+    (a, b)
+}
+
+#[test]
+fn slcan_pty_pair_carries_ping_and_rdp_echo_both_ways() {
+    for version in [2u8, 1] {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = pty_can_pair(dir.path(), version);
+        let len = if version == 2 { 100 * 1024 } else { 20 * 1024 };
+        link_exchange(&a, &b, "can0", len, &format!("slcan CFP{version}"));
+        assert!(
+            a.link_stat("can0", "rx_frames") > 100,
+            "segments went over CAN"
+        );
+    }
 }
 
 /// One byte more than fits: the SYN gets through (it is small), the data

@@ -58,11 +58,7 @@ impl<
             ));
         }
         opts.rdp.validate(W).map_err(NodeError::Options)?;
-        let index = self
-            .conns
-            .iter()
-            .position(Option::is_none)
-            .ok_or(NodeError::NoFreeConnection)?;
+        let index = self.conns.free_index().ok_or(NodeError::NoFreeConnection)?;
         let owner = Owner::Conn(index as u8);
         let lport = match sport {
             Some(p) => {
@@ -80,7 +76,10 @@ impl<
                 return Err(NodeError::Options(e));
             }
         };
-        self.conns[index] = Some(ConnSlot {
+        let Some(entry) = self.conns.get_mut(index) else {
+            return Err(NodeError::NoFreeConnection);
+        };
+        *entry = Some(ConnSlot {
             conn,
             remote: dst,
             rport: dport,
@@ -204,7 +203,7 @@ impl<
     }
 
     pub(super) fn free_conn(&mut self, index: usize) {
-        let Some(slot) = self.conns[index].take() else {
+        let Some(slot) = self.conns.get_mut(index).and_then(Option::take) else {
             return;
         };
         // Only an outgoing connection owns its port; an accepted one shares

@@ -51,12 +51,12 @@ impl<
     pub(super) fn conn_event(&mut self, i: usize) -> Option<Event> {
         let conn = self.conn_id(i);
         let listener = {
-            let slot = self.conns[i].as_mut()?;
+            let slot = self.conns.at(i)?;
             pump(slot);
             slot.listener
         };
         let socket = listener.map(|l| self.socket_id(usize::from(l)));
-        let slot = self.conns[i].as_mut()?;
+        let slot = self.conns.at(i)?;
         if core::mem::take(&mut slot.stash.connected) {
             slot.opened = true;
             return Some(match (slot.conn.role(), socket) {
@@ -102,8 +102,10 @@ impl<
         // Half-open connections expire on our SYN-RECEIVED timeout, not on
         // the connection timeout the peer's SYN asked for.
         for i in 0..CONNS {
-            let expired = self.conns[i]
-                .as_ref()
+            let expired = self
+                .conns
+                .get(i)
+                .and_then(Option::as_ref)
                 .and_then(rx::half_open)
                 .is_some_and(|t| t <= now);
             if expired {

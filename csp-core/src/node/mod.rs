@@ -187,6 +187,7 @@ use crate::service::{
 use crate::time::Instant;
 
 mod conn;
+mod conn_table;
 mod event;
 mod rx;
 mod services;
@@ -379,7 +380,7 @@ pub struct Node<
     ports: PortTable<Owner, BINDS>,
     sockets: [Option<SocketSlot>; BINDS],
     socket_gen: [u16; BINDS],
-    conns: [Option<ConnSlot<W, SEG>>; CONNS],
+    conns: conn_table::ConnTable<W, SEG, CONNS>,
     conn_gen: [u16; CONNS],
     rx: [Option<RxEntry<PKT>>; RXQ],
     rx_seq: u32,
@@ -472,7 +473,7 @@ impl<
             ports: PortTable::new(config.ports),
             sockets: [const { None }; BINDS],
             socket_gen: [0; BINDS],
-            conns: [const { None }; CONNS],
+            conns: conn_table::ConnTable::new(),
             conn_gen: [0; CONNS],
             rx: [const { None }; RXQ],
             rx_seq: 0,

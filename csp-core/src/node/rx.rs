@@ -192,7 +192,7 @@ impl<
                 .is_some_and(|c| c.remote == h.src && c.rport == h.sport && c.lport == h.dport)
         });
         if let Some(i) = existing {
-            let Some(slot) = self.conns[i].as_mut() else {
+            let Some(slot) = self.conns.at(i) else {
                 return Err(RxDrop::NoConnection);
             };
             let finished = matches!(slot.conn.state(), ConnState::Closed | ConnState::TimeWait);
@@ -302,7 +302,7 @@ impl<
             let (_, victim) = oldest.ok_or(RxDrop::BacklogFull)?;
             self.drop_half_open(victim);
         }
-        if let Some(free) = self.conns.iter().position(Option::is_none) {
+        if let Some(free) = self.conns.free_index() {
             return Ok(free);
         }
         let (_, victim) = oldest_anywhere.ok_or(RxDrop::BacklogFull)?;

@@ -113,7 +113,7 @@ impl<
         for k in 0..CONNS {
             let i = (self.next_tx_conn + k) % CONNS;
             let addr = self.addr;
-            let Some(slot) = self.conns[i].as_mut() else {
+            let Some(slot) = self.conns.at(i) else {
                 continue;
             };
             let Some(t) = slot.conn.poll_transmit(now, buf) else {

@@ -14,6 +14,22 @@ pub struct Vector {
     pub raw: Value,
 }
 
+/// The vector directories: [`vectors_dir`] and, beside it (or at
+/// `CSP_VECTORS_NEXT_DIR`), `vectors-next/` where files wait whose checker is
+/// new. A missing `vectors-next/` is fine once its files have moved on.
+pub fn vectors_dirs() -> Vec<PathBuf> {
+    let main = vectors_dir();
+    let next = match std::env::var_os("CSP_VECTORS_NEXT_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => main.join("../vectors-next"),
+    };
+    let mut dirs = vec![main];
+    if next.is_dir() {
+        dirs.push(next);
+    }
+    dirs
+}
+
 /// `CSP_VECTORS_DIR`, else `../shared/vectors` beside the repository.
 pub fn vectors_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("CSP_VECTORS_DIR") {

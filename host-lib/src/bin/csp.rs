@@ -214,8 +214,13 @@ The other end: `csp listen --rdp PORT` (add --echo to send everything back).")]
         linger: Option<u64>,
     },
     /// Show the daemon's node, links, routes, applications and counters.
-    #[command(after_help = "Example:\n  csp status")]
-    Status,
+    #[command(after_help = "Examples:\n  csp status\n  csp status --json")]
+    Status {
+        /// One JSON object for scripts: `status`, `routes` and `counters`,
+        /// each a list of records (`kind`, `args`, then the named values).
+        #[arg(long)]
+        json: bool,
+    },
     /// Measure round-trip time, connectionless and RDP throughput against
     /// any node (`csp bench serve` is the peer for stream and rdp).
     Bench(bench::Bench),
@@ -440,13 +445,24 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             errln!("listening on {}:{port}", client.node());
             listen(&mut client, &socket, count, idle, raw, echo)
         }
-        Command::Status => {
+        Command::Status { json } => {
             let mut client = connect(g)?;
-            for (title, c) in [
+            let sections = [
                 ("status", Control::Status),
                 ("routes", Control::Routes),
                 ("counters", Control::Stats),
-            ] {
+            ];
+            if json {
+                let mut out = serde_json::Map::new();
+                for (title, c) in sections {
+                    let records = client.control_records(c)?;
+                    let list = records.iter().map(record_json).collect();
+                    out.insert(title.into(), serde_json::Value::Array(list));
+                }
+                outln!("{}", serde_json::Value::Object(out));
+                return Ok(ExitCode::SUCCESS);
+            }
+            for (title, c) in sections {
                 let text = client.control(c)?;
                 outln!("== {title}");
                 out!("{text}");
@@ -457,6 +473,25 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// A control record as a JSON object: `kind`, `args` when there are any,
+/// then each named value (digits become numbers).
+fn record_json(r: &host_lib::Record) -> serde_json::Value {
+    use serde_json::Value;
+    let value = |v: &str| match v.parse::<u64>() {
+        Ok(n) => Value::from(n),
+        Err(_) => Value::from(v),
+    };
+    let mut o = serde_json::Map::new();
+    o.insert("kind".into(), Value::from(r.kind.as_str()));
+    if !r.args.is_empty() {
+        o.insert("args".into(), r.args.iter().map(|a| value(a)).collect());
+    }
+    for (k, v) in &r.fields {
+        o.insert(k.clone(), value(v));
+    }
+    Value::Object(o)
 }
 
 fn listen(
@@ -626,8 +661,25 @@ fn rdp_pipe(client: &mut Client, conn: Conn, linger: Duration) -> Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
+/// Bytes waiting to be echoed on one connection before the server stops
+/// reading it: a slow or dead peer then holds back only its own data (its
+/// RDP window closes), never the other connections.
+const ECHO_BACKLOG: usize = 256 * 1024;
+
+/// One accepted connection of `csp listen --rdp`.
+struct Served {
+    conn: Conn,
+    peer: String,
+    /// Received, not yet queued back (with --echo); at most ECHO_BACKLOG.
+    echo: Vec<u8>,
+    /// The peer closed: end once the echo backlog is sent.
+    peer_closed: bool,
+}
+
 /// Accept connections and print (or echo) what each sends until it
-/// closes; with `count`, exit after that many connections ended.
+/// closes; with `count`, exit after that many connections ended. Every
+/// connection is served without blocking (`try_recv` / `try_send`), so a
+/// peer that stops reading, or was killed, costs only its own connection.
 fn listen_rdp(
     client: &mut Client,
     listener: &Listener,
@@ -637,7 +689,7 @@ fn listen_rdp(
     echo: bool,
 ) -> Result<ExitCode, Error> {
     let mut last = Instant::now();
-    let mut conns: Vec<(Conn, String)> = Vec::new();
+    let mut conns: Vec<Served> = Vec::new();
     let mut ended = 0u64;
     let mut buf = vec![0u8; 64 * 1024];
     let io = |source| Error::Io {
@@ -645,19 +697,31 @@ fn listen_rdp(
         source,
     };
     while count.is_none_or(|c| ended < c) {
-        client.wait(Some(Duration::from_millis(250)))?;
+        client.wait(Some(Duration::from_millis(if conns.is_empty() {
+            250
+        } else {
+            10
+        })))?;
         while let Some(conn) = client.try_accept(listener)? {
             let (a, p) = client.conn_peer(&conn)?;
             errln!("connection from {a}:{p}");
-            conns.push((conn, format!("{a}:{p}")));
+            conns.push(Served {
+                conn,
+                peer: format!("{a}:{p}"),
+                echo: Vec::new(),
+                peer_closed: false,
+            });
             last = Instant::now();
         }
         let mut i = 0;
         while i < conns.len() {
-            let (conn, peer) = (conns[i].0, conns[i].1.clone());
-            let end = loop {
-                match client.try_recv(&conn, &mut buf) {
-                    Ok(0) => break Some(None),
+            let s = &mut conns[i];
+            let mut failure = None;
+            // Receive while there is room for the echo.
+            while !s.peer_closed && s.echo.len() < ECHO_BACKLOG {
+                let room = (ECHO_BACKLOG - s.echo.len()).min(buf.len());
+                match client.try_recv(&s.conn, &mut buf[..room]) {
+                    Ok(0) => s.peer_closed = true,
                     Ok(n) => {
                         last = Instant::now();
                         let mut out = std::io::stdout().lock();
@@ -666,30 +730,44 @@ fn listen_rdp(
                         } else {
                             let hex: Vec<String> =
                                 buf[..n].iter().map(|b| format!("{b:02x}")).collect();
-                            writeln!(out, "{peer}: {n} bytes: {}", hex.join(" ")).map_err(io)?;
+                            writeln!(out, "{}: {n} bytes: {}", s.peer, hex.join(" "))
+                                .map_err(io)?;
                         }
                         out.flush().map_err(io)?;
                         if echo {
-                            if let Err(e) = client.send(&conn, &buf[..n], Some(CLOSE_TIMEOUT)) {
-                                break Some(Some(e));
-                            }
+                            s.echo.extend_from_slice(&buf[..n]);
                         }
                     }
-                    Err(Error::WouldBlock) => break None,
-                    Err(e) => break Some(Some(e)),
-                }
-            };
-            match end {
-                None => i += 1,
-                Some(error) => {
-                    conns.swap_remove(i);
-                    ended += 1;
-                    let closed = client.close_conn(conn, Some(CLOSE_TIMEOUT));
-                    match error.map_or(closed, Err) {
-                        Ok(()) => errln!("{peer} closed"),
-                        Err(e) => errln!("csp: {peer}: {e}"),
+                    Err(Error::WouldBlock) => break,
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
                     }
                 }
+            }
+            // Queue back what the window takes now; the rest waits.
+            while failure.is_none() && !s.echo.is_empty() {
+                match client.try_send(&s.conn, &s.echo) {
+                    Ok(n) => {
+                        s.echo.drain(..n);
+                    }
+                    Err(Error::WouldBlock) => break,
+                    Err(e) => failure = Some(e),
+                }
+            }
+            let done = failure.is_some() || (s.peer_closed && s.echo.is_empty());
+            if !done {
+                i += 1;
+                continue;
+            }
+            let s = conns.swap_remove(i);
+            ended += 1;
+            // A failed connection closes at once; a closed one waits for
+            // the peer to acknowledge the last of its echo.
+            let closed = client.close_conn(s.conn, Some(CLOSE_TIMEOUT));
+            match failure.map_or(closed, Err) {
+                Ok(()) => errln!("{} closed", s.peer),
+                Err(e) => errln!("csp: {}: {e}", s.peer),
             }
         }
         while let Some(event) = client.poll_event() {

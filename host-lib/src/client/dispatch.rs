@@ -21,7 +21,17 @@ impl Client {
             }
             Incoming::RegisterAck { status, port } => Reply::Register { status, port },
             Incoming::UnregisterAck { status } => Reply::Unregister { status },
-            Incoming::ControlReply(text) => Reply::Control(text),
+            Incoming::ControlReply { text, more } => {
+                // Pages of one reply arrive in a row: gather them, bounded.
+                self.control_pages.push_str(&text);
+                if more {
+                    if self.control_pages.len() > super::MAX_CONTROL_REPLY {
+                        self.lose_link("control reply too long".into());
+                    }
+                    return false;
+                }
+                Reply::Control(std::mem::take(&mut self.control_pages))
+            }
             Incoming::Bye(reason) => {
                 self.lose_link(format!("csp-muxd said goodbye ({reason:?})"));
                 return false;

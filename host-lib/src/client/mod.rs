@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use csp_core::{Addr, Port};
+use csp_ipc::record::Record;
 use csp_ipc::{Control, Message, Status};
 
 use crate::endpoint::Endpoint;
@@ -41,6 +42,10 @@ mod send;
 
 /// Events kept for [`Client::poll_event`] before the oldest is dropped.
 pub const MAX_EVENTS: usize = 64;
+/// Largest control reply gathered from its pages; a daemon sending more is
+/// treated as broken (a real reply is well under this: values and client
+/// counts are bounded).
+pub const MAX_CONTROL_REPLY: usize = 4 << 20;
 
 /// First reconnect delay; doubled after every failed attempt.
 pub const RECONNECT_MIN: Duration = Duration::from_millis(250);
@@ -149,6 +154,8 @@ pub struct Client {
     /// The last read stopped at its budget with bytes still waiting.
     more_to_read: bool,
     replies: VecDeque<Reply>,
+    /// Pages of a control reply received so far.
+    control_pages: String,
     /// Requests sent and not yet answered, oldest first: the daemon
     /// answers in order, so each answer belongs to the front one.
     pending: VecDeque<Pending>,
@@ -218,6 +225,7 @@ impl Client {
             inbox: VecDeque::new(),
             more_to_read: false,
             replies: VecDeque::new(),
+            control_pages: String::new(),
             pending: VecDeque::new(),
             events: VecDeque::new(),
             retry_at: None,
@@ -401,7 +409,14 @@ impl Client {
         }
     }
 
-    /// Ask the daemon for its status, statistics or routes (text).
+    /// The daemon's status, statistics or routes as records.
+    pub fn control_records(&mut self, request: Control) -> Result<Vec<Record>> {
+        let text = self.control(request)?;
+        csp_ipc::record::parse_all(&text).map_err(Error::BadRecord)
+    }
+
+    /// Ask the daemon for its status, statistics or routes: the text of
+    /// every page, one record per line.
     pub fn control(&mut self, request: Control) -> Result<String> {
         match self.request(&Message::Control(request))? {
             Reply::Control(text) => Ok(text),

@@ -21,6 +21,7 @@ impl Client {
             e.registered = false;
         }
         self.replies.clear();
+        self.control_pages.clear();
         self.pending.clear();
         self.more_to_read = false;
         // Answers to requests of the old connection mean nothing now; its

@@ -247,6 +247,7 @@ fn a_late_answer_is_not_taken_for_the_next_request() {
         assert_eq!(c.recv(), Sent::Control);
         c.send(&Message::ControlReply {
             request: Control::Status,
+            more: false,
             text: "node 5\n",
         });
         let _ = c.stream.read(&mut [0u8; 1]);

@@ -146,7 +146,10 @@ pub enum Msg {
         status: Status,
     },
     Data(Vec<u8>),
+    /// The last (or only) page of a control reply.
     ControlReply(String),
+    /// A page of a control reply with more to follow.
+    ControlPage(String),
     Bye(csp_ipc::ByeReason),
     Error {
         code: csp_ipc::ErrorCode,
@@ -206,6 +209,9 @@ impl Ipc {
                     }
                     Message::UnregisterAck { status, .. } => Msg::UnregisterAck { status },
                     Message::Data { frame } => Msg::Data(frame.to_vec()),
+                    Message::ControlReply {
+                        text, more: true, ..
+                    } => Msg::ControlPage(text.to_string()),
                     Message::ControlReply { text, .. } => Msg::ControlReply(text.to_string()),
                     Message::Bye(r) => Msg::Bye(r),
                     Message::Error { code, message } => Msg::Error {
@@ -252,11 +258,17 @@ impl Ipc {
         }
     }
 
+    /// A control reply, its pages joined (bounded: the daemon marks the
+    /// last page, and a read times out).
     pub fn control(&mut self, c: csp_ipc::Control) -> String {
         self.send(&Message::Control(c));
-        match self.recv() {
-            Some(Msg::ControlReply(t)) => t,
-            other => panic!("expected CONTROL_REPLY, got {other:?}"),
+        let mut text = String::new();
+        loop {
+            match self.recv() {
+                Some(Msg::ControlPage(t)) => text.push_str(&t),
+                Some(Msg::ControlReply(t)) => return text + &t,
+                other => panic!("expected CONTROL_REPLY, got {other:?}"),
+            }
         }
     }
 

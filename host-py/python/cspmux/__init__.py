@@ -30,7 +30,7 @@ from .errors import (
     PortInUse,
     Timeout,
 )
-from .status import parse_status
+from .status import parse_record, parse_status
 
 
 class Client(_NativeClient):
@@ -61,5 +61,6 @@ __all__ = [
     "Closed",
     "Busy",
     "errors",
+    "parse_record",
     "parse_status",
 ]

@@ -87,7 +87,7 @@ def free_tcp_port() -> int:
 def tcp_muxd(tmp_path):
     """A daemon that also listens on loopback TCP with a token."""
     port = free_tcp_port()
-    m = Muxd(tmp_path, extra=f'[ipc]\ntcp_listen = "127.0.0.1:{port}"\ntcp_token = "sesame"')
+    m = Muxd(tmp_path, extra=f'[ipc]\ntcp_listen = "127.0.0.1:{port}"\ntcp_token = "open-sesame-open-sesame"')
     m.tcp = f"127.0.0.1:{port}"
     yield m
     m.kill()

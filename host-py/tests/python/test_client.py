@@ -33,13 +33,13 @@ def test_client_node_mtu_context_manager(muxd):
 
 
 def test_tcp_endpoint_with_token(tcp_muxd):
-    with cspmux.Client(tcp=tcp_muxd.tcp, token="sesame") as c:
+    with cspmux.Client(tcp=tcp_muxd.tcp, token="open-sesame-open-sesame") as c:
         assert c.node == tcp_muxd.addr
         assert c.ping(tcp_muxd.addr, timeout=2) > 0
     with pytest.raises(cspmux.DaemonUnavailable):
         cspmux.Client(tcp=tcp_muxd.tcp, token="wrong")
     with pytest.raises(cspmux.InvalidArgument):
-        cspmux.Client(token="sesame")  # a token without tcp=
+        cspmux.Client(token="open-sesame-open-sesame")  # a token without tcp=
 
 
 def test_services(muxd):
@@ -282,14 +282,21 @@ def test_one_client_two_threads_is_busy_not_a_crash(muxd):
 
 def test_parse_status_keeps_what_it_does_not_know():
     text = (
-        "node 5\nuptime 12 s\nsocket /tmp/x.sock\nlink udp 127.0.0.1:9700\n"
-        'app 3 name="a \\"b\\"" ports=5:10,5:ANY queued=2\n'
-        "uptime many s\nsomething new\n"
+        "node 5\nuptime 12\nsocket /tmp/x.sock\nlink udp 127.0.0.1:9700\n"
+        'app 3 name="a \\"b\\"\\x01" ports=5:10,5:ANY queued=2\n'
+        "app 4 name=plain ports= queued=0\n"
+        'uptime many\nsomething new\napp "unterminated\n'
     )
     st = cspmux.parse_status(text)
     assert (st["node"], st["uptime"], st["socket"]) == (5, 12, "/tmp/x.sock")
     assert st["links"] == ["udp 127.0.0.1:9700"]
     assert st["apps"] == [
-        {"id": 3, "name": 'a "b"', "ports": [{"addr": 5, "port": 10}, {"addr": 5, "port": None}], "queued": 2}
+        {"id": 3, "name": 'a "b"\x01', "ports": [{"addr": 5, "port": 10}, {"addr": 5, "port": None}], "queued": 2},
+        {"id": 4, "name": "plain", "ports": [], "queued": 0},
     ]
-    assert st["other"] == ["uptime many s", "something new"]
+    assert st["other"] == ["uptime many", "something new", 'app "unterminated']
+    assert cspmux.parse_record('link k1 kiss at="/dev/a b"') == {
+        "kind": "link",
+        "args": ["k1", "kiss"],
+        "fields": {"at": "/dev/a b"},
+    }
