@@ -504,14 +504,12 @@ local function dissect_kiss_frame(tvb, from, to, pinfo, root)
     return
   end
   local frame = raw:subset(0, raw:len() - 4)
-  local crc_bytes = raw:subset(raw:len() - 4, 4)
   local ctvb = raw:tvb("KISS payload")
   local got = ctvb(raw:len() - 4, 4):uint()
   local status = crc32c({ frame:subset(hlen, frame:len() - hlen) }) == got and 1 or 0
   kt:add(F.kiss_crc, ctvb(raw:len() - 4, 4))
   kt:add(F.kiss_crc_status, ctvb(raw:len() - 4, 4), status):set_generated()
   if status == 0 then kt:add_proto_expert_info(E.kiss_crc_bad) end
-  local _ = crc_bytes
   dissect_frame(ctvb(0, frame:len()):tvb(), pinfo, root, version)
 end
 
