@@ -243,6 +243,80 @@ impl<const FRAME: usize> KissPort<FRAME> {
             st.tx_error = st.tx_error.wrapping_add(1);
         }
     }
+
+    /// The receive loop both HALs share: at most [`Self::POLL_BYTES_MAX`]
+    /// bytes from `next_byte` (`Ok(None)`: nothing ready), stopping at the
+    /// first completed frame.
+    #[cfg(any(feature = "embedded-io", feature = "embedded-hal-nb"))]
+    #[allow(clippy::too_many_arguments)]
+    fn poll_with<
+        E,
+        const PKT: usize,
+        const RXQ: usize,
+        const TXQ: usize,
+        const BINDS: usize,
+        const CONNS: usize,
+        const W: usize,
+        const SEG: usize,
+        const IFACES: usize,
+        const ROUTES: usize,
+    >(
+        &mut self,
+        node: &mut Node<PKT, RXQ, TXQ, BINDS, CONNS, W, SEG, IFACES, ROUTES>,
+        now: Instant,
+        mut next_byte: impl FnMut() -> Result<Option<u8>, E>,
+    ) -> Result<Option<PortRx>, PortError<E>> {
+        for _ in 0..Self::POLL_BYTES_MAX {
+            let Some(byte) = next_byte().map_err(PortError::Link)? else {
+                break;
+            };
+            if let Some(out) = self.receive_byte(node, now, byte) {
+                return Ok(Some(out));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The transmit loop both HALs share: each frame for this port is
+    /// encoded once and handed to `write`; a failed write is counted as
+    /// `tx_error` and ends the loop.
+    #[cfg(any(feature = "embedded-io", feature = "embedded-hal-nb"))]
+    #[allow(clippy::too_many_arguments)]
+    fn transmit_with<
+        E,
+        const PKT: usize,
+        const RXQ: usize,
+        const TXQ: usize,
+        const BINDS: usize,
+        const CONNS: usize,
+        const W: usize,
+        const SEG: usize,
+        const IFACES: usize,
+        const ROUTES: usize,
+    >(
+        &self,
+        node: &mut Node<PKT, RXQ, TXQ, BINDS, CONNS, W, SEG, IFACES, ROUTES>,
+        now: Instant,
+        buf: &mut [u8],
+        mut write: impl FnMut(Encoder<'_>) -> Result<(), E>,
+    ) -> Result<Option<Transmit>, PortError<E>> {
+        while let Some(next) = self.next_frame(node, now, buf) {
+            let len = match next {
+                Ok(len) => len,
+                Err(other) => return Ok(Some(other)),
+            };
+            let frame = buf.get(..len).unwrap_or_default();
+            // next_frame only returns frames the encoder takes.
+            let Ok(enc) = self.encode_frame(frame) else {
+                continue;
+            };
+            if let Err(e) = write(enc) {
+                self.count_tx_error(node);
+                return Err(PortError::Link(e));
+            }
+        }
+        Ok(None)
+    }
 }
 
 /// Bytes handed to a writer at a time: the encoder yields one byte at a
@@ -274,20 +348,14 @@ impl<const FRAME: usize> KissPort<FRAME> {
         now: Instant,
         rx: &mut R,
     ) -> Result<Option<PortRx>, PortError<R::Error>> {
-        for _ in 0..Self::POLL_BYTES_MAX {
-            if !rx.read_ready().map_err(PortError::Link)? {
-                break;
+        self.poll_with(node, now, || {
+            if !rx.read_ready()? {
+                return Ok(None);
             }
             // One byte at a time: bytes after a frame's end stay unread.
             let mut byte = [0u8; 1];
-            if rx.read(&mut byte).map_err(PortError::Link)? == 0 {
-                break;
-            }
-            if let Some(out) = self.receive_byte(node, now, byte[0]) {
-                return Ok(Some(out));
-            }
-        }
-        Ok(None)
+            Ok((rx.read(&mut byte)? == 1).then_some(byte[0]))
+        })
     }
 
     /// Writes every frame `node` has for this port to `tx` (blocking as the
@@ -313,36 +381,24 @@ impl<const FRAME: usize> KissPort<FRAME> {
         buf: &mut [u8],
         tx: &mut T,
     ) -> Result<Option<Transmit>, PortError<T::Error>> {
-        while let Some(next) = self.next_frame(node, now, buf) {
-            let len = match next {
-                Ok(len) => len,
-                Err(other) => return Ok(Some(other)),
-            };
-            if let Err(e) = self.write_io(buf.get(..len).unwrap_or_default(), tx) {
-                self.count_tx_error(node);
-                return Err(PortError::Link(e));
-            }
-        }
-        Ok(None)
+        self.transmit_with(node, now, buf, |enc| write_io(enc, tx))
     }
+}
 
-    /// One frame, KISS-encoded, onto `tx`.
-    fn write_io<T: embedded_io::Write>(&self, frame: &[u8], tx: &mut T) -> Result<(), T::Error> {
-        let Ok(mut enc) = self.encode_frame(frame) else {
-            return Ok(()); // checked by next_frame
-        };
-        let mut chunk = [0u8; WRITE_CHUNK];
-        loop {
-            let mut n = 0;
-            for (slot, b) in chunk.iter_mut().zip(&mut enc) {
-                *slot = b;
-                n += 1;
-            }
-            if n == 0 {
-                return tx.flush();
-            }
-            tx.write_all(chunk.get(..n).unwrap_or_default())?;
+/// One frame's KISS encoding onto `tx`, in chunks.
+#[cfg(feature = "embedded-io")]
+fn write_io<T: embedded_io::Write>(mut enc: Encoder<'_>, tx: &mut T) -> Result<(), T::Error> {
+    let mut chunk = [0u8; WRITE_CHUNK];
+    loop {
+        let mut n = 0;
+        for (slot, b) in chunk.iter_mut().zip(&mut enc) {
+            *slot = b;
+            n += 1;
         }
+        if n == 0 {
+            return tx.flush();
+        }
+        tx.write_all(chunk.get(..n).unwrap_or_default())?;
     }
 }
 
@@ -407,17 +463,11 @@ impl<const FRAME: usize> KissPort<FRAME> {
         now: Instant,
         rx: &mut R,
     ) -> Result<Option<PortRx>, PortError<R::Error>> {
-        for _ in 0..Self::POLL_BYTES_MAX {
-            let byte = match rx.read() {
-                Ok(b) => b,
-                Err(embedded_hal_nb::nb::Error::WouldBlock) => break,
-                Err(embedded_hal_nb::nb::Error::Other(e)) => return Err(PortError::Link(e)),
-            };
-            if let Some(out) = self.receive_byte(node, now, byte) {
-                return Ok(Some(out));
-            }
-        }
-        Ok(None)
+        self.poll_with(node, now, || match rx.read() {
+            Ok(b) => Ok(Some(b)),
+            Err(embedded_hal_nb::nb::Error::WouldBlock) => Ok(None),
+            Err(embedded_hal_nb::nb::Error::Other(e)) => Err(e),
+        })
     }
 
     /// [`transmit_io`](Self::transmit_io) over an `embedded-hal-nb` serial
@@ -441,24 +491,9 @@ impl<const FRAME: usize> KissPort<FRAME> {
         buf: &mut [u8],
         tx: &mut T,
     ) -> Result<Option<Transmit>, PortError<T::Error>> {
-        while let Some(next) = self.next_frame(node, now, buf) {
-            let len = match next {
-                Ok(len) => len,
-                Err(other) => return Ok(Some(other)),
-            };
-            let frame = buf.get(..len).unwrap_or_default();
-            let written = match self.encode_frame(frame) {
-                Ok(enc) => enc
-                    .into_iter()
-                    .try_for_each(|b| embedded_hal_nb::nb::block!(tx.write(b)))
-                    .and_then(|()| embedded_hal_nb::nb::block!(tx.flush())),
-                Err(_) => Ok(()), // checked by next_frame
-            };
-            if let Err(e) = written {
-                self.count_tx_error(node);
-                return Err(PortError::Link(e));
-            }
-        }
-        Ok(None)
+        self.transmit_with(node, now, buf, |mut enc| {
+            enc.try_for_each(|b| embedded_hal_nb::nb::block!(tx.write(b)))
+                .and_then(|()| embedded_hal_nb::nb::block!(tx.flush()))
+        })
     }
 }
