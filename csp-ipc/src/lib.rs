@@ -46,11 +46,17 @@ mod code {
     pub const UNREGISTER: u8 = 0x03;
     pub const DATA: u8 = 0x04;
     pub const CONTROL: u8 = 0x05;
+    pub const CAPTURE_START: u8 = 0x06;
+    pub const CAPTURE_STOP: u8 = 0x07;
     pub const HELLO_ACK: u8 = 0x81;
     pub const REGISTER_ACK: u8 = 0x82;
     pub const UNREGISTER_ACK: u8 = 0x83;
     pub const CONTROL_REPLY: u8 = 0x85;
     pub const BYE: u8 = 0x86;
+    pub const CAPTURE_LINK: u8 = 0x87;
+    pub const CAPTURE_STARTED: u8 = 0x88;
+    pub const CAPTURE_FRAME: u8 = 0x89;
+    pub const CAPTURE_END: u8 = 0x8A;
     pub const ERROR: u8 = 0xEE;
 }
 
@@ -150,6 +156,11 @@ pub enum ErrorCode {
     BadPacket = 6,
     /// The body does not parse (bad text, bad field value).
     BadBody = 7,
+    /// The daemon does not trust this client for the request (capture).
+    NotAllowed = 8,
+    /// The request is well formed but can not be served now (no such
+    /// link, too many captures, one running already on this connection).
+    Unavailable = 9,
     /// Anything else.
     Other = 255,
 }
@@ -164,6 +175,8 @@ impl ErrorCode {
             5 => ErrorCode::Spoofed,
             6 => ErrorCode::BadPacket,
             7 => ErrorCode::BadBody,
+            8 => ErrorCode::NotAllowed,
+            9 => ErrorCode::Unavailable,
             255 => ErrorCode::Other,
             _ => return None,
         })
@@ -179,6 +192,37 @@ pub enum ByeReason {
     /// The client fell too far behind or broke the protocol.
     Dropped = 2,
 }
+
+/// Which way a captured frame went, seen from the daemon; the values are
+/// pcapng's `epb_flags` direction bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Direction {
+    /// Arrived at the daemon (from a link, or DATA from an application).
+    Inbound = 1,
+    /// Sent by the daemon (on a link, or DATA to an application).
+    Outbound = 2,
+}
+
+/// Why a capture ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum CaptureEnd {
+    /// The client sent CAPTURE_STOP.
+    Stopped = 1,
+    /// The frame count asked for in CAPTURE_START was reached.
+    CountReached = 2,
+    /// The daemon is shutting down (BYE follows).
+    Shutdown = 3,
+}
+
+/// Largest frame a CAPTURE_FRAME carries: a maximum IPC frame less the
+/// type byte and the fixed fields. Longer frames (a UDP datagram can be
+/// 64 KiB) are cut to this, their length on the link kept in `orig_len`.
+pub const MAX_CAPTURE_BYTES: usize = MAX_FRAME_LEN - 1 - CAPTURE_FRAME_FIXED;
+
+/// Fixed part of a CAPTURE_FRAME body: link, direction, time, length.
+const CAPTURE_FRAME_FIXED: usize = 1 + 1 + 8 + 4;
 
 /// One IPC message. Byte fields borrow from the decoded buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -251,6 +295,56 @@ pub enum Message<'a> {
     },
     /// Daemon -> client: the connection ends now.
     Bye(ByeReason),
+    /// Client -> daemon: start capturing frames on this connection (only
+    /// for clients the daemon trusts for it; else `ERROR NotAllowed`).
+    CaptureStart {
+        /// Stop after this many frames; 0: until CAPTURE_STOP.
+        count: u32,
+        /// Capture only this link (its name, or `local` for the
+        /// applications' traffic); empty: every link.
+        link: &'a str,
+    },
+    /// Client -> daemon: stop the capture; CAPTURE_END follows the frames
+    /// still queued.
+    CaptureStop,
+    /// Daemon -> client: a link the capture covers, before CAPTURE_STARTED.
+    CaptureLink {
+        /// Id that CAPTURE_FRAME uses for it.
+        id: u8,
+        /// CSP header version of the frames on it (1 or 2).
+        version: u8,
+        /// The link's name (`udp`, a `[[kiss]]`/`[[zmq]]`/`[[can]]` name,
+        /// or `local`).
+        name: &'a str,
+    },
+    /// Daemon -> client: the capture runs; frames follow.
+    CaptureStarted {
+        /// Frames the daemon queues for this capture before it drops.
+        queue_len: u32,
+    },
+    /// Daemon -> client: one frame exactly as it went over a link.
+    CaptureFrame {
+        /// The link's id from CAPTURE_LINK.
+        link: u8,
+        /// Which way it went.
+        direction: Direction,
+        /// When the daemon saw it: nanoseconds since the Unix epoch.
+        time_ns: u64,
+        /// The frame's length on the link (more than `frame.len()` when
+        /// it was cut to [`MAX_CAPTURE_BYTES`]).
+        orig_len: u32,
+        /// Header, data and trailers (cut at [`MAX_CAPTURE_BYTES`]).
+        frame: &'a [u8],
+    },
+    /// Daemon -> client: the capture is over; nothing of it follows.
+    CaptureEnd {
+        /// Why.
+        reason: CaptureEnd,
+        /// Frames queued for this client.
+        captured: u64,
+        /// Frames dropped because the capture's queue was full.
+        dropped: u64,
+    },
     /// Daemon -> client: a protocol error (the connection is closed after
     /// errors on framing; other errors are reported and serving continues).
     Error {
@@ -413,6 +507,78 @@ fn decode_body(ty: u8, body: &[u8]) -> Result<Message<'_>, IpcError> {
                 _ => return Err(bad),
             })
         }
+        code::CAPTURE_START => {
+            let count = body
+                .get(..4)
+                .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+                .ok_or(bad)?;
+            let link = &body[4..];
+            text(link)?;
+            Message::CaptureStart {
+                count,
+                link: core::str::from_utf8(link).map_err(|_| bad)?,
+            }
+        }
+        code::CAPTURE_STOP => {
+            exact(0)?;
+            Message::CaptureStop
+        }
+        code::CAPTURE_LINK => {
+            let (id, version) = match body {
+                [id, v @ (1 | 2), ..] => (*id, *v),
+                _ => return Err(bad),
+            };
+            text(&body[2..])?;
+            Message::CaptureLink {
+                id,
+                version,
+                name: core::str::from_utf8(&body[2..]).map_err(|_| bad)?,
+            }
+        }
+        code::CAPTURE_STARTED => {
+            exact(4)?;
+            Message::CaptureStarted {
+                queue_len: u32_at(body, 0).ok_or(bad)?,
+            }
+        }
+        code::CAPTURE_FRAME => {
+            if body.len() < CAPTURE_FRAME_FIXED {
+                return Err(bad);
+            }
+            let direction = match body[1] {
+                1 => Direction::Inbound,
+                2 => Direction::Outbound,
+                _ => return Err(bad),
+            };
+            let time_ns = u64_at(body, 2).ok_or(bad)?;
+            let orig_len = u32_at(body, 10).ok_or(bad)?;
+            let frame = &body[CAPTURE_FRAME_FIXED..];
+            // A cut frame is shorter than it was, never longer.
+            if frame.len() as u64 > u64::from(orig_len) {
+                return Err(bad);
+            }
+            Message::CaptureFrame {
+                link: body[0],
+                direction,
+                time_ns,
+                orig_len,
+                frame,
+            }
+        }
+        code::CAPTURE_END => {
+            exact(17)?;
+            let reason = match body[0] {
+                1 => CaptureEnd::Stopped,
+                2 => CaptureEnd::CountReached,
+                3 => CaptureEnd::Shutdown,
+                _ => return Err(bad),
+            };
+            Message::CaptureEnd {
+                reason,
+                captured: u64_at(body, 1).ok_or(bad)?,
+                dropped: u64_at(body, 9).ok_or(bad)?,
+            }
+        }
         code::ERROR => {
             let code = body
                 .first()
@@ -426,6 +592,18 @@ fn decode_body(ty: u8, body: &[u8]) -> Result<Message<'_>, IpcError> {
         }
         other => return Err(IpcError::UnknownType(other)),
     })
+}
+
+fn u32_at(b: &[u8], i: usize) -> Option<u32> {
+    let b = b.get(i..i + 4)?;
+    Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+fn u64_at(b: &[u8], i: usize) -> Option<u64> {
+    let b = b.get(i..i + 8)?;
+    let mut a = [0u8; 8];
+    a.copy_from_slice(b);
+    Some(u64::from_be_bytes(a))
 }
 
 /// Encode `msg` into `out`, returning the number of bytes written.
@@ -493,6 +671,50 @@ pub fn encode(msg: &Message<'_>, out: &mut [u8]) -> Result<usize, IpcError> {
         Message::Bye(reason) => {
             w.u8(code::BYE)?;
             w.u8(reason as u8)?;
+        }
+        Message::CaptureStart { count, link } => {
+            w.u8(code::CAPTURE_START)?;
+            w.bytes(&count.to_be_bytes())?;
+            w.text(link)?;
+        }
+        Message::CaptureStop => w.u8(code::CAPTURE_STOP)?,
+        Message::CaptureLink { id, version, name } => {
+            w.u8(code::CAPTURE_LINK)?;
+            w.u8(id)?;
+            w.u8(version)?;
+            w.text(name)?;
+        }
+        Message::CaptureStarted { queue_len } => {
+            w.u8(code::CAPTURE_STARTED)?;
+            w.bytes(&queue_len.to_be_bytes())?;
+        }
+        Message::CaptureFrame {
+            link,
+            direction,
+            time_ns,
+            orig_len,
+            frame,
+        } => {
+            // What decoding would refuse is not encoded either.
+            if frame.len() as u64 > u64::from(orig_len) {
+                return Err(IpcError::TooLong);
+            }
+            w.u8(code::CAPTURE_FRAME)?;
+            w.u8(link)?;
+            w.u8(direction as u8)?;
+            w.bytes(&time_ns.to_be_bytes())?;
+            w.bytes(&orig_len.to_be_bytes())?;
+            w.bytes(frame)?;
+        }
+        Message::CaptureEnd {
+            reason,
+            captured,
+            dropped,
+        } => {
+            w.u8(code::CAPTURE_END)?;
+            w.u8(reason as u8)?;
+            w.bytes(&captured.to_be_bytes())?;
+            w.bytes(&dropped.to_be_bytes())?;
         }
         Message::Error { code: c, message } => {
             w.u8(code::ERROR)?;
@@ -608,6 +830,34 @@ mod tests {
                 text: "0/0 udp\n"
             },
             Message::Bye(ByeReason::Shutdown),
+            Message::CaptureStart {
+                count: 1000,
+                link: "radio"
+            },
+            Message::CaptureStart { count: 0, link: "" },
+            Message::CaptureStop,
+            Message::CaptureLink {
+                id: 3,
+                version: 1,
+                name: "local"
+            },
+            Message::CaptureStarted { queue_len: 1024 },
+            Message::CaptureFrame {
+                link: 0,
+                direction: Direction::Outbound,
+                time_ns: 1_700_000_000_123_456_789,
+                orig_len: 9000,
+                frame: &[0x80, 0, 0x40, 0x04, 0xa5, 0, 1]
+            },
+            Message::CaptureEnd {
+                reason: CaptureEnd::CountReached,
+                captured: 1234,
+                dropped: 5
+            },
+            Message::Error {
+                code: ErrorCode::NotAllowed,
+                message: "capture is for uid 1000"
+            },
             Message::Error {
                 code: ErrorCode::Spoofed,
                 message: "port 10 is not yours"
@@ -661,6 +911,54 @@ mod tests {
             encode_to_vec(&Message::Data { frame: &big }),
             Err(IpcError::TooLong)
         );
+    }
+
+    #[test]
+    fn capture_bodies_are_checked() {
+        let bad = |ty: u8, body: &[u8]| {
+            let mut f = ((body.len() + 1) as u16).to_be_bytes().to_vec();
+            f.push(ty);
+            f.extend_from_slice(body);
+            assert_eq!(decode(&f), Err(IpcError::BadBody(ty)), "{ty:#x} {body:?}");
+        };
+        bad(code::CAPTURE_START, &[0, 0, 1]);
+        bad(code::CAPTURE_START, &[0, 0, 0, 1, 0xff]);
+        bad(code::CAPTURE_STOP, &[0]);
+        bad(code::CAPTURE_LINK, &[0]);
+        bad(code::CAPTURE_LINK, &[0, 3, b'x']);
+        bad(code::CAPTURE_STARTED, &[0, 0, 4]);
+        let mut frame = vec![0, 1];
+        frame.extend_from_slice(&[0; 8]);
+        frame.extend_from_slice(&2u32.to_be_bytes());
+        bad(code::CAPTURE_FRAME, &frame[..13]);
+        let mut longer = frame.clone();
+        longer.extend_from_slice(&[1, 2, 3]);
+        bad(code::CAPTURE_FRAME, &longer);
+        let mut wrong_dir = frame.clone();
+        wrong_dir[1] = 3;
+        bad(code::CAPTURE_FRAME, &wrong_dir);
+        bad(code::CAPTURE_END, &[4; 17]);
+        bad(code::CAPTURE_END, &[1; 16]);
+        // The longest frame a CAPTURE_FRAME holds fits exactly.
+        let big = [0u8; MAX_CAPTURE_BYTES];
+        let m = Message::CaptureFrame {
+            link: 0,
+            direction: Direction::Inbound,
+            time_ns: 0,
+            orig_len: 65535,
+            frame: &big,
+        };
+        let bytes = encode_to_vec(&m).unwrap();
+        assert_eq!(bytes.len(), LEN_PREFIX + MAX_FRAME_LEN);
+        let over = [0u8; MAX_CAPTURE_BYTES + 1];
+        let m = Message::CaptureFrame {
+            link: 0,
+            direction: Direction::Inbound,
+            time_ns: 0,
+            orig_len: 65535,
+            frame: &over,
+        };
+        assert_eq!(encode_to_vec(&m), Err(IpcError::TooLong));
     }
 
     #[test]

@@ -44,6 +44,21 @@ pub(crate) enum Incoming {
         code: ErrorCode,
         message: String,
     },
+    /// A link a capture covers (`crate::capture`).
+    CaptureLink {
+        id: u8,
+        version: u8,
+        name: String,
+    },
+    CaptureStarted {
+        queue_len: u32,
+    },
+    CaptureFrame(crate::capture::Frame),
+    CaptureEnd {
+        reason: csp_ipc::CaptureEnd,
+        captured: u64,
+        dropped: u64,
+    },
 }
 
 impl Incoming {
@@ -71,10 +86,40 @@ impl Incoming {
                 code,
                 message: message.to_string(),
             },
+            Message::CaptureLink { id, version, name } => Incoming::CaptureLink {
+                id,
+                version,
+                name: name.to_string(),
+            },
+            Message::CaptureStarted { queue_len } => Incoming::CaptureStarted { queue_len },
+            Message::CaptureFrame {
+                link,
+                direction,
+                time_ns,
+                orig_len,
+                frame,
+            } => Incoming::CaptureFrame(crate::capture::Frame {
+                link,
+                direction,
+                time_ns,
+                orig_len,
+                data: frame.to_vec(),
+            }),
+            Message::CaptureEnd {
+                reason,
+                captured,
+                dropped,
+            } => Incoming::CaptureEnd {
+                reason,
+                captured,
+                dropped,
+            },
             Message::Hello { .. }
             | Message::Register { .. }
             | Message::Unregister { .. }
-            | Message::Control(_) => return None,
+            | Message::Control(_)
+            | Message::CaptureStart { .. }
+            | Message::CaptureStop => return None,
         })
     }
 }

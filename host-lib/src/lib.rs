@@ -57,12 +57,14 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod capture;
 pub mod client;
 pub mod endpoint;
 pub mod error;
 pub mod event;
 mod ipc;
 pub mod options;
+pub mod pcapng;
 pub mod rdp;
 pub mod service;
 pub mod socket;

@@ -83,6 +83,15 @@ pub enum Request {
     Data(Vec<u8>),
     /// A control request.
     Control(csp_ipc::Control),
+    /// CAPTURE_START: frames of one link (or all) to this client.
+    CaptureStart {
+        /// Frames to send before ending (0: until stopped).
+        count: u32,
+        /// Link name; empty: every link.
+        link: String,
+    },
+    /// CAPTURE_STOP.
+    CaptureStop,
     /// A message only the daemon may send (HELLO_ACK, ...): a protocol error.
     Unexpected(&'static str),
 }
@@ -98,6 +107,15 @@ impl Request {
             Message::Unregister { addr, port } => Request::Unregister { addr, port },
             Message::Data { frame } => Request::Data(frame.to_vec()),
             Message::Control(c) => Request::Control(c),
+            Message::CaptureStart { count, link } => Request::CaptureStart {
+                count,
+                link: link.to_string(),
+            },
+            Message::CaptureStop => Request::CaptureStop,
+            Message::CaptureLink { .. } => Request::Unexpected("CAPTURE_LINK"),
+            Message::CaptureStarted { .. } => Request::Unexpected("CAPTURE_STARTED"),
+            Message::CaptureFrame { .. } => Request::Unexpected("CAPTURE_FRAME"),
+            Message::CaptureEnd { .. } => Request::Unexpected("CAPTURE_END"),
             Message::HelloAck { .. } => Request::Unexpected("HELLO_ACK"),
             Message::RegisterAck { .. } => Request::Unexpected("REGISTER_ACK"),
             Message::UnregisterAck { .. } => Request::Unexpected("UNREGISTER_ACK"),
@@ -180,6 +198,9 @@ pub struct Client {
     rlen: usize,
     data_queue: VecDeque<Vec<u8>>,
     control_queue: VecDeque<Vec<u8>>,
+    /// CAPTURE_FRAME messages (and the CAPTURE_END behind them), bounded
+    /// by the capture's queue length (`crate::capture`).
+    capture_queue: VecDeque<Vec<u8>>,
     /// The frame being written and how much of it is out.
     writing: Option<(Vec<u8>, usize)>,
     queue_len: usize,
@@ -213,6 +234,7 @@ impl Client {
             rlen: 0,
             data_queue: VecDeque::new(),
             control_queue: VecDeque::new(),
+            capture_queue: VecDeque::new(),
             writing: None,
             queue_len,
             overflow,
@@ -352,6 +374,28 @@ impl Client {
         self.data_queue.len()
     }
 
+    /// Queue an encoded CAPTURE_FRAME unless `bound` frames wait already
+    /// (false: the frame is dropped; the caller counts it). Capture never
+    /// pushes out what is queued: the file keeps an unbroken prefix.
+    pub fn push_capture(&mut self, frame: Vec<u8>, bound: usize) -> bool {
+        if self.capture_queue.len() >= bound {
+            return false;
+        }
+        self.capture_queue.push_back(frame);
+        true
+    }
+
+    /// Queue the encoded CAPTURE_END behind the capture's frames, past the
+    /// bound (one frame): the client must learn how its capture ended.
+    pub fn push_capture_end(&mut self, frame: Vec<u8>) {
+        self.capture_queue.push_back(frame);
+    }
+
+    /// Capture frames waiting to be written.
+    pub fn queued_captures(&self) -> usize {
+        self.capture_queue.len()
+    }
+
     /// Write as much as the socket takes; control frames go first.
     /// Returns an error only when the connection is broken.
     pub fn flush(&mut self) -> io::Result<()> {
@@ -361,6 +405,7 @@ impl Client {
                     .control_queue
                     .pop_front()
                     .or_else(|| self.data_queue.pop_front())
+                    .or_else(|| self.capture_queue.pop_front())
                     .map(|f| (f, 0));
             }
             let Some((frame, done)) = self.writing.as_mut() else {
@@ -383,7 +428,10 @@ impl Client {
 
     /// True if nothing is left to write.
     pub fn is_flushed(&self) -> bool {
-        self.writing.is_none() && self.control_queue.is_empty() && self.data_queue.is_empty()
+        self.writing.is_none()
+            && self.control_queue.is_empty()
+            && self.data_queue.is_empty()
+            && self.capture_queue.is_empty()
     }
 }
 

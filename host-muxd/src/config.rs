@@ -41,6 +41,39 @@ pub struct Config {
     /// CAN links (CFP over slcan), `[[can]]` tables; routes name them by
     /// `name`. Each runs as a stream link (see [`KissConfig::framing`]).
     pub can: Vec<CanConfig>,
+    /// Packet capture for `csp capture`: who may, and its bounds.
+    pub capture: CaptureConfig,
+}
+
+/// Packet capture (`[capture]`): frames streamed to trusted clients over
+/// their IPC connection (`docs/capture.md`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CaptureConfig {
+    /// Whether clients may capture at all.
+    pub enabled: bool,
+    /// Users (uids) allowed to capture over the Unix socket besides the
+    /// daemon's own user (always allowed while `enabled`).
+    pub allowed_uids: Vec<u32>,
+    /// Whether clients of the TCP endpoint (token holders) may capture.
+    pub allow_tcp: bool,
+    /// Frames queued per capture for its client before new ones are
+    /// dropped and counted.
+    pub queue_len: usize,
+    /// Captures running at once (each costs up to `queue_len` frames).
+    pub max_captures: usize,
+}
+
+impl Default for CaptureConfig {
+    fn default() -> Self {
+        CaptureConfig {
+            enabled: true,
+            allowed_uids: Vec::new(),
+            allow_tcp: false,
+            queue_len: 1024,
+            max_captures: 4,
+        }
+    }
 }
 
 /// This CSP node's identity.
@@ -683,6 +716,18 @@ impl Config {
         if self.ipc.frame_timeout_ms == 0 {
             return Err(err("ipc.frame_timeout_ms", "must be at least 1".into()));
         }
+        if !(1..=65536).contains(&self.capture.queue_len) {
+            return Err(err(
+                "capture.queue_len",
+                format!("{} out of range 1..=65536", self.capture.queue_len),
+            ));
+        }
+        if !(1..=64).contains(&self.capture.max_captures) {
+            return Err(err(
+                "capture.max_captures",
+                format!("{} out of range 1..=64", self.capture.max_captures),
+            ));
+        }
         Ok(())
     }
 }
@@ -1161,6 +1206,25 @@ mod tests {
             ),
             1
         );
+    }
+
+    #[test]
+    fn capture_section_is_read_and_checked() {
+        let c = Config::parse(
+            "[capture]\nallowed_uids = [1001, 0]\nallow_tcp = true\nqueue_len = 8\nmax_captures = 2\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.capture.allowed_uids, [1001, 0]);
+        assert!(c.capture.allow_tcp && c.capture.enabled);
+        assert_eq!((c.capture.queue_len, c.capture.max_captures), (8, 2));
+        for (key, value) in [("queue_len", "0"), ("max_captures", "65")] {
+            let e = Config::parse(&format!("[capture]\n{key} = {value}\n"), None).unwrap_err();
+            assert_eq!(e.key.as_deref(), Some(&*format!("capture.{key}")), "{e}");
+            assert_eq!(e.line, Some(2), "{e}");
+        }
+        let e = Config::parse("[capture]\nallowed_uid = [1]\n", None).unwrap_err();
+        assert!(e.message.contains("unknown field"), "{e}");
     }
 
     #[test]

@@ -23,9 +23,10 @@ use csp_core::header::HeaderView;
 use csp_core::route::{IfaceId, Prefix, RouteTable};
 use csp_core::{Addr, Header, Version};
 use csp_ipc::record::Record;
-use csp_ipc::{ByeReason, Control, ErrorCode, Message, Status};
+use csp_ipc::{ByeReason, Control, Direction, ErrorCode, Message, Status};
 
 use crate::auth::TokenGate;
+use crate::capture::{Captures, LinkRef};
 use crate::client::{Client, Deadline, Queued, ReadOutcome, Request, Stream};
 use crate::config::Config;
 use crate::links::{Links, RoutePlan};
@@ -93,6 +94,8 @@ pub struct Daemon {
     route_hits: HashMap<Prefix, u64>,
     links: Links,
     services: Services,
+    /// Packet captures running for clients (`csp capture`).
+    captures: Captures,
     stats: Stats,
     signals: Signals,
     started: Instant,
@@ -154,6 +157,7 @@ impl Daemon {
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
 
         let services = Services::new(&cfg);
+        let captures = Captures::new(&cfg);
         socket_file.keep();
         // A ZMQ descriptor signalled before it was registered gives no
         // edge: drain every hub link once in the first round.
@@ -172,6 +176,7 @@ impl Daemon {
             route_hits: HashMap::new(),
             links,
             services,
+            captures,
             stats: Stats::default(),
             signals,
             started: Instant::now(),
@@ -238,6 +243,11 @@ impl Daemon {
                     token => self.on_client(token, true, false),
                 }
             }
+            // Capture frames queued this round go out in one write per
+            // capturing client, not one per frame.
+            for token in self.captures.take_dirty() {
+                self.flush_client(token);
+            }
             self.links.on_timers(self.poll.registry(), Instant::now());
             let now = Instant::now();
             if now >= self.next_sweep {
@@ -262,6 +272,11 @@ impl Daemon {
 
     /// Tell every client, flush what the sockets take, remove the socket file.
     fn close(&mut self) {
+        // A capture's end goes behind its frames, before the goodbye.
+        self.captures.end_all(&mut self.clients);
+        for client in self.clients.values_mut() {
+            let _ = client.flush();
+        }
         for client in self.clients.values_mut() {
             client.send_control(&Message::Bye(ByeReason::Shutdown));
             let _ = client.flush();
@@ -366,6 +381,7 @@ impl Daemon {
     }
 
     fn drop_client(&mut self, token: Token, why: &str) {
+        self.captures.stop(token, None);
         if let Some(mut client) = self.clients.remove(&token) {
             let _ = self.poll.registry().deregister(client.stream.source());
             let freed = self.apps.unbind_owner(&token);
@@ -458,11 +474,47 @@ impl Daemon {
                 let records = self.control_records(c);
                 self.reply_records(token, c, &records);
             }
+            Request::CaptureStart { count, link } => self.on_capture_start(token, count, &link),
+            Request::CaptureStop => {
+                let client = self.clients.get_mut(&token);
+                if !self.captures.stop(token, client) {
+                    self.reply(
+                        token,
+                        &Message::Error {
+                            code: ErrorCode::Unavailable,
+                            message: "no capture runs on this connection",
+                        },
+                    );
+                }
+            }
             Request::Unexpected(what) => self.fail_client(
                 token,
                 ErrorCode::UnknownType,
                 &format!("{what} is sent by the daemon, not to it"),
             ),
+        }
+    }
+
+    fn on_capture_start(&mut self, token: Token, count: u32, link: &str) {
+        let Some(client) = self.clients.get_mut(&token) else {
+            return;
+        };
+        // A refusal is an error for the client, and the connection stays.
+        if let Err(r) = self.captures.start(token, client, count, link) {
+            self.reply(
+                token,
+                &Message::Error {
+                    code: r.code,
+                    message: &r.message,
+                },
+            );
+        }
+    }
+
+    /// A frame seen on `link` going `direction`, for the captures.
+    fn tap(&mut self, link: LinkRef, direction: Direction, parts: &[&[u8]]) {
+        if !self.captures.is_idle() {
+            self.captures.tap(&mut self.clients, link, direction, parts);
         }
     }
 
@@ -599,6 +651,8 @@ impl Daemon {
     }
 
     fn on_client_data(&mut self, token: Token, frame: &[u8]) {
+        // As the application sent it, refused or not.
+        self.tap(LinkRef::Local, Direction::Inbound, &[frame]);
         let Ok(view) = HeaderView::new_checked(frame, Version::V2) else {
             self.stats.rejected_packets += 1;
             if let Some(c) = self.clients.get_mut(&token) {
@@ -657,6 +711,7 @@ impl Daemon {
             self.read_again(UDP);
         }
         for (frame, from) in batch.frames() {
+            self.tap(LinkRef::Udp, Direction::Inbound, &[frame]);
             let Ok(view) = HeaderView::new_checked(frame, version) else {
                 continue; // runts were counted by the link
             };
@@ -679,6 +734,7 @@ impl Daemon {
         let version = link.version;
         link.on_event(token, self.poll.registry(), Instant::now(), &mut frames);
         for frame in frames {
+            self.tap(LinkRef::Kiss(index), Direction::Inbound, &[&frame]);
             let Ok(view) = HeaderView::new_checked(&frame, version) else {
                 continue; // a KISS frame is at least a header and a CRC
             };
@@ -704,6 +760,7 @@ impl Daemon {
             self.read_again(token);
         }
         for frame in frames {
+            self.tap(LinkRef::Zmq(index), Direction::Inbound, &[&frame]);
             let Ok(view) = HeaderView::new_checked(&frame, version) else {
                 continue; // runts were counted by the link
             };
@@ -744,6 +801,13 @@ impl Daemon {
             .send(route.iface, route.via, &header, data, self.poll.registry())
         {
             self.stats.link_errors += 1;
+        } else if !self.captures.is_idle() {
+            // The header as the link emitted it, in its version.
+            if let Some((link, version)) = self.links.capture_link(route.iface) {
+                if let Ok((bytes, n)) = header.to_bytes(version) {
+                    self.tap(link, Direction::Outbound, &[&bytes[..n], data]);
+                }
+            }
         }
     }
 
@@ -769,6 +833,9 @@ impl Daemon {
                 Some(c) => c.send_packet(&frame),
                 None => Queued::Dropped,
             };
+            if outcome == Queued::Yes {
+                self.tap(LinkRef::Local, Direction::Outbound, &[&frame]);
+            }
             match outcome {
                 Queued::Yes => self.stats.delivered += 1,
                 Queued::Dropped => self.stats.queue_dropped += 1,
@@ -831,6 +898,20 @@ impl Daemon {
                             .field("queued", client.queued_packets()),
                     );
                 }
+                for (token, link, frames, dropped) in self.captures.describe() {
+                    let queued = self
+                        .clients
+                        .get(&Token(token))
+                        .map_or(0, Client::queued_captures);
+                    out.push(
+                        Record::new("capture")
+                            .arg(token)
+                            .field("link", link)
+                            .field("frames", frames)
+                            .field("dropped", dropped)
+                            .field("queued", queued),
+                    );
+                }
             }
             Control::Stats => {
                 let counters = self.stats.to_string();
@@ -839,6 +920,12 @@ impl Daemon {
                 out.push(Record::new("hook_refused_no_hook").arg(refused.no_hook));
                 out.push(Record::new("hook_refused_busy").arg(refused.busy));
                 out.push(Record::new("hook_refused_rate").arg(refused.rate_limited));
+                let cap = self.captures.stats;
+                out.push(Record::new("capture_started").arg(cap.started));
+                out.push(Record::new("capture_refused").arg(cap.refused));
+                out.push(Record::new("capture_unavailable").arg(cap.unavailable));
+                out.push(Record::new("capture_frames").arg(cap.frames));
+                out.push(Record::new("capture_dropped").arg(cap.dropped));
                 if let Some(g) = &self.token_gate {
                     out.push(Record::new("tcp_token_failures").arg(g.failures));
                     out.push(Record::new("tcp_throttled").arg(g.throttled));

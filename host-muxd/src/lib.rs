@@ -3,6 +3,7 @@
 //! own CSP ports. See `docs/ipc.md` and `docs/config.md`.
 
 pub mod auth;
+pub mod capture;
 pub mod client;
 pub mod config;
 pub mod daemon;

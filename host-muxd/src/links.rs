@@ -354,6 +354,17 @@ impl Links {
         }
     }
 
+    /// The link an interface sends on and its header version, as the
+    /// capture names it.
+    pub fn capture_link(&self, id: IfaceId) -> Option<(crate::capture::LinkRef, Version)> {
+        use crate::capture::LinkRef;
+        match self.ifaces.get(id.0 as usize)?.kind {
+            IfaceKind::Udp { .. } => Some((LinkRef::Udp, self.udp.as_ref()?.version)),
+            IfaceKind::Kiss { link } => Some((LinkRef::Kiss(link), self.kiss.get(link)?.version)),
+            IfaceKind::Zmq { link } => Some((LinkRef::Zmq(link), self.zmq.get(link)?.version)),
+        }
+    }
+
     /// The interface of ZMQ link `link`.
     pub fn zmq_iface(&self, link: usize) -> Option<IfaceId> {
         let i = self

@@ -46,6 +46,15 @@ impl Client {
                 self.lose_link("second HELLO_ACK".into());
                 return false;
             }
+            // A Client never starts a capture (that is `capture::Capture`'s
+            // own connection): the daemon is confused.
+            Incoming::CaptureLink { .. }
+            | Incoming::CaptureStarted { .. }
+            | Incoming::CaptureFrame(_)
+            | Incoming::CaptureEnd { .. } => {
+                self.lose_link("capture message on a connection that captures nothing".into());
+                return false;
+            }
         };
         match self.pending.pop_front() {
             Some(Pending::Wanted) => {
