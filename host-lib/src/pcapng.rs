@@ -39,14 +39,8 @@ const IF_DESCRIPTION: u16 = 3;
 const IF_TSRESOL: u16 = 9;
 const EPB_FLAGS: u16 = 2;
 
-/// Direction of a packet (`epb_flags` bits 0-1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    /// Received.
-    Inbound = 1,
-    /// Sent.
-    Outbound = 2,
-}
+/// Direction of a packet: its values are `epb_flags` bits 0-1.
+pub use csp_ipc::Direction;
 
 /// A link as an Interface Description Block describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,6 +3,8 @@
 // Its own file, so that `csp bench` stays out of the way of the other commands.
 #[path = "csp/bench.rs"]
 mod bench;
+#[path = "csp/capture.rs"]
+mod capture;
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -224,6 +226,9 @@ The other end: `csp listen --rdp PORT` (add --echo to send everything back).")]
     /// Measure round-trip time, connectionless and RDP throughput against
     /// any node (`csp bench serve` is the peer for stream and rdp).
     Bench(bench::Bench),
+    /// Capture the daemon's frames into a pcapng file for Wireshark/tshark
+    /// (see docs/capture.md).
+    Capture(capture::CaptureArgs),
 }
 
 /// `println!` that returns a closed or failing stdout as an error instead
@@ -310,6 +315,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
     let timeout = Duration::from_millis(g.timeout);
     match cli.command {
         Command::Bench(b) => bench::run(g, b),
+        Command::Capture(a) => capture::run(g, a),
         Command::Rdp {
             addr,
             port,
