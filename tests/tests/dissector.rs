@@ -15,12 +15,13 @@
 
 #[path = "dissector/pcap.rs"]
 mod pcap;
+#[path = "dissector/tshark.rs"]
+mod tshark;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use csp_core::security::{crc_trailer, hmac_trailer, HmacKey};
@@ -31,6 +32,7 @@ use csp_rdp::{Flags as RdpFlags, Options as RdpOptions, RdpHeader};
 use serde_json::Value;
 
 use pcap::{Pcap, Pcapng, LINKTYPE_USER0, LINKTYPE_USER1};
+use tshark::{dissect, tshark};
 
 /// Bound of every socket read.
 const WAIT: Duration = Duration::from_secs(5);
@@ -355,68 +357,7 @@ fn vectors(file: &str) -> Vec<Value> {
     json["vectors"].as_array().unwrap().clone()
 }
 
-// ---- tshark ------------------------------------------------------------------
-
-/// tshark's path, or None (skip) when it is not installed; under CI=true a
-/// missing tshark fails the test.
-fn tshark() -> Option<PathBuf> {
-    let found = Command::new("tshark")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if found {
-        return Some(PathBuf::from("tshark"));
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "tshark is not installed (CI=true): apt-get install tshark"
-    );
-    eprintln!("SKIP: tshark is not installed (Debian package `tshark`); dissector not tested");
-    None
-}
-
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../contrib/wireshark/csp.lua")
-}
-
-/// Runs tshark on `file` and returns, per packet, each field's value.
-fn dissect(
-    tshark: &Path,
-    file: &Path,
-    extra: &[&str],
-    fields: &[&str],
-) -> Vec<BTreeMap<String, String>> {
-    let mut cmd = Command::new(tshark);
-    cmd.arg("-n")
-        .arg("-X")
-        .arg(format!("lua_script:{}", script().display()))
-        .arg("-r")
-        .arg(file)
-        .args(extra)
-        .args(["-T", "fields", "-E", "separator=/t", "-E", "occurrence=a"])
-        .args(["-E", "aggregator=/s"]);
-    for f in fields {
-        cmd.arg("-e").arg(f);
-    }
-    let out = cmd.output().expect("run tshark");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "tshark failed: {stderr}");
-    assert!(
-        !stderr.to_lowercase().contains("lua"),
-        "tshark reported a Lua problem: {stderr}"
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|line| {
-            fields
-                .iter()
-                .zip(line.split('\t'))
-                .map(|(f, v)| (f.to_string(), v.to_string()))
-                .collect()
-        })
-        .collect()
-}
+// ---- tshark: tests/tests/dissector/tshark.rs ---------------------------------
 
 /// Every expected field of every case, plus the Lua-error and malformed
 /// markers (which must stay empty).

@@ -63,7 +63,9 @@ struct Tally {
 pub fn run(g: &Global, a: CaptureArgs) -> Result<ExitCode, Error> {
     let to_stdout = a.file.as_os_str() == "-";
     if to_stdout && std::io::stdout().is_terminal() {
-        eprintln!("csp: not writing pcapng to a terminal: pipe it (`-w - | tshark -r -`) or name a file");
+        eprintln!(
+            "csp: not writing pcapng to a terminal: pipe it (`-w - | tshark -r -`) or name a file"
+        );
         return Ok(ExitCode::from(2));
     }
     let duration = match a.duration {
@@ -170,7 +172,11 @@ pub fn run(g: &Global, a: CaptureArgs) -> Result<ExitCode, Error> {
         .into_iter()
         .flatten()
         .min();
-        wait(&cap, &sig_rx, next_timer.map(|t| t.saturating_duration_since(now)))?;
+        wait(
+            &cap,
+            &sig_rx,
+            next_timer.map(|t| t.saturating_duration_since(now)),
+        )?;
         if drain_signals(&sig_rx) {
             if stop_deadline.is_some() {
                 // A second Ctrl-C: stop waiting for the daemon.
