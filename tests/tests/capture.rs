@@ -304,7 +304,12 @@ fn expected(s: &Seen) -> Vec<(&'static str, String)> {
         // epb_flags direction: 1 inbound, 2 outbound.
         (
             "frame.packet_flags_direction",
-            if s.inbound { "0x00000001" } else { "0x00000002" }.to_string(),
+            if s.inbound {
+                "0x00000001"
+            } else {
+                "0x00000002"
+            }
+            .to_string(),
         ),
         ("frame.len", s.frame.len().to_string()),
         ("csp.src", h.src.get().to_string()),
@@ -632,6 +637,19 @@ fn ctrl_c_and_a_stopping_daemon_leave_a_valid_file() {
     assert_eq!(lines.len(), 2, "{lines:?}");
 }
 
+/// Run `cmd` to its end, bounded: a process still running after WAIT is
+/// killed and the test fails. The exit code and stderr.
+fn run_bounded(cmd: &mut Command) -> (Option<i32>, String) {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (code, err) = CaptureProc::new(child).finish();
+    (Some(code), err)
+}
+
 fn euid() -> u32 {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata("/proc/self").map_or(u32::MAX, |m| m.uid())
@@ -661,34 +679,26 @@ fn untrusted_clients_and_unknown_links_are_refused() {
     let dir = m.dir.path().to_path_buf();
 
     let file = dir.join("tcp.pcapng");
-    let out = Command::new(csp_bin())
-        .args([
-            "--tcp",
-            &tcp.to_string(),
-            "--tcp-token",
-            token,
-            "capture",
-            "-w",
-        ])
-        .arg(&file)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let (code, err) = run_bounded(
+        Command::new(csp_bin())
+            .args(["--tcp", &tcp.to_string(), "--tcp-token", token])
+            .args(["capture", "-w"])
+            .arg(&file),
+    );
+    assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("not allowed over the TCP endpoint"), "{err}");
     assert!(err.contains("NotAllowed"), "{err}");
     assert!(!file.exists(), "nothing written for a refused capture");
 
     let file = dir.join("nope.pcapng");
-    let out = Command::new(csp_bin())
-        .arg("--socket")
-        .arg(&m.socket)
-        .args(["capture", "--link", "radio", "-w"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let (code, err) = run_bounded(
+        Command::new(csp_bin())
+            .arg("--socket")
+            .arg(&m.socket)
+            .args(["capture", "--link", "radio", "-w"])
+            .arg(&file),
+    );
+    assert_eq!(code, Some(1), "{err}");
     assert!(
         err.contains("no link named \"radio\" (links: udp, local)"),
         "{err}"
@@ -703,16 +713,15 @@ fn untrusted_clients_and_unknown_links_are_refused() {
         use std::os::unix::process::CommandExt;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         std::fs::set_permissions(&m.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
-        let out = Command::new(csp_bin())
-            .uid(65534)
-            .gid(65534)
-            .arg("--socket")
-            .arg(&m.socket)
-            .args(["capture", "-w", "/tmp/never-written.pcapng"])
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{err}");
+        let (code, err) = run_bounded(
+            Command::new(csp_bin())
+                .uid(65534)
+                .gid(65534)
+                .arg("--socket")
+                .arg(&m.socket)
+                .args(["capture", "-w", "/tmp/never-written.pcapng"]),
+        );
+        assert_eq!(code, Some(1), "{err}");
         assert!(err.contains("you are uid 65534"), "{err}");
         refused += 1;
     } else {
