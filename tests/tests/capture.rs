@@ -89,13 +89,18 @@ struct Muxd {
 
 impl Muxd {
     fn start(peer: u16, extra: &str) -> Muxd {
+        Muxd::start_with(peer, "", extra)
+    }
+
+    /// As `start`, with more route entries (`, "7 radio"`).
+    fn start_with(peer: u16, routes: &str, extra: &str) -> Muxd {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("muxd.sock");
         let config = dir.path().join("muxd.toml");
         std::fs::write(
             &config,
             format!(
-                "routes = [\"{REMOTE} udp 127.0.0.1:{peer}\"]\n[node]\naddress = 1\n\
+                "routes = [\"{REMOTE} udp 127.0.0.1:{peer}\"{routes}]\n[node]\naddress = 1\n\
                  [udp]\nbind = \"127.0.0.1:0\"\n{extra}\n"
             ),
         )
@@ -291,12 +296,15 @@ struct Seen {
     link: &'static str,
     inbound: bool,
     frame: Vec<u8>,
+    /// Header version of the link.
+    version: Version,
 }
 
 /// What tshark must show for `s`: link, direction, header, trailers,
 /// payload, length.
 fn expected(s: &Seen) -> Vec<(&'static str, String)> {
-    let h = Header::parse(&s.frame, Version::V2).unwrap();
+    let h = Header::parse(&s.frame, s.version).unwrap();
+    let hlen = s.version.header_len();
     let flags = h.flags.bits();
     let mut payload_end = s.frame.len();
     let mut e = vec![
@@ -312,6 +320,10 @@ fn expected(s: &Seen) -> Vec<(&'static str, String)> {
             .to_string(),
         ),
         ("frame.len", s.frame.len().to_string()),
+        (
+            "csp.version",
+            if s.version == Version::V1 { "1" } else { "2" }.to_string(),
+        ),
         ("csp.src", h.src.get().to_string()),
         ("csp.dst", h.dst.get().to_string()),
         ("csp.sport", h.sport.get().to_string()),
@@ -327,7 +339,7 @@ fn expected(s: &Seen) -> Vec<(&'static str, String)> {
         e.push(("csp.hmac", hex(&s.frame[payload_end - 4..payload_end])));
         payload_end -= 4;
     }
-    e.push(("csp.payload", hex(&s.frame[6..payload_end])));
+    e.push(("csp.payload", hex(&s.frame[hlen..payload_end])));
     e
 }
 
@@ -383,11 +395,13 @@ fn traffic(m: &Muxd, peer: &UdpSocket, app: &mut Client, sock: &host_lib::Socket
         link: "udp",
         inbound: true,
         frame: ping,
+        version: Version::V2,
     });
     seen.push(Seen {
         link: "udp",
         inbound: false,
         frame: reply,
+        version: Version::V2,
     });
     // 2. CRC32 + HMAC from node 5:41 to the application on port 10.
     let secured = frame(&header(REMOTE, 41, 1, APP_PORT, 0x09), b"capture me");
@@ -403,12 +417,14 @@ fn traffic(m: &Muxd, peer: &UdpSocket, app: &mut Client, sock: &host_lib::Socket
         link: "udp",
         inbound: true,
         frame: secured.clone(),
+        version: Version::V2,
     });
     // On the IPC socket the same frame, v2 header and trailers untouched.
     seen.push(Seen {
         link: "local",
         inbound: false,
         frame: secured,
+        version: Version::V2,
     });
     // 3. The application answers; host-lib adds HMAC and CRC32.
     app.sendto(sock, REMOTE, 41, b"captured").unwrap();
@@ -420,11 +436,13 @@ fn traffic(m: &Muxd, peer: &UdpSocket, app: &mut Client, sock: &host_lib::Socket
         link: "local",
         inbound: true,
         frame: answer.clone(),
+        version: Version::V2,
     });
     seen.push(Seen {
         link: "udp",
         inbound: false,
         frame: answer,
+        version: Version::V2,
     });
     seen
 }
@@ -526,6 +544,86 @@ fn tshark_out(tshark: &Path, file: &Path, args: &[&str]) -> Vec<String> {
         .lines()
         .map(str::to_string)
         .collect()
+}
+
+/// A KISS link with v1 headers (a tcp-server; the test is the radio on
+/// the other end): the capture holds the CSP frames without their KISS
+/// framing (FEND, escapes, KISS CRC32), on an interface of link type
+/// USER1, so tshark decodes them as v1 with no preference set.
+#[test]
+fn kiss_v1_frames_are_captured_without_their_framing() {
+    let Some(tshark) = tshark::tshark() else {
+        return;
+    };
+    let peer = peer_socket();
+    // A port found free may be taken before the daemon binds it: retry.
+    let (m, listen) = (0..5)
+        .find_map(|_| {
+            let listen = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap();
+            let kiss = format!(
+                "[[kiss]]\nname = \"radio\"\nmode = \"tcp-server\"\nlisten = \"{listen}\"\nversion = 1\n"
+            );
+            let port = peer.local_addr().unwrap().port();
+            std::panic::catch_unwind(|| Muxd::start_with(port, ", \"7 radio\"", &kiss))
+                .ok()
+                .map(|m| (m, listen))
+        })
+        .expect("daemon with a KISS tcp-server link");
+    let mut radio = std::net::TcpStream::connect(listen).unwrap();
+    radio.set_read_timeout(Some(WAIT)).unwrap();
+    let mut c = m.client("status");
+    let deadline = Instant::now() + WAIT;
+    while field(&c.control(Control::Status).unwrap(), "link radio ", "state") != "up" {
+        assert!(Instant::now() < deadline, "KISS link not up");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let file = m.dir.path().join("kiss.pcapng");
+    let mut cap = m.capture(&["-w", file.to_str().unwrap(), "--link", "radio", "-c", "2"]);
+    cap.wait_started();
+
+    // A ping from node 7 whose data needs KISS escapes (FEND, FESC).
+    let h = header(7, 40, 1, 1, 0);
+    let (hb, n) = h.to_bytes(Version::V1).unwrap();
+    let mut request = hb[..n].to_vec();
+    request.extend_from_slice(b"\xc0\xdbping\xc0");
+    let mut wire = vec![0u8; 2 * request.len() + 16];
+    let len = csp_core::kiss::encode(&request, Version::V1, &mut wire).unwrap();
+    radio.write_all(&wire[..len]).unwrap();
+    // The answer, KISS-decoded here.
+    let mut decoder = csp_core::kiss::KissDecoder::<512>::new(Version::V1);
+    let mut reply = None;
+    let mut buf = [0u8; 256];
+    while reply.is_none() {
+        let n = radio.read(&mut buf).expect("ping answered over KISS");
+        assert!(n > 0, "link closed");
+        for &b in &buf[..n] {
+            if let Some(Ok(f)) = decoder.push(b) {
+                reply = Some(f.to_vec());
+            }
+        }
+    }
+    let reply = reply.unwrap();
+    assert_eq!(&reply[4..], b"\xc0\xdbping\xc0");
+    let (code, err) = cap.finish();
+    assert_eq!(code, 0, "{err}");
+    let seen = [
+        Seen {
+            link: "radio",
+            inbound: true,
+            frame: request,
+            version: Version::V1,
+        },
+        Seen {
+            link: "radio",
+            inbound: false,
+            frame: reply,
+            version: Version::V1,
+        },
+    ];
+    check_file(&tshark, &file, &seen);
 }
 
 /// `csp capture -w - | tshark -r -`: the stream is a pcapng file as it
