@@ -730,6 +730,37 @@ pub fn encode(msg: &Message<'_>, out: &mut [u8]) -> Result<usize, IpcError> {
     Ok(w.pos)
 }
 
+/// Append a whole CAPTURE_FRAME for a frame given in `parts` (a header
+/// and its data, say) to `out`, cut at [`MAX_CAPTURE_BYTES`] with
+/// `orig_len` the parts' whole length: the daemon builds each captured
+/// frame's message in one buffer, without joining the parts first.
+#[cfg(feature = "std")]
+pub fn encode_capture_frame(
+    link: u8,
+    direction: Direction,
+    time_ns: u64,
+    parts: &[&[u8]],
+    out: &mut std::vec::Vec<u8>,
+) {
+    let orig_len: usize = parts.iter().map(|p| p.len()).sum();
+    let caplen = orig_len.min(MAX_CAPTURE_BYTES);
+    let len = 1 + CAPTURE_FRAME_FIXED + caplen;
+    out.reserve(LEN_PREFIX + len);
+    // `len` is at most MAX_FRAME_LEN: it fits the u16.
+    out.extend_from_slice(&(len as u16).to_be_bytes());
+    out.push(code::CAPTURE_FRAME);
+    out.push(link);
+    out.push(direction as u8);
+    out.extend_from_slice(&time_ns.to_be_bytes());
+    out.extend_from_slice(&u32::try_from(orig_len).unwrap_or(u32::MAX).to_be_bytes());
+    let mut room = caplen;
+    for p in parts {
+        let take = p.len().min(room);
+        out.extend_from_slice(&p[..take]);
+        room -= take;
+    }
+}
+
 /// Where csp-muxd listens by default: `$XDG_RUNTIME_DIR/csp-muxd.sock`, else
 /// `/tmp/csp-muxd-$UID.sock`. Daemon and clients both call this, so they meet
 /// without configuration.
@@ -959,6 +990,34 @@ mod tests {
             frame: &over,
         };
         assert_eq!(encode_to_vec(&m), Err(IpcError::TooLong));
+    }
+
+    #[test]
+    fn capture_frames_from_parts_decode() {
+        for (parts, orig) in [
+            (std::vec![&[1u8, 2, 3][..], &[4, 5][..]], 5usize),
+            (std::vec![&[7u8; 6][..], &[8u8; 9000][..]], 9006),
+            (std::vec![], 0),
+        ] {
+            let mut out = std::vec::Vec::new();
+            encode_capture_frame(3, Direction::Outbound, 42, &parts, &mut out);
+            let (m, n) = decode(&out).unwrap().unwrap();
+            assert_eq!(n, out.len());
+            let Message::CaptureFrame {
+                link,
+                direction,
+                time_ns,
+                orig_len,
+                frame,
+            } = m
+            else {
+                panic!("{m:?}")
+            };
+            assert_eq!((link, direction, time_ns), (3, Direction::Outbound, 42));
+            assert_eq!(orig_len as usize, orig);
+            let joined: std::vec::Vec<u8> = parts.concat();
+            assert_eq!(frame, &joined[..orig.min(MAX_CAPTURE_BYTES)]);
+        }
     }
 
     #[test]

@@ -325,56 +325,56 @@ impl Captures {
         let time_ns = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
-        let orig_len: usize = parts.iter().map(|p| p.len()).sum();
-        let mut frame = Vec::with_capacity(orig_len.min(csp_ipc::MAX_CAPTURE_BYTES));
-        for p in parts {
-            let room = csp_ipc::MAX_CAPTURE_BYTES - frame.len();
-            frame.extend_from_slice(&p[..p.len().min(room)]);
-        }
-        let msg = Message::CaptureFrame {
-            link: id,
-            direction,
-            time_ns,
-            orig_len: u32::try_from(orig_len).unwrap_or(u32::MAX),
-            frame: &frame,
-        };
-        let mut encoded: Option<Vec<u8>> = None;
-        let mut finished = Vec::new();
+        // The captures with room for it, as bits (at most 64 captures,
+        // `capture.max_captures`): the message is then built once, copied
+        // for all but the last.
+        let mut takers: u64 = 0;
         for (i, cap) in self.active.iter_mut().enumerate() {
             if cap.link.is_some_and(|f| f != id) {
                 continue;
             }
+            let Some(client) = clients.get(&cap.client) else {
+                continue;
+            };
+            if client.queued_captures() >= self.cfg.queue_len || i >= 64 {
+                cap.dropped += 1;
+                self.stats.dropped += 1;
+                continue;
+            }
+            takers |= 1 << i;
+        }
+        if takers == 0 {
+            return;
+        }
+        let mut msg = Vec::new();
+        csp_ipc::encode_capture_frame(id, direction, time_ns, parts, &mut msg);
+        let mut finished = Vec::new();
+        for i in 0..self.active.len().min(64) {
+            if takers & (1 << i) == 0 {
+                continue;
+            }
+            let cap = &mut self.active[i];
             let Some(client) = clients.get_mut(&cap.client) else {
                 continue;
             };
-            let bytes = match &encoded {
-                Some(b) => b.clone(),
-                None => {
-                    let mut buf = vec![0u8; csp_ipc::LEN_PREFIX + 15 + frame.len()];
-                    let Ok(n) = csp_ipc::encode(&msg, &mut buf) else {
-                        return;
-                    };
-                    buf.truncate(n);
-                    encoded = Some(buf.clone());
-                    buf
-                }
-            };
-            if client.push_capture(bytes, self.cfg.queue_len) {
-                cap.captured += 1;
-                self.stats.frames += 1;
-                if !self.dirty.contains(&cap.client) {
-                    self.dirty.push(cap.client);
-                }
-                if let Some(left) = cap.remaining.as_mut() {
-                    *left -= 1;
-                    if *left == 0 {
-                        Self::queue_end(client, cap, CaptureEnd::CountReached);
-                        finished.push(i);
-                    }
-                }
+            takers &= !(1 << i);
+            let bytes = if takers == 0 {
+                std::mem::take(&mut msg)
             } else {
-                cap.dropped += 1;
-                self.stats.dropped += 1;
+                msg.clone()
+            };
+            client.push_capture(bytes, self.cfg.queue_len);
+            cap.captured += 1;
+            self.stats.frames += 1;
+            if !self.dirty.contains(&cap.client) {
+                self.dirty.push(cap.client);
+            }
+            if let Some(left) = cap.remaining.as_mut() {
+                *left -= 1;
+                if *left == 0 {
+                    Self::queue_end(client, cap, CaptureEnd::CountReached);
+                    finished.push(i);
+                }
             }
         }
         for i in finished.into_iter().rev() {
