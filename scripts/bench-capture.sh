@@ -43,7 +43,7 @@ captured_run() {
     result=$(run_all)
     kill -INT "$cap"
     wait "$cap" || echo "capture exit status $?" >&2
-    summaries+=("$*: $(tail -1 "$dir/cap.err"); file $(stat -c %s "$dir/cap.pcapng") bytes")
+    summaries+=("${*:-every link}: $(tail -1 "$dir/cap.err"); file $(stat -c %s "$dir/cap.pcapng") bytes")
 }
 
 declare -a off on idle summaries
