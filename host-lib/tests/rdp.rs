@@ -3,18 +3,16 @@
 //! (both ends fail, nothing passes for delivered), refusals that say why.
 //! Every wait is bounded.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, ChildStderr, Command, Output, Stdio};
+use std::process::{Child, ChildStderr, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::*;
 use host_lib::rdp::MAX_SEGMENT;
 use host_lib::{Client, ClientConfig, Conn, ConnOptions, ConnState, Error, Event, Listener};
+use test_support::*;
 
 fn client(d: &Muxd, name: &str, reconnect: bool) -> Client {
     Client::with_config(ClientConfig {
@@ -88,7 +86,7 @@ fn recv_exact(c: &mut Client, conn: &Conn, len: usize) -> Vec<u8> {
 }
 
 fn echo_round_trip(options: ConnOptions) {
-    let d = Muxd::start(3, "");
+    let d = Muxd::start(MuxdConfig::node(3));
     let mut server = client(&d, "server", false);
     let listener = server.listen(10, options).unwrap();
     let srv = thread::spawn(move || echo_one(&mut server, &listener));
@@ -119,7 +117,7 @@ fn echo_between_two_clients() {
 /// times (`-- --nocapture`); asserts only what happened, never how long.
 #[test]
 fn tiny_exchanges_against_our_listener() {
-    let d = Muxd::start(3, "");
+    let d = Muxd::start(MuxdConfig::node(3));
     let mut server = client(&d, "server", false);
     let listener = server.listen(11, ConnOptions::default()).unwrap();
     // 14 connections: fewer than the listener's 16 slots, which each stay
@@ -174,7 +172,7 @@ fn echo_between_two_clients_with_crc_and_hmac() {
 
 #[test]
 fn a_wrong_hmac_key_never_connects() {
-    let d = Muxd::start(3, "");
+    let d = Muxd::start(MuxdConfig::node(3));
     let mut server = client(&d, "server", false);
     let listener = server
         .listen(11, ConnOptions::default().with_hmac_key(b"right"))
@@ -199,7 +197,7 @@ fn a_wrong_hmac_key_never_connects() {
 
 #[test]
 fn connecting_to_a_port_nobody_listens_on_fails_in_time_and_says_so() {
-    let d = Muxd::start(3, "");
+    let d = Muxd::start(MuxdConfig::node(3));
     let mut c = client(&d, "client", false);
     let started = Instant::now();
     let err = c
@@ -243,7 +241,7 @@ fn drain(c: &mut Client, conn: &Conn, progress: &AtomicUsize) -> (Vec<u8>, Resul
 #[test]
 fn ten_megabytes_arrive_byte_for_byte() {
     const LEN: usize = 10 * 1024 * 1024;
-    let d = Muxd::start(3, "");
+    let d = Muxd::start(MuxdConfig::node(3));
     // Two local applications: large segments and a large window (the
     // 200-byte default is for radio links).
     let options = ConnOptions::default()
@@ -275,7 +273,7 @@ fn ten_megabytes_arrive_byte_for_byte() {
 
 #[test]
 fn a_daemon_killed_mid_transfer_fails_both_ends_never_silently() {
-    let mut d = Muxd::start(3, "");
+    let mut d = Muxd::start(MuxdConfig::node(3));
     let options = ConnOptions::default()
         .with_segment(MAX_SEGMENT)
         .with_window(32);
@@ -344,33 +342,10 @@ fn a_daemon_killed_mid_transfer_fails_both_ends_never_silently() {
 
 // ---- the `csp` tool as processes -------------------------------------------
 
-fn csp(d: &Muxd) -> Command {
-    let mut c = Command::new(csp_bin());
-    c.arg("--socket").arg(&d.socket);
-    c
-}
-
-/// Wait (bounded) for a child and collect its output; killed if late.
-fn finish(mut child: Child, within: Duration) -> Output {
-    let deadline = Instant::now() + within;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "csp did not finish in time; stdout {:?} stderr {:?}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-    child.wait_with_output().unwrap()
-}
-
 /// Run `csp rdp ARGS` with `input` on stdin: exit code, stdout, stderr.
 fn csp_rdp(d: &Muxd, args: &[&str], input: Vec<u8>) -> (i32, Vec<u8>, String) {
-    let mut child = csp(d)
+    let mut child = d
+        .csp()
         .arg("rdp")
         .args(args)
         .stdin(Stdio::piped())
@@ -382,7 +357,7 @@ fn csp_rdp(d: &Muxd, args: &[&str], input: Vec<u8>) -> (i32, Vec<u8>, String) {
     let writer = thread::spawn(move || {
         let _ = stdin.write_all(&input);
     });
-    let out = finish(child, WAIT * 2);
+    let out = finish_within(child, WAIT * 2);
     writer.join().unwrap();
     (
         out.status.code().unwrap_or(-1),
@@ -393,7 +368,8 @@ fn csp_rdp(d: &Muxd, args: &[&str], input: Vec<u8>) -> (i32, Vec<u8>, String) {
 
 /// Start `csp listen --rdp ARGS` and wait until it listens.
 fn listen_rdp(d: &Muxd, args: &[&str]) -> (Child, BufReader<ChildStderr>) {
-    let mut child = csp(d)
+    let mut child = d
+        .csp()
         .args(["listen", "--rdp", "--idle", "20000"])
         .args(args)
         .stdin(Stdio::null())
@@ -414,12 +390,12 @@ fn listen_rdp(d: &Muxd, args: &[&str]) -> (Child, BufReader<ChildStderr>) {
 
 #[test]
 fn cli_echo_hello_through_listen_rdp_echo() {
-    let d = Muxd::start(1, "");
+    let d = Muxd::start(MuxdConfig::node(1));
     let (listener, mut err) = listen_rdp(&d, &["--echo", "-c", "1", "10"]);
     let (code, out, stderr) = csp_rdp(&d, &["1", "10"], b"hello\n".to_vec());
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(String::from_utf8_lossy(&out), "hello\n");
-    let out = finish(listener, WAIT);
+    let out = finish(listener);
     assert!(out.status.success());
     let mut rest = String::new();
     err.read_to_string(&mut rest).unwrap();
@@ -431,7 +407,7 @@ fn cli_echo_hello_through_listen_rdp_echo() {
 
 #[test]
 fn cli_transfer_with_crc_and_hmac_is_byte_exact() {
-    let d = Muxd::start(1, "");
+    let d = Muxd::start(MuxdConfig::node(1));
     let secure = ["--crc", "--hmac-key", "secret"];
     let (mut listener, _err) = listen_rdp(&d, &[&secure[..], &["--raw", "-c", "1", "10"]].concat());
     // Read what it prints as it comes: a full pipe would stall it.
@@ -448,7 +424,7 @@ fn cli_transfer_with_crc_and_hmac_is_byte_exact() {
     );
     assert_eq!(code, 0, "{stderr}");
     assert!(out.is_empty());
-    let out = finish(listener, WAIT);
+    let out = finish(listener);
     assert!(out.status.success());
     let printed = printed.join().unwrap().unwrap();
     assert!(printed == data, "{} bytes arrived", printed.len());
@@ -456,7 +432,7 @@ fn cli_transfer_with_crc_and_hmac_is_byte_exact() {
 
 #[test]
 fn cli_rdp_to_a_port_nobody_listens_on_fails_clearly() {
-    let d = Muxd::start(1, "");
+    let d = Muxd::start(MuxdConfig::node(1));
     let (code, out, err) = csp_rdp(
         &d,
         &["--connect-timeout", "800", "1", "12"],
@@ -470,12 +446,13 @@ fn cli_rdp_to_a_port_nobody_listens_on_fails_clearly() {
 
 #[test]
 fn cli_rdp_fails_when_its_data_is_not_acknowledged() {
-    let d = Muxd::start(1, "");
+    let d = Muxd::start(MuxdConfig::node(1));
     // A peer that takes the connection, reads a little, then vanishes
     // (its client is dropped: the daemon frees its port).
     let mut server = client(&d, "vanishing", false);
     let listener = server.listen(10, ConnOptions::default()).unwrap();
-    let mut child = csp(&d)
+    let mut child = d
+        .csp()
         .args(["rdp", "--conn-timeout", "1500", "1", "10"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -490,7 +467,7 @@ fn cli_rdp_fails_when_its_data_is_not_acknowledged() {
     thread::sleep(Duration::from_millis(100));
     stdin.write_all(b"second, never acknowledged\n").unwrap();
     drop(stdin);
-    let out = finish(child, WAIT);
+    let out = finish(child);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("RDP connection failed"), "{err}");
@@ -498,9 +475,10 @@ fn cli_rdp_fails_when_its_data_is_not_acknowledged() {
 
 #[test]
 fn cli_rdp_fails_when_the_daemon_goes_away() {
-    let mut d = Muxd::start(1, "");
+    let mut d = Muxd::start(MuxdConfig::node(1));
     let (_listener, _err) = listen_rdp(&d, &["10"]);
-    let mut child = csp(&d)
+    let mut child = d
+        .csp()
         .args(["rdp", "1", "10"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -512,7 +490,7 @@ fn cli_rdp_fails_when_the_daemon_goes_away() {
     thread::sleep(Duration::from_millis(300));
     d.kill();
     // stdin stays open: only the daemon's end can end this.
-    let out = finish(child, WAIT);
+    let out = finish(child);
     drop(stdin);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
@@ -522,7 +500,7 @@ fn cli_rdp_fails_when_the_daemon_goes_away() {
 #[test]
 fn cli_rdp_help_has_examples() {
     for args in [&["rdp", "--help"][..], &["listen", "--help"]] {
-        let out = Command::new(csp_bin()).args(args).output().unwrap();
+        let out = Command::new(bins::csp()).args(args).output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success());
         assert!(text.contains("Example"), "{text}");
@@ -538,7 +516,7 @@ fn drive(a: &mut Client, b: &mut Client) {
 
 #[test]
 fn a_listener_survives_a_daemon_restart_its_connections_do_not() {
-    let d = Muxd::start(3, "");
+    let mut d = Muxd::start(MuxdConfig::node(3));
     let mut server = client(&d, "server", true);
     let listener = server.listen(10, ConnOptions::default()).unwrap();
     let mut c1 = client(&d, "c1", true);
@@ -562,7 +540,7 @@ fn a_listener_survives_a_daemon_restart_its_connections_do_not() {
         drive(&mut c1, &mut server);
     }
 
-    let d = d.restart();
+    d.restart();
     let deadline = Instant::now() + WAIT * 2;
     for (c, conn) in [(&mut server, accepted), (&mut c1, conn1)] {
         loop {
@@ -618,7 +596,7 @@ fn a_listener_survives_a_daemon_restart_its_connections_do_not() {
 #[test]
 fn one_listener_serves_several_clients_at_once() {
     const CLIENTS: usize = 3;
-    let d = Muxd::start(3, "");
+    let d = Muxd::start(MuxdConfig::node(3));
     let mut server = client(&d, "server", false);
     let options = ConnOptions::default().with_crc();
     let listener = server.listen(10, options).unwrap();
@@ -653,8 +631,9 @@ fn one_listener_serves_several_clients_at_once() {
 /// dead peer costs only its own connection; the other gets every byte.
 #[test]
 fn listen_rdp_echo_survives_a_client_killed_mid_transfer() {
-    let d = Muxd::start(1, "");
-    let mut listener = csp(&d)
+    let d = Muxd::start(MuxdConfig::node(1));
+    let mut listener = d
+        .csp()
         .args(["listen", "--rdp", "--echo", "--raw", "-c", "2", "10"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -667,7 +646,8 @@ fn listen_rdp_echo_survives_a_client_killed_mid_transfer() {
     assert!(line.starts_with("listening for RDP"), "{line:?}");
 
     // The victim sends and never reads its echo, then is killed.
-    let mut victim = csp(&d)
+    let mut victim = d
+        .csp()
         .args(["rdp", "1", "10"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -694,7 +674,8 @@ fn listen_rdp_echo_survives_a_client_killed_mid_transfer() {
 
     // The survivor: 1 MB through the same server, every byte back.
     let data = pattern(1 << 20, 3);
-    let mut survivor = csp(&d)
+    let mut survivor = d
+        .csp()
         .args(["rdp", "1", "10"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -733,7 +714,7 @@ fn listen_rdp_echo_survives_a_client_killed_mid_transfer() {
     assert!(out.stdout == data, "echo differs");
 
     // The server ends after both connections (the victim's failed).
-    let out = finish(listener, WAIT * 6);
+    let out = finish_within(listener, WAIT * 6);
     let mut rest = String::new();
     err.read_to_string(&mut rest).unwrap();
     assert!(out.status.success(), "{rest}");

@@ -2,30 +2,20 @@
 //! daemon creates the pty, the other opens it as its adapter's serial
 //! device), carrying CSP over CFP as slcan lines. All local; waits bounded.
 
-mod common;
-
-use common::*;
 use csp_core::Flags;
 use csp_ipc::{Control, PORT_EPHEMERAL};
+use test_support::*;
 
 fn can_pair(version: u8, dir: &std::path::Path) -> (Muxd, Muxd) {
     let pty = dir.join("can-a");
-    let a = Muxd::start(
-        1,
-        "routes = [\"2 bus\"]",
-        &format!(
-            "[[can]]\nname = \"bus\"\nmode = \"slcan\"\npty_link = \"{}\"\nversion = {version}\n",
-            pty.display()
-        ),
-    );
-    let b = Muxd::start(
-        2,
-        "routes = [\"1 can0\"]",
-        &format!(
-            "[[can]]\nmode = \"slcan\"\ndevice = \"{}\"\nbaud = 115200\nversion = {version}\n",
-            pty.display()
-        ),
-    );
+    let a = Muxd::start(MuxdConfig::node(1).route("2 bus").extra(&format!(
+        "[[can]]\nname = \"bus\"\nmode = \"slcan\"\npty_link = \"{}\"\nversion = {version}\n",
+        pty.display()
+    )));
+    let b = Muxd::start(MuxdConfig::node(2).route("1 can0").extra(&format!(
+        "[[can]]\nmode = \"slcan\"\ndevice = \"{}\"\nbaud = 115200\nversion = {version}\n",
+        pty.display()
+    )));
     (a, b)
 }
 

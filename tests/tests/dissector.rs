@@ -29,6 +29,7 @@ use csp_core::service::{Ident, IfStats, Timestamp};
 use csp_core::{kiss, sfp, Addr, Flags, Header, Port, Prio, Version};
 use csp_rdp::{Flags as RdpFlags, Options as RdpOptions, RdpHeader};
 use serde_json::Value;
+use test_support::run_within;
 
 use pcap::{Pcap, Pcapng, LINKTYPE_USER0, LINKTYPE_USER1};
 
@@ -379,6 +380,9 @@ fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../contrib/wireshark/csp.lua")
 }
 
+/// Bound of one tshark run (it loads its dissectors first; a busy machine).
+const TSHARK_WAIT: Duration = Duration::from_secs(120);
+
 /// Runs tshark on `file` and returns, per packet, each field's value.
 fn dissect(
     tshark: &Path,
@@ -398,15 +402,13 @@ fn dissect(
     for f in fields {
         cmd.arg("-e").arg(f);
     }
-    let out = cmd.output().expect("run tshark");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "tshark failed: {stderr}");
+    let (code, stdout, stderr) = run_within(&mut cmd, TSHARK_WAIT);
+    assert_eq!(code, 0, "tshark failed: {stderr}");
     assert!(
         !stderr.to_lowercase().contains("lua"),
         "tshark reported a Lua problem: {stderr}"
     );
-    String::from_utf8(out.stdout)
-        .unwrap()
+    stdout
         .lines()
         .map(|line| {
             fields
