@@ -16,13 +16,7 @@ use test_support::junk::{frame, junk_frame, Junk};
 use test_support::*;
 
 fn client(d: &Muxd, name: &str) -> Client {
-    Client::with_config(ClientConfig {
-        socket: Some(d.socket.clone()),
-        name: name.into(),
-        reconnect: false,
-        ..ClientConfig::default()
-    })
-    .unwrap()
+    apps::client(d, name, false)
 }
 
 /// The daemon's UDP link address, from STATUS (`link udp bind=...`).

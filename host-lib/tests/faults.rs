@@ -7,22 +7,13 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use host_lib::rdp::ConnState;
-use host_lib::{Bind, Client, ClientConfig, Conn, ConnOptions, Control, Error, Event, Listener};
+use host_lib::{Bind, Client, Conn, ConnOptions, Control, Error, Event, Listener};
+use test_support::apps::client;
 use test_support::*;
 
 const NODE: u16 = 5;
 /// The echo server's port.
 const ECHO_PORT: u8 = 10;
-
-fn client(d: &Muxd, name: &str, reconnect: bool) -> Client {
-    Client::with_config(ClientConfig {
-        socket: Some(d.socket.clone()),
-        name: name.into(),
-        reconnect,
-        ..ClientConfig::default()
-    })
-    .unwrap()
-}
 
 /// Data that differs from one byte to the next (a shifted, lost or
 /// duplicated segment shows).
@@ -182,7 +173,10 @@ fn a_client_that_never_reads_overflows_alone() {
     }
     let (code, shown, err) = run(d.csp().arg("status"));
     assert_eq!(code, 0, "{err}");
-    let counters = shown.split("== counters").nth(1).expect("a counters section");
+    let counters = shown
+        .split("== counters")
+        .nth(1)
+        .expect("a counters section");
     let shown: u64 = link_field(counters, &prefix, "dropped_overflow")
         .parse()
         .unwrap();

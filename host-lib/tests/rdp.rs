@@ -11,18 +11,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use host_lib::rdp::MAX_SEGMENT;
-use host_lib::{Client, ClientConfig, Conn, ConnOptions, ConnState, Error, Event, Listener};
+use host_lib::{Client, Conn, ConnOptions, ConnState, Error, Event, Listener};
+use test_support::apps::client;
 use test_support::*;
-
-fn client(d: &Muxd, name: &str, reconnect: bool) -> Client {
-    Client::with_config(ClientConfig {
-        socket: Some(d.socket.clone()),
-        name: name.into(),
-        reconnect,
-        ..ClientConfig::default()
-    })
-    .unwrap()
-}
 
 /// Data that is not the same from one byte to the next (a shifted or
 /// duplicated segment shows).

@@ -342,22 +342,8 @@ fn a_flood_into_a_zmq_link() {
     let hub = Hub::start();
     let d = hub.node(MuxdConfig::node(NODE), "");
     let mut app = App::on(&d);
-    let ctx = zmq::Context::new();
-    let publisher = ctx.socket(zmq::PUB).unwrap();
-    let subscriber = ctx.socket(zmq::SUB).unwrap();
     let me = 40u16;
-    for prio in 0..4u16 {
-        subscriber
-            .set_subscribe(&((prio << 14) | me).to_be_bytes())
-            .unwrap();
-    }
-    publisher
-        .connect(&format!("tcp://127.0.0.1:{}", hub.xsub))
-        .unwrap();
-    subscriber
-        .connect(&format!("tcp://127.0.0.1:{}", hub.xpub))
-        .unwrap();
-    subscriber.set_rcvtimeo(100).unwrap();
+    let peer = hub::Peer::v2(&hub, me);
     // The peer's ping is answered once subscriptions have travelled (the
     // slow joiner): retried, bounded.
     let zmq_ping = |tag: &[u8]| {
@@ -365,16 +351,7 @@ fn a_flood_into_a_zmq_link() {
         let (bytes, n) = ping.to_bytes(Version::V2).unwrap();
         let mut frame = bytes[..n].to_vec();
         frame.extend_from_slice(tag);
-        let deadline = Instant::now() + WAIT;
-        loop {
-            assert!(Instant::now() < deadline, "no answer over the hub");
-            publisher.send(&frame, 0).unwrap();
-            while let Ok(reply) = subscriber.recv_bytes(0) {
-                if reply.len() > 6 && &reply[6..] == tag {
-                    return;
-                }
-            }
-        }
+        peer.request(&frame, |reply| reply.len() > 6 && &reply[6..] == tag);
     };
     zmq_ping(b"before the flood");
     let mut j = Junk(0x5eed_0f20_2400);
@@ -385,7 +362,7 @@ fn a_flood_into_a_zmq_link() {
             let prefix = ((i as u16 % 4) << 14) | NODE;
             f[..2].copy_from_slice(&prefix.to_be_bytes());
         }
-        publisher.send(&f, 0).unwrap();
+        peer.send(&f);
         if i % 1000 == 0 {
             app.ping(NODE);
         }

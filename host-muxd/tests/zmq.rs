@@ -274,34 +274,13 @@ fn version_1_hub_filters_on_the_receiving_side() {
 fn a_libcsp_style_peer_pings_a_daemon() {
     let hub = Hub::start();
     let node = hub.node(MuxdConfig::node(11), "");
-    let ctx = zmq::Context::new();
-    let publisher = ctx.socket(zmq::PUB).unwrap();
-    let subscriber = ctx.socket(zmq::SUB).unwrap();
     let me = 40u16;
-    for prio in 0..4u16 {
-        subscriber
-            .set_subscribe(&((prio << 14) | me).to_be_bytes())
-            .unwrap();
-    }
-    publisher
-        .connect(&format!("tcp://127.0.0.1:{}", hub.xsub))
-        .unwrap();
-    subscriber
-        .connect(&format!("tcp://127.0.0.1:{}", hub.xpub))
-        .unwrap();
-    subscriber.set_rcvtimeo(100).unwrap();
+    let peer = hub::Peer::v2(&hub, me);
     let ping = header(me, 33, 11, 1, Flags::NONE);
     let (bytes, n) = ping.to_bytes(Version::V2).unwrap();
     let mut frame = bytes[..n].to_vec();
     frame.extend_from_slice(b"from a libcsp node");
-    let deadline = Instant::now() + WAIT;
-    let reply = loop {
-        assert!(Instant::now() < deadline, "no answer from the daemon");
-        publisher.send(&frame, 0).unwrap();
-        if let Ok(msg) = subscriber.recv_bytes(0) {
-            break msg;
-        }
-    };
+    let reply = peer.request(&frame, |_| true);
     let h = Header::parse(&reply, Version::V2).unwrap();
     assert_eq!(
         (h.src.get(), h.sport.get(), h.dst.get(), h.dport.get()),
@@ -329,18 +308,8 @@ fn libcsp1_framing_with_a_1x_style_peer() {
             .route("20 zmqhub 12")
             .extra(&hub.table("version = 1\nframing = \"libcsp1\"")),
     );
-    let ctx = zmq::Context::new();
-    let publisher = ctx.socket(zmq::PUB).unwrap();
-    let subscriber = ctx.socket(zmq::SUB).unwrap();
     // The peer is node 12 and, as libcsp 1.x, subscribes to its address byte.
-    subscriber.set_subscribe(&[12]).unwrap();
-    publisher
-        .connect(&format!("tcp://127.0.0.1:{}", hub.xsub))
-        .unwrap();
-    subscriber
-        .connect(&format!("tcp://127.0.0.1:{}", hub.xpub))
-        .unwrap();
-    subscriber.set_rcvtimeo(100).unwrap();
+    let peer = hub::Peer::connect(&hub, &[vec![12]]);
     let message_1x = |hop: u8, h: &Header, data: &[u8]| {
         let (bytes, n) = h.to_bytes(Version::V1).unwrap();
         assert_eq!(n, 4);
@@ -350,14 +319,7 @@ fn libcsp1_framing_with_a_1x_style_peer() {
         m
     };
     let ping = message_1x(11, &header(12, 33, 11, 1, Flags::NONE), b"from libcsp 1.x");
-    let deadline = Instant::now() + WAIT;
-    let reply = loop {
-        assert!(Instant::now() < deadline, "no answer from the daemon");
-        publisher.send(&ping, 0).unwrap();
-        if let Ok(msg) = subscriber.recv_bytes(0) {
-            break msg;
-        }
-    };
+    let reply = peer.request(&ping, |_| true);
     assert_eq!(reply[0], 12, "next hop first");
     let mut word = reply[1..5].to_vec();
     word.reverse();
@@ -373,8 +335,10 @@ fn libcsp1_framing_with_a_1x_style_peer() {
     app11
         .ipc
         .send_packet(11, 10, 20, 7, Flags::NONE, b"for 20 via 12");
-    subscriber.set_rcvtimeo(WAIT.as_millis() as i32).unwrap();
-    let msg = subscriber.recv_bytes(0).unwrap();
+    peer.subscriber
+        .set_rcvtimeo(WAIT.as_millis() as i32)
+        .unwrap();
+    let msg = peer.recv().expect("the message via 12");
     let mut word = msg[1..5].to_vec();
     word.reverse();
     let h = Header::parse(&word, Version::V1).unwrap();
@@ -383,9 +347,9 @@ fn libcsp1_framing_with_a_1x_style_peer() {
 
     // Messages for another hop byte are not the daemon's.
     let other = message_1x(13, &header(12, 33, 11, 1, Flags::NONE), b"not for 11");
-    publisher.send(&other, 0).unwrap();
-    publisher.send(&ping, 0).unwrap();
-    let again = subscriber.recv_bytes(0).unwrap();
+    peer.send(&other);
+    peer.send(&ping);
+    let again = peer.recv().expect("the answer to the second ping");
     assert_eq!(&again[5..], b"from libcsp 1.x");
     let s = stats(&node);
     assert_eq!(link_stat(&s, "zmqhub", "rx_errors"), 0, "{s}");

@@ -94,6 +94,73 @@ impl Hub {
     }
 }
 
+/// A peer on a hub that is not csp-muxd: raw ZeroMQ sockets, framing and
+/// subscribing as the test says (libcsp 2.x: `header | data`, two-byte
+/// `prio:2 | dst:14` subscriptions; libcsp 1.x: a next-hop byte first).
+pub struct Peer {
+    pub publisher: zmq::Socket,
+    /// Receives time out after 100 ms.
+    pub subscriber: zmq::Socket,
+    _ctx: zmq::Context,
+}
+
+impl Peer {
+    /// Connected to `hub`, subscribed to each of `prefixes`.
+    pub fn connect(hub: &Hub, prefixes: &[Vec<u8>]) -> Peer {
+        let ctx = zmq::Context::new();
+        let publisher = ctx.socket(zmq::PUB).expect("a PUB socket");
+        let subscriber = ctx.socket(zmq::SUB).expect("a SUB socket");
+        for p in prefixes {
+            subscriber.set_subscribe(p).expect("subscribe");
+        }
+        publisher
+            .connect(&format!("tcp://127.0.0.1:{}", hub.xsub))
+            .expect("connect to the hub's XSUB");
+        subscriber
+            .connect(&format!("tcp://127.0.0.1:{}", hub.xpub))
+            .expect("connect to the hub's XPUB");
+        subscriber.set_rcvtimeo(100).expect("receive timeout");
+        Peer {
+            publisher,
+            subscriber,
+            _ctx: ctx,
+        }
+    }
+
+    /// A libcsp 2.x node `addr`: subscribed to its address at each priority.
+    pub fn v2(hub: &Hub, addr: u16) -> Peer {
+        let prefixes: Vec<Vec<u8>> = (0..4u16)
+            .map(|prio| ((prio << 14) | addr).to_be_bytes().to_vec())
+            .collect();
+        Peer::connect(hub, &prefixes)
+    }
+
+    pub fn send(&self, frame: &[u8]) {
+        self.publisher.send(frame, 0).expect("publish");
+    }
+
+    /// The next message, or None after 100 ms.
+    pub fn recv(&self) -> Option<Vec<u8>> {
+        self.subscriber.recv_bytes(0).ok()
+    }
+
+    /// Send `frame` again (every 100 ms, [`WAIT`] at most) until a message
+    /// `is_answer` accepts arrives: the first frames after joining may be
+    /// lost while subscriptions travel (ZeroMQ's slow joiner).
+    pub fn request(&self, frame: &[u8], is_answer: impl Fn(&[u8]) -> bool) -> Vec<u8> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            assert!(Instant::now() < deadline, "no answer over the hub");
+            self.send(frame);
+            while let Some(msg) = self.recv() {
+                if is_answer(&msg) {
+                    return msg;
+                }
+            }
+        }
+    }
+}
+
 /// A `[[zmq]]` table named [`LINK`] for a hub on `xsub`/`xpub`.
 pub fn zmq_table(xsub: u16, xpub: u16, keys: &str) -> String {
     format!(

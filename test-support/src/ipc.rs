@@ -171,6 +171,7 @@ impl Ipc {
     }
 }
 
+/// A v2 header, normal priority.
 pub fn header(src: u16, sport: u8, dst: u16, dport: u8, flags: Flags) -> Header {
     Header {
         prio: Prio::Normal,

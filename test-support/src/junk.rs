@@ -1,17 +1,10 @@
 //! Reproducible junk for floods: random bytes and malformed CSP frames.
 
-use csp_core::{Addr, Flags, Header, Packet, Port, Prio, Version};
+use csp_core::{Flags, Packet, Version};
 
 /// A v2 frame from `src:sport` to `dst:dport` with `flags`.
 pub fn frame(src: u16, sport: u8, dst: u16, dport: u8, flags: Flags, data: &[u8]) -> Vec<u8> {
-    let h = Header {
-        prio: Prio::Normal,
-        src: Addr::new(src).unwrap(),
-        dst: Addr::new(dst).unwrap(),
-        dport: Port::new(dport).unwrap(),
-        sport: Port::new(sport).unwrap(),
-        flags,
-    };
+    let h = crate::ipc::header(src, sport, dst, dport, flags);
     let mut p = Packet::<512>::with_data(h, data).unwrap();
     p.frame(Version::V2).unwrap().to_vec()
 }

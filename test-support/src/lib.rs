@@ -8,7 +8,9 @@
 //! - [`muxd`]: a `csp-muxd` process started from a [`MuxdConfig`] in a temp
 //!   directory, waited for (bounded), restartable on the same config and
 //!   socket, killed on drop with its stderr shown if the test failed.
-//! - [`hub`]: a `csp-muxd --zmq-proxy` process on free ports.
+//! - [`hub`]: a `csp-muxd --zmq-proxy` process on free ports, and a
+//!   libcsp-style ZeroMQ peer on it.
+//! - `apps` (feature `host-lib`): host-lib clients of a test daemon.
 //! - [`ipc`]: a minimal blocking IPC client on the csp-ipc codec, for tests
 //!   that speak the daemon's protocol frame by frame.
 //! - [`junk`]: reproducible random bytes and malformed CSP frames for
@@ -21,6 +23,8 @@
 
 use std::time::Duration;
 
+#[cfg(feature = "host-lib")]
+pub mod apps;
 pub mod bins;
 pub mod hub;
 pub mod ipc;

@@ -314,3 +314,28 @@ impl Muxd {
         stats::link_stat(&self.stats(), link, key)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_text_puts_routes_first_and_keys_in_their_tables() {
+        let c = MuxdConfig::node(7)
+            .udp(Udp::Port(9700))
+            .udp_keys("version = 1")
+            .route("0/0 zmqhub")
+            .route("20 zmqhub 12")
+            .extra("[ipc]\nqueue_len = 4");
+        assert_eq!(
+            c.toml(),
+            "routes = [\"0/0 zmqhub\", \"20 zmqhub 12\"]\n[node]\naddress = 7\n[udp]\n\
+             bind = \"127.0.0.1:9700\"\nversion = 1\n[ipc]\nqueue_len = 4\n"
+        );
+        let off = MuxdConfig::node(1).udp(Udp::Off).toml();
+        assert_eq!(off, "[node]\naddress = 1\n[udp]\nenabled = false\n");
+        assert!(MuxdConfig::node(1)
+            .toml()
+            .contains("bind = \"127.0.0.1:0\""));
+    }
+}

@@ -44,3 +44,17 @@ pub fn wait_link_up(ipc: &mut Ipc, name: &str) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_by_key_and_line() {
+        let text = "delivered 3\nlink udp rx_frames=5 rx_errors=1\nlink tnc rx_frames=7\n";
+        assert_eq!(stat(text, "delivered"), 3);
+        assert_eq!(link_stat(text, "udp", "rx_frames"), 5);
+        assert_eq!(link_stat(text, "tnc", "rx_frames"), 7);
+        assert_eq!(link_field(text, "link udp ", "rx_errors"), "1");
+    }
+}

@@ -30,8 +30,8 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use host_lib::{Client, ClientConfig, Conn, ConnOptions, Control, Error, Event, Listener};
-use test_support::{free_tcp_port, retry_on_port_clash, Hub, Muxd, MuxdConfig, Udp};
+use host_lib::{Client, Conn, ConnOptions, Control, Error, Event, Listener};
+use test_support::{apps, free_tcp_port, retry_on_port_clash, Hub, Muxd, MuxdConfig, Udp};
 
 /// Bound of every single wait (a daemon starting, a ping, a handshake).
 const WAIT: Duration = Duration::from_secs(10);
@@ -94,18 +94,8 @@ trait Apps {
 
 impl Apps for Muxd {
     fn app(&self, name: &str) -> Client {
-        client_at(&self.socket, name, false)
+        apps::client(self, name, false)
     }
-}
-
-fn client_at(socket: &Path, name: &str, reconnect: bool) -> Client {
-    Client::with_config(ClientConfig {
-        socket: Some(socket.to_path_buf()),
-        name: name.into(),
-        reconnect,
-        ..ClientConfig::default()
-    })
-    .unwrap()
 }
 
 /// Daemon `addr` on `hub`, everything routed into it.
@@ -153,7 +143,7 @@ struct Served {
 
 impl EchoServer {
     fn start(d: &Muxd) -> EchoServer {
-        let mut c = client_at(&d.socket, "echo", true);
+        let mut c = apps::client(d, "echo", true);
         let listeners: Vec<Listener> = vec![
             c.listen(PLAIN_PORT, ConnOptions::default()).unwrap(),
             c.listen(SECURE_PORT, secure()).unwrap(),
