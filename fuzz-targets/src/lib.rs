@@ -151,7 +151,10 @@ pub fn cfp_reassembly(data: &[u8]) {
         let _ = rx.handle_timeout(now);
         if let Ok(Some(frame)) = rx.receive(now, id, &tail[..n]) {
             assert!(frame.len() <= MTU, "{} bytes over the MTU", frame.len());
-            assert!(Header::parse(frame, version).is_ok(), "completed but no header");
+            assert!(
+                Header::parse(frame, version).is_ok(),
+                "completed but no header"
+            );
             refragment(version, frame);
         }
         rest = &tail[n..];
