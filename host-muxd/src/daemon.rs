@@ -29,7 +29,7 @@ use crate::auth::TokenGate;
 use crate::client::{Client, Deadline, Queued, ReadOutcome, Request, Stream};
 use crate::config::Config;
 use crate::links::{Links, RoutePlan};
-use crate::services::{Answer, Services};
+use crate::services::{Answer, NodeView, Request as ServiceRequest, Services};
 use crate::stats::Stats;
 use crate::udp::RxBatch;
 
@@ -153,7 +153,11 @@ impl Daemon {
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
 
-        let services = Services::new(&cfg);
+        let keys = match &cfg.services.key_file {
+            Some(path) => crate::keys::load(path)?,
+            None => crate::keys::ServiceKeys::default(),
+        };
+        let services = Services::new(&cfg, keys);
         socket_file.keep();
         // A ZMQ descriptor signalled before it was registered gives no
         // edge: drain every hub link once in the first round.
@@ -661,7 +665,11 @@ impl Daemon {
                 continue; // runts were counted by the link
             };
             self.links.note_rx(from);
-            self.route(view.header(), view.payload(), Origin::Link { iface: None });
+            let origin = Origin::Link {
+                iface: None,
+                version,
+            };
+            self.route(view.header(), view.payload(), origin);
         }
         batch.clear();
         self.udp_rx = batch;
@@ -683,7 +691,11 @@ impl Daemon {
                 continue; // a KISS frame is at least a header and a CRC
             };
             self.links.note_kiss_rx(index);
-            self.route(view.header(), view.payload(), Origin::Link { iface: None });
+            let origin = Origin::Link {
+                iface: None,
+                version,
+            };
+            self.route(view.header(), view.payload(), origin);
         }
     }
 
@@ -708,7 +720,7 @@ impl Daemon {
                 continue; // runts were counted by the link
             };
             self.links.note_zmq_rx(index);
-            self.route(view.header(), view.payload(), Origin::Link { iface });
+            self.route(view.header(), view.payload(), Origin::Link { iface, version });
         }
     }
 
@@ -718,6 +730,21 @@ impl Daemon {
         // does, and not forwarded: with no TTL a forwarded broadcast could
         // circle between daemons forever.
         let broadcast = header.dst.is_broadcast(Version::V2);
+        if broadcast && origin == Origin::Client {
+            // An application's broadcast (`csp ident --all`) also goes out
+            // on the route for the broadcast address, once: only broadcasts
+            // made here leave, never one that came in from a link.
+            if let Some(&route) = self.routes.lookup_route(header.dst) {
+                self.stats.forwarded += 1;
+                *self.route_hits.entry(route.prefix).or_default() += 1;
+                if !self
+                    .links
+                    .send(route.iface, route.via, &header, data, self.poll.registry())
+                {
+                    self.stats.link_errors += 1;
+                }
+            }
+        }
         if header.dst == self.node || header.dst == Addr::LOCAL || broadcast {
             return self.deliver_local(header, data, origin);
         }
@@ -726,7 +753,10 @@ impl Daemon {
             log::debug!("no route to {}", header.dst);
             return;
         };
-        if let Origin::Link { iface: Some(from) } = origin {
+        if let Origin::Link {
+            iface: Some(from), ..
+        } = origin
+        {
             if from == route.iface {
                 self.stats.same_link += 1;
                 log::trace!(
@@ -780,9 +810,26 @@ impl Daemon {
         // Replies of our own services are never fed back into the services:
         // a request from a service port to a service port must not loop.
         if origin != Origin::Service && self.cfg.services.enabled {
-            let free = self.free_slots();
-            let uptime = self.started.elapsed().as_secs();
-            match self.services.answer(&header, data, uptime, free) {
+            let version = match origin {
+                Origin::Link { version, .. } => version,
+                _ => Version::V2,
+            };
+            let request = ServiceRequest {
+                header: &header,
+                data,
+                version,
+            };
+            let node = NodeView {
+                uptime_s: self.started.elapsed().as_secs(),
+                buf_free: self.free_slots(),
+                links: &self.links,
+                apps: if header.dport == csp_core::Port::PS {
+                    self.ps_lines()
+                } else {
+                    Vec::new()
+                },
+            };
+            match self.services.answer(request, &node) {
                 Answer::Reply(reply, body) => {
                     self.stats.service_replies += 1;
                     return self.route(reply, &body, Origin::Service);
@@ -793,6 +840,31 @@ impl Daemon {
             }
         }
         self.stats.no_listener += 1;
+    }
+
+    /// One line per connected application for the ps service, in
+    /// connection order: id, name (cut to 24 bytes), ports.
+    fn ps_lines(&self) -> Vec<String> {
+        let mut clients: Vec<_> = self.clients.iter().collect();
+        clients.sort_by_key(|(t, _)| t.0);
+        clients
+            .into_iter()
+            .map(|(token, c)| {
+                let mut name: String = c.name.chars().take(24).collect();
+                while name.len() > 24 {
+                    name.pop();
+                }
+                let ports: Vec<String> = c
+                    .bindings
+                    .iter()
+                    .map(|&(_, p)| match p {
+                        csp_ipc::PORT_ANY => "ANY".to_string(),
+                        p => p.to_string(),
+                    })
+                    .collect();
+                format!("{:>4} {name} ports {}", token.0, ports.join(","))
+            })
+            .collect()
     }
 
     /// Free packet slots across client queues: what "buffer free" reports.
@@ -839,6 +911,9 @@ impl Daemon {
                 out.push(Record::new("hook_refused_no_hook").arg(refused.no_hook));
                 out.push(Record::new("hook_refused_busy").arg(refused.busy));
                 out.push(Record::new("hook_refused_rate").arg(refused.rate_limited));
+                for (name, n) in self.services.dropped.named() {
+                    out.push(Record::new(name).arg(n));
+                }
                 if let Some(g) = &self.token_gate {
                     out.push(Record::new("tcp_token_failures").arg(g.failures));
                     out.push(Record::new("tcp_throttled").arg(g.throttled));
@@ -907,6 +982,8 @@ enum Origin {
     /// to the interface it would be routed to (the ZMQ hub).
     Link {
         iface: Option<IfaceId>,
+        /// Header version of the link (XTEA exists on v1 links only).
+        version: Version,
     },
     Service,
 }

@@ -7,6 +7,7 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod endpoint;
+pub mod keys;
 pub mod kiss;
 pub mod links;
 pub mod services;

@@ -13,6 +13,7 @@ use std::time::Instant;
 use mio::{Registry, Token};
 
 use csp_core::route::{IfaceId, RouteTable};
+use csp_core::service::IfStats;
 use csp_core::{Header, Version};
 
 use crate::config::Config;
@@ -446,6 +447,55 @@ impl Links {
             out.push(format!("iface {}", i.name));
         }
         out
+    }
+
+    /// The counters of the link called `name` (case-insensitive: `udp`, a
+    /// KISS, CAN or ZMQ link's name) as CMP interface statistics carry them;
+    /// `None` for a name no link has, which libcsp answers with no reply.
+    /// Counters are taken modulo 2^32, as libcsp's own u32 counters wrap.
+    pub fn if_stats(&self, name: &str) -> Option<IfStats> {
+        let w = |v: u64| v as u32;
+        if name.eq_ignore_ascii_case("udp") {
+            let s = self.udp.as_ref()?.stats;
+            return Some(IfStats {
+                tx: w(s.tx_frames),
+                rx: w(s.rx_frames),
+                tx_error: w(s.tx_errors),
+                rx_error: w(s.rx_errors),
+                txbytes: w(s.tx_bytes),
+                rxbytes: w(s.rx_bytes),
+                ..IfStats::default()
+            });
+        }
+        if let Some(k) = self.kiss.iter().find(|k| k.name.eq_ignore_ascii_case(name)) {
+            let (s, d) = (k.stats, k.kiss_stats());
+            let frame = [d.bad_crc, d.bad_escape, d.too_short, d.oversize]
+                .into_iter()
+                .map(u64::from)
+                .sum::<u64>();
+            return Some(IfStats {
+                tx: w(s.tx_frames),
+                rx: w(s.rx_frames),
+                tx_error: w(s.tx_errors),
+                rx_error: w(s.rx_too_long + frame),
+                drop: w(s.tx_queue_full),
+                frame: w(frame),
+                txbytes: w(s.tx_bytes),
+                rxbytes: w(s.rx_bytes),
+                ..IfStats::default()
+            });
+        }
+        let z = self.zmq.iter().find(|z| z.name.eq_ignore_ascii_case(name))?;
+        let s = z.stats;
+        Some(IfStats {
+            tx: w(s.tx_frames),
+            rx: w(s.rx_frames),
+            tx_error: w(s.tx_errors),
+            rx_error: w(s.rx_errors + s.rx_too_long),
+            txbytes: w(s.tx_bytes),
+            rxbytes: w(s.rx_bytes),
+            ..IfStats::default()
+        })
     }
 
     /// Counter lines per link and interface, for `csp status` stats.

@@ -340,7 +340,7 @@ fn reboot_hooks_are_reaped_while_idle_and_rate_limited() {
         3,
         "",
         &format!(
-            "[services]\nreboot_hook = \"echo $CSP_REQUEST >> {}\"",
+            "[services]\nallow_reboot = true\nallow_unauthenticated = true\nreboot_hook = \"echo $CSP_REQUEST >> {}\"",
             file.display()
         ),
     );
