@@ -10,8 +10,8 @@
 
 use std::time::{Duration, Instant};
 
-pub use csp_core::service::{IfStats, RouteSet, Timestamp};
 use csp_core::service::client::{self, Request};
+pub use csp_core::service::{IfStats, RouteSet, Timestamp};
 
 use csp_core::service::ServiceError;
 
@@ -101,8 +101,7 @@ impl Client {
                 Err(Error::Timeout) => return Ok(()),
                 Err(e) => return Err(e),
             };
-            let from_dst =
-                d.src() == dst || (dst == 0 && d.src() == node) || dst == BROADCAST;
+            let from_dst = d.src() == dst || (dst == 0 && d.src() == node) || dst == BROADCAST;
             if from_dst && d.sport() == port {
                 if !take(d.src(), started.elapsed(), d.data) {
                     return Ok(());

@@ -720,7 +720,11 @@ impl Daemon {
                 continue; // runts were counted by the link
             };
             self.links.note_zmq_rx(index);
-            self.route(view.header(), view.payload(), Origin::Link { iface, version });
+            self.route(
+                view.header(),
+                view.payload(),
+                Origin::Link { iface, version },
+            );
         }
     }
 

@@ -485,7 +485,10 @@ impl Links {
                 ..IfStats::default()
             });
         }
-        let z = self.zmq.iter().find(|z| z.name.eq_ignore_ascii_case(name))?;
+        let z = self
+            .zmq
+            .iter()
+            .find(|z| z.name.eq_ignore_ascii_case(name))?;
         let s = z.stats;
         Some(IfStats {
             tx: w(s.tx_frames),

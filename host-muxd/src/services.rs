@@ -569,7 +569,10 @@ fn cgroup_room() -> Option<u64> {
     dir.push(rel.trim_start_matches('/'));
     let mut room: Option<u64> = None;
     // Bounded by the path's depth.
-    for d in dir.ancestors().take_while(|d| d.starts_with("/sys/fs/cgroup")) {
+    for d in dir
+        .ancestors()
+        .take_while(|d| d.starts_with("/sys/fs/cgroup"))
+    {
         let read = |f: &str| std::fs::read_to_string(d.join(f)).ok();
         let Some(max) = read("memory.max").and_then(|m| m.trim().parse::<u64>().ok()) else {
             continue; // "max" (no limit) or no memory controller here
@@ -658,7 +661,10 @@ mod tests {
         let shown = text.lines().count() - 1;
         assert_eq!(last, format!("(+{} more)", 100 - shown));
         let n = ps_text(&apps[..2], PS_MAX_LEN, &mut out);
-        assert_eq!(&out[..n], format!("{}\n{}\n\0", apps[0], apps[1]).as_bytes());
+        assert_eq!(
+            &out[..n],
+            format!("{}\n{}\n\0", apps[0], apps[1]).as_bytes()
+        );
         let n = ps_text(&[], PS_MAX_LEN, &mut out);
         assert_eq!(&out[..n], b"(no applications)\n\0");
     }

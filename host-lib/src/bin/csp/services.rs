@@ -50,7 +50,9 @@ csp ping --json -c 2 1      # only the summary, as JSON"
     },
     /// Ask a node who it is (CMP ident: hostname, model, revision, date),
     /// or with --all every node that answers a broadcast within --timeout.
-    #[command(after_help = "Examples:\n  csp ident 1\n  csp ident --all --timeout 2000\n  csp ident --json 1")]
+    #[command(
+        after_help = "Examples:\n  csp ident 1\n  csp ident --all --timeout 2000\n  csp ident --json 1"
+    )]
     Ident {
         /// Node address.
         #[arg(required_unless_present = "all", conflicts_with = "all")]
@@ -136,8 +138,10 @@ pub enum Cmp {
     /// Set a route on a node (libcsp 1.x route set: 8-bit addresses, a
     /// host route; with --netmask the 2.x form). The node echoes the route
     /// when it took it; csp-muxd refuses (its routes come from its config).
-    #[command(after_help = "Examples:\n  csp cmp route 5 10 CAN          # node 5: reach 10 over CAN\n  \
-csp cmp route 5 10 KISS --via 3\n  csp cmp route --netmask 8 5 256 ZMQHUB")]
+    #[command(
+        after_help = "Examples:\n  csp cmp route 5 10 CAN          # node 5: reach 10 over CAN\n  \
+csp cmp route 5 10 KISS --via 3\n  csp cmp route --netmask 8 5 256 ZMQHUB"
+    )]
     Route {
         /// Node to configure.
         addr: u16,
@@ -181,8 +185,10 @@ csp cmp route 5 10 KISS --via 3\n  csp cmp route --netmask 8 5 256 ZMQHUB")]
     },
     /// Read a node's clock, or with --set set it first (the node answers
     /// with its clock after setting, and not at all if it refused).
-    #[command(after_help = "Examples:\n  csp cmp clock 5\n  csp cmp clock --set now 5\n  \
-csp cmp clock --set 1780000000.5 5\n  csp cmp clock --json 1")]
+    #[command(
+        after_help = "Examples:\n  csp cmp clock 5\n  csp cmp clock --set now 5\n  \
+csp cmp clock --set 1780000000.5 5\n  csp cmp clock --json 1"
+    )]
     Clock {
         /// Node address.
         addr: u16,
@@ -465,7 +471,10 @@ tx errors {}, rx errors {}, drops {}, auth errors {}, frame errors {}, irq {}\n"
             super::connect(g)?
                 .poke(addr, mem, &bytes, timeout)
                 .map_err(no_reply(addr, timeout, why))?;
-            emit(&format!("node {addr}: {} bytes written at {mem:#010x}\n", bytes.len()))?;
+            emit(&format!(
+                "node {addr}: {} bytes written at {mem:#010x}\n",
+                bytes.len()
+            ))?;
             Ok(ExitCode::SUCCESS)
         }
         Cmp::Clock { addr, set, json } => {
