@@ -57,3 +57,75 @@ fn hmac_without_a_key_is_no_key() {
     let stats = c.control(Control::Stats);
     assert_eq!(stat(&stats, "service_dropped_no_key"), 1, "{stats}");
 }
+
+/// A libcsp 1.x peer on a version 1 UDP link pings the daemon with XTEA
+/// (and CRC32 under it): the daemon decrypts with the key file's
+/// `xtea_key` and answers encrypted, with a nonce of its own.
+#[test]
+fn xtea_requests_from_a_v1_link_are_answered_encrypted() {
+    use csp_core::security::{SecurityOptions, XteaKey};
+    use csp_core::{Header, Packet, Version};
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.toml");
+    std::fs::write(&keys, "xtea_key = \"xk\"\n").unwrap();
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    peer.set_read_timeout(Some(WAIT)).unwrap();
+    let peer_port = peer.local_addr().unwrap().port();
+    let d = Muxd::start(
+        3,
+        &format!("routes = [\"9 udp 127.0.0.1:{peer_port}\"]"),
+        &format!("version = 1\n[services]\nkey_file = \"{}\"", keys.display()),
+    );
+    let secure = SecurityOptions {
+        crc: true,
+        xtea: Some(XteaKey::from_key_string(b"xk")),
+        ..SecurityOptions::NONE
+    };
+    let mut request =
+        Packet::<300>::with_data(header(9, 20, 3, 1, Flags::NONE), b"v1 ping").unwrap();
+    secure
+        .append(&mut request, Version::V1, 0x1234_5678)
+        .unwrap();
+    let (h, n) = request.header.to_bytes(Version::V1).unwrap();
+    let mut frame = h[..n].to_vec();
+    frame.extend_from_slice(request.data());
+    assert!(
+        !frame.windows(7).any(|w| w == b"v1 ping"),
+        "encrypted on the wire"
+    );
+    peer.send_to(&frame, ("127.0.0.1", d.udp_port)).unwrap();
+
+    let mut buf = [0u8; 512];
+    let (len, _) = peer.recv_from(&mut buf).unwrap();
+    let reply_header = Header::parse(&buf[..len], Version::V1).unwrap();
+    assert_eq!((reply_header.src.get(), reply_header.sport.get()), (3, 1));
+    assert!(reply_header.flags.contains(Flags::XTEA | Flags::CRC32));
+    let mut reply = Packet::<300>::with_data(reply_header, &buf[4..len]).unwrap();
+    let v = secure.verify(&mut reply, Version::V1).unwrap();
+    assert_ne!(v.xtea_nonce, Some(0x1234_5678), "a nonce of its own");
+    assert_eq!(reply.data(), b"v1 ping");
+
+    // Without the key the same request is dropped as no_key.
+    let plain = Muxd::start(
+        4,
+        &format!("routes = [\"9 udp 127.0.0.1:{peer_port}\"]"),
+        "version = 1",
+    );
+    let mut to4 = Packet::<300>::with_data(header(9, 20, 4, 1, Flags::NONE), b"v1 ping").unwrap();
+    secure.append(&mut to4, Version::V1, 7).unwrap();
+    let (h, n) = to4.header.to_bytes(Version::V1).unwrap();
+    let mut frame = h[..n].to_vec();
+    frame.extend_from_slice(to4.data());
+    peer.send_to(&frame, ("127.0.0.1", plain.udp_port)).unwrap();
+    let mut c = plain.client("op");
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let stats = c.control(Control::Stats);
+        if stat(&stats, "service_dropped_no_key") == 1 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{stats}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
