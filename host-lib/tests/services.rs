@@ -414,6 +414,43 @@ fn requests_match_libcsp_golden_bytes() {
     }
 }
 
+/// No golden vector exists for route set: the libcsp 1.x layout
+/// (`type 0 | code 2 | dest:u8 | via:u8 | iface[11]`) and CRC32 as every
+/// CMP helper sets it, checked field by field.
+#[test]
+fn route_set_request_is_the_libcsp_1x_layout() {
+    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    peer.set_read_timeout(Some(WAIT)).unwrap();
+    let port = peer.local_addr().unwrap().port();
+    let d = Muxd::start_with_top(2, &format!("routes = [\"1 udp 127.0.0.1:{port}\"]"), "");
+    let _ = csp_run(
+        &d,
+        &[
+            "--timeout",
+            "100",
+            "cmp",
+            "route",
+            "1",
+            "10",
+            "CAN",
+            "--via",
+            "3",
+        ],
+    );
+    let mut buf = [0u8; 512];
+    let (n, _) = peer.recv_from(&mut buf).unwrap();
+    let h = csp_core::Header::parse(&buf[..n], Version::V2).unwrap();
+    assert_eq!((h.dport.get(), h.flags), (0, csp_core::Flags::CRC32));
+    let data = &buf[6..n];
+    assert_eq!(data.len(), 15 + 4, "message and CRC32");
+    assert_eq!(&data[..4], &[0x00, 0x02, 10, 3]);
+    assert_eq!(&data[4..15], b"CAN\0\0\0\0\0\0\0\0");
+    assert_eq!(
+        &data[15..],
+        &csp_core::security::crc32c(&data[..15]).to_be_bytes()
+    );
+}
+
 struct GoldenRequest {
     after_header: String,
     dport: u8,
@@ -593,4 +630,45 @@ fn services_of_a_rust_node_through_the_daemon_and_ident_all() {
         nodes,
         vec![(1, "csp-muxd".to_string()), (5, "rust-node".to_string())]
     );
+}
+
+/// memfree reports what the daemon itself may still allocate: under an
+/// address-space limit (`ulimit -v`) it is below that limit, not the
+/// host's free memory.
+#[test]
+fn memfree_is_what_the_daemon_may_still_allocate() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("muxd.toml");
+    std::fs::write(&cfg, "[node]\naddress = 1\n[udp]\nbind = \"127.0.0.1:0\"\n").unwrap();
+    let socket = dir.path().join("muxd.sock");
+    let limit_kib: u64 = 1_000_000;
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!("ulimit -v {limit_kib} && exec \"$0\" \"$@\""))
+        .arg(muxd_bin())
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--socket")
+        .arg(&socket)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + WAIT;
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        assert!(Instant::now() < deadline, "csp-muxd did not start");
+        assert!(child.try_wait().unwrap().is_none(), "csp-muxd exited");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (code, out, err) = run(Command::new(csp_bin())
+        .arg("--socket")
+        .arg(&socket)
+        .args(["memfree", "--json", "1"]));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let free = v["memfree_bytes"].as_u64().unwrap();
+    assert!(free > 0 && free < limit_kib * 1024, "{v}");
 }

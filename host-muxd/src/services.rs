@@ -115,12 +115,12 @@ struct Context<'a> {
     /// A clock set the policy let through, done after the reply is made.
     clock_set: Option<Timestamp>,
     /// Why a clock set was declined.
-    clock_refusal: Option<Drop>,
+    clock_refusal: Option<Denial>,
 }
 
-/// Why a request was dropped (the counter it goes to).
+/// Why a clock set was declined (the counter it goes to).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Drop {
+enum Denial {
     NotAllowed,
     Unauthenticated,
 }
@@ -157,11 +157,11 @@ impl ServiceContext for Context<'_> {
     }
     fn clock_set(&mut self, time: Timestamp) -> Result<(), Declined> {
         if self.policy.clock_hook.is_none() {
-            self.clock_refusal = Some(Drop::NotAllowed);
+            self.clock_refusal = Some(Denial::NotAllowed);
             return Err(Declined);
         }
         if !self.authenticated && !self.policy.allow_unauthenticated {
-            self.clock_refusal = Some(Drop::Unauthenticated);
+            self.clock_refusal = Some(Denial::Unauthenticated);
             return Err(Declined);
         }
         self.clock_set = Some(time);
@@ -327,7 +327,7 @@ impl Services {
             }
             ServiceOutcome::Refused(why) => {
                 match (why, clock_refusal) {
-                    (Refusal::ClockSetDeclined, Some(Drop::Unauthenticated)) => {
+                    (Refusal::ClockSetDeclined, Some(Denial::Unauthenticated)) => {
                         self.dropped.unauthenticated += 1
                     }
                     _ => self.dropped.not_allowed += 1,
@@ -525,17 +525,37 @@ impl ServiceDrops {
 }
 
 /// Free memory as the memfree service reports it: what this process could
-/// still get, the smallest of the host's `MemAvailable` and the room left
-/// under each memory limit of its cgroup (v2, up to the root); clamped to
+/// still get, the smallest of the host's `MemAvailable`, the room left
+/// under each memory limit of its cgroup (v2, up to the root) and the room
+/// left under its address-space limit (`RLIMIT_AS`); clamped to
 /// [`MEMFREE_CLAMP`] when it does not fit the u32 field; 0 if unknown.
 fn memfree() -> u32 {
-    let host = mem_available();
-    let cgroup = cgroup_room();
-    let bytes = match (host, cgroup) {
-        (Some(a), Some(b)) => a.min(b),
-        (a, b) => a.or(b).unwrap_or(0),
-    };
+    let bytes = [mem_available(), cgroup_room(), address_space_room()]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(0);
     clamp_memfree(bytes)
+}
+
+/// `RLIMIT_AS` less the address space in use (`VmSize`); `None` without a
+/// limit.
+fn address_space_room() -> Option<u64> {
+    use nix::sys::resource::{getrlimit, Resource, RLIM_INFINITY};
+    let (soft, _) = getrlimit(Resource::RLIMIT_AS).ok()?;
+    if soft == RLIM_INFINITY {
+        return None;
+    }
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmSize:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(soft.saturating_sub(kib.saturating_mul(1024)))
 }
 
 /// Bytes as the u32 memfree field carries them.

@@ -355,14 +355,8 @@ pub fn run(g: &Global, command: ServiceCommand) -> Result<ExitCode, Error> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        ServiceCommand::Reboot { addr, yes } | ServiceCommand::Shutdown { addr, yes } if !yes => {
-            let _ = addr;
-            let _ = writeln!(
-                std::io::stderr(),
-                "csp: not sent: asking node {addr} to reboot or shut down needs --yes"
-            );
-            Ok(ExitCode::from(2))
-        }
+        ServiceCommand::Reboot { addr, yes: false } => unconfirmed("reboot", addr),
+        ServiceCommand::Shutdown { addr, yes: false } => unconfirmed("shut down", addr),
         ServiceCommand::Reboot { addr, .. } => {
             super::connect(g)?.reboot(addr)?;
             emit(&format!(
@@ -379,6 +373,15 @@ pub fn run(g: &Global, command: ServiceCommand) -> Result<ExitCode, Error> {
         }
         ServiceCommand::Cmp(c) => cmp(g, c, timeout),
     }
+}
+
+/// A reboot or shutdown without `--yes`: nothing is sent; a usage error.
+fn unconfirmed(what: &str, addr: u16) -> Result<ExitCode, Error> {
+    let _ = writeln!(
+        std::io::stderr(),
+        "csp: not sent: asking node {addr} to {what} needs --yes"
+    );
+    Ok(ExitCode::from(2))
 }
 
 fn cmp(g: &Global, c: Cmp, timeout: Duration) -> Result<ExitCode, Error> {
