@@ -501,7 +501,7 @@ impl Daemon {
         c.name = if matches!(c.stream, Stream::Tcp(_)) {
             "tcp".into()
         } else {
-            name
+            crate::client::kept_name(&name)
         };
         let ack = Message::HelloAck {
             version: csp_ipc::VERSION,
