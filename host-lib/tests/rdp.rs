@@ -658,7 +658,7 @@ fn one_listener_serves_several_clients_at_once() {
 /// survivor's connection timed out). The server ends after one connection
 /// (`-c 1`), which must be the survivor's, while the victim's is still open.
 #[test]
-fn listen_rdp_echo_survives_a_client_killed_mid_transfer() {
+fn listen_rdp_echo_survives_a_frozen_client() {
     let d = Muxd::start(1, "");
     let mut listener = csp(&d)
         .args(["listen", "--rdp", "--echo", "--raw", "-c", "1", "10"])
