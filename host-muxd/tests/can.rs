@@ -253,8 +253,132 @@ fn slcan_interoperates_with_the_independent_python_csp() {
         let done = next_line(&mut peer);
         assert_eq!(done, "DONE bad_lines=0", "v{version}");
         assert!(peer.wait().unwrap().success());
-        // Nothing was dropped on the daemon's side of the bus.
+        // Nothing was dropped on the daemon's side of the bus, and every
+        // packet csp_py sent (its pings and echo requests, the answers to
+        // ours) was reassembled once.
         assert_eq!(link_stat(&stats, "bus", "tx_queue_full"), 0, "{stats}");
         assert_eq!(link_stat(&stats, "bus", "rx_too_long"), 0, "{stats}");
+        assert_eq!(
+            link_stat(&stats, "bus", "cfp_completed"),
+            4 * sizes as u64,
+            "{stats}"
+        );
+        for clean in [
+            "cfp_lost",
+            "cfp_orphans",
+            "cfp_malformed",
+            "slcan_malformed",
+        ] {
+            assert_eq!(link_stat(&stats, "bus", clean), 0, "{clean}: {stats}");
+        }
+    }
+}
+
+/// What a broken or hostile bus puts on the line is counted by cause and
+/// loses nothing around it: malformed and overlong slcan lines, a standard
+/// frame, a CFP continuation with no packet begun; a ping sent after them
+/// (and one interleaved with the garbage) is still answered.
+#[test]
+fn slcan_garbage_is_counted_by_cause_and_loses_nothing() {
+    use csp_core::cfp::{fragment, TxLink};
+    use csp_core::{Addr, Version};
+    use std::io::{Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let pty = dir.path().join("bus");
+    let d = Muxd::start(
+        1,
+        "routes = [\"9 bus\"]",
+        &format!(
+            "[[can]]\nname = \"bus\"\nmode = \"slcan\"\npty_link = \"{}\"\n",
+            pty.display()
+        ),
+    );
+    let mut line = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(nix::libc::O_NOCTTY)
+        .open(&pty)
+        .unwrap();
+    let mut t = nix::sys::termios::tcgetattr(&line).unwrap();
+    nix::sys::termios::cfmakeraw(&mut t);
+    nix::sys::termios::tcsetattr(&line, nix::sys::termios::SetArg::TCSANOW, &t).unwrap();
+
+    // A ping from node 9 to the daemon's node, as slcan lines.
+    let ping = |counter: u16| -> Vec<u8> {
+        let h = header(9, 40, 1, 1, Flags::NONE);
+        let link = TxLink {
+            via: None,
+            iface_addr: Addr::new(9).unwrap(),
+            counter,
+        };
+        let mut out = Vec::new();
+        for f in fragment(Version::V2, &h, &[0x5A; 20], link).unwrap() {
+            out.extend_from_slice(format!("T{:08X}{}", f.id, f.dlc()).as_bytes());
+            for b in f.data() {
+                out.extend_from_slice(format!("{b:02X}").as_bytes());
+            }
+            out.push(b'\r');
+        }
+        out
+    };
+    let first = ping(0);
+    let split = first.iter().position(|&b| b == b'\r').unwrap() + 1;
+    let mut garbage = Vec::new();
+    garbage.extend_from_slice(&first[..split]); // the ping's first frame
+    garbage.extend_from_slice(b"Tzzzzzzzz1AA\r"); // malformed
+    garbage.extend_from_slice(b"t1232ABCD\r"); // a standard frame
+    garbage.extend_from_slice(&[b'T'; 200]); // overlong, then its CR
+    garbage.push(b'\r');
+    // A continuation (begin=0, end=1) of a packet from node 12 never begun.
+    garbage.extend_from_slice(b"T");
+    let orphan = (2u32 << 27) | (1 << 13) | (12 << 7) | 1;
+    garbage.extend_from_slice(format!("{orphan:08X}2BEEF\r").as_bytes());
+    garbage.extend_from_slice(&first[split..]); // the rest of the ping
+    garbage.extend_from_slice(&ping(1));
+    line.write_all(&garbage).unwrap();
+
+    // Two answers come back as slcan lines: read until both ends are seen.
+    let mut got = Vec::new();
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut buf = [0u8; 512];
+    let answers = |got: &[u8]| {
+        got.split(|&b| b == b'\r')
+            .filter(|l| l.len() >= 9 && l[0] == b'T')
+            .filter(|l| {
+                u32::from_str_radix(std::str::from_utf8(&l[1..9]).unwrap(), 16).unwrap() & 1 == 1
+            })
+            .count()
+    };
+    nix::fcntl::fcntl(
+        &line,
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+    )
+    .unwrap();
+    while answers(&got) < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "answers: {:?}",
+            String::from_utf8_lossy(&got)
+        );
+        match line.read(&mut buf) {
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let mut app = d.client("app");
+    let stats = app.control(Control::Stats);
+    for (key, want) in [
+        ("cfp_completed", 2),
+        ("cfp_orphans", 1),
+        ("slcan_malformed", 1),
+        ("standard_frames", 1),
+        ("slcan_too_long", 1),
+        ("cfp_lost", 0),
+    ] {
+        assert_eq!(link_stat(&stats, "bus", key), want, "{key}: {stats}");
     }
 }
