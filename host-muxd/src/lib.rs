@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod endpoint;
 pub mod kiss;
 pub mod links;
+pub mod metrics;
 pub mod services;
 pub mod slcan;
 pub mod stats;
