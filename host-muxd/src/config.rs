@@ -41,6 +41,16 @@ pub struct Config {
     /// CAN links (CFP over slcan), `[[can]]` tables; routes name them by
     /// `name`. Each runs as a stream link (see [`KissConfig::framing`]).
     pub can: Vec<CanConfig>,
+    /// The Prometheus text endpoint (`docs/config.md`, "Metrics").
+    pub metrics: MetricsConfig,
+}
+
+/// `[metrics]`: where the Prometheus text endpoint listens, if anywhere.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// A loopback address (`"127.0.0.1:9190"`); unset: no endpoint.
+    pub listen: Option<SocketAddr>,
 }
 
 /// This CSP node's identity.
@@ -652,6 +662,17 @@ impl Config {
         ] {
             if value.len() > max {
                 return Err(err(key, format!("longer than {max} bytes")));
+            }
+        }
+        if let Some(addr) = self.metrics.listen {
+            if !addr.ip().is_loopback() {
+                return Err(err(
+                    "metrics.listen",
+                    format!(
+                        "{addr} is not a loopback address; the endpoint is unauthenticated, \
+                         so a scraper elsewhere goes through a proxy or tunnel"
+                    ),
+                ));
             }
         }
         if let Some(addr) = self.ipc.tcp_listen {

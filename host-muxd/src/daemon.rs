@@ -29,6 +29,7 @@ use crate::auth::TokenGate;
 use crate::client::{Client, Deadline, Queued, ReadOutcome, Request, Stream};
 use crate::config::Config;
 use crate::links::{Links, RoutePlan};
+use crate::metrics::MetricsServer;
 use crate::services::{Answer, NodeView, Request as ServiceRequest, Services};
 use crate::stats::Stats;
 use crate::udp::RxBatch;
@@ -37,6 +38,9 @@ const LISTENER: Token = Token(0);
 const TCP_LISTENER: Token = Token(1);
 const UDP: Token = Token(2);
 const SIGNALS: Token = Token(3);
+/// The metrics listener; its connections take the next
+/// [`crate::metrics::MAX_CONNS`] tokens, below [`FIRST_CLIENT`].
+const METRICS: Token = Token(8);
 /// Client tokens start here; everything below is a fixed source.
 const FIRST_CLIENT: usize = 16;
 /// Bytes read from one client per round of the loop, and datagrams from the
@@ -85,6 +89,7 @@ pub struct Daemon {
     tcp: Option<TcpListener>,
     /// The TCP endpoint's token check (with `tcp`).
     token_gate: Option<TokenGate>,
+    metrics: Option<MetricsServer>,
     clients: HashMap<Token, Client>,
     next_token: usize,
     apps: PortTable<ClientId, MAX_BINDINGS>,
@@ -133,6 +138,13 @@ impl Daemon {
             ),
             None => None,
         };
+        let metrics = match cfg.metrics.listen {
+            Some(addr) => Some(
+                MetricsServer::bind(addr, poll.registry(), METRICS)
+                    .map_err(|e| format!("metrics.listen = \"{addr}\": {e}"))?,
+            ),
+            None => None,
+        };
         let mut links = Links::open(&cfg, plan.ifaces, poll.registry(), kiss_token, zmq_token)?;
         let routes = plan.table;
         if let Some(t) = tcp.as_mut() {
@@ -168,6 +180,7 @@ impl Daemon {
             socket_path,
             listener,
             token_gate: cfg.ipc.tcp_token.as_deref().map(TokenGate::new),
+            metrics,
             tcp,
             clients: HashMap::new(),
             next_token: FIRST_CLIENT,
@@ -209,7 +222,9 @@ impl Daemon {
             // Sleep until the next link timer (reconnect backoff) at most.
             // Sources that used up their budget go again at once.
             let timeout = if self.again.is_empty() {
-                let sweep = (!self.clients.is_empty()).then_some(self.next_sweep);
+                let metrics = self.metrics.as_ref().and_then(MetricsServer::deadline);
+                let busy = !self.clients.is_empty() || metrics.is_some();
+                let sweep = busy.then_some(self.next_sweep);
                 let deadline = match (self.links.deadline(), sweep) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
@@ -230,6 +245,9 @@ impl Daemon {
                     TCP_LISTENER => self.accept_tcp(),
                     UDP => self.on_udp(),
                     SIGNALS => self.on_signals(),
+                    token if self.metrics.as_ref().is_some_and(|m| m.owns(token)) => {
+                        self.on_metrics(token)
+                    }
                     token if token.0 >= ZMQ_TOKENS => self.on_zmq(token),
                     token if token.0 >= KISS_TOKENS => self.on_kiss(token),
                     token => self.on_client(token, event.is_readable(), event.is_writable()),
@@ -246,11 +264,26 @@ impl Daemon {
             let now = Instant::now();
             if now >= self.next_sweep {
                 self.expire_clients(now);
+                if let Some(m) = self.metrics.as_mut() {
+                    m.expire(self.poll.registry(), now);
+                }
                 self.next_sweep = now + DEADLINE_SWEEP;
             }
         }
         self.close();
         Ok(())
+    }
+
+    /// A scrape (or a stray connection) on the metrics endpoint: the same
+    /// numbers as STATS, as Prometheus text.
+    fn on_metrics(&mut self, token: Token) {
+        let Some(mut m) = self.metrics.take() else {
+            return;
+        };
+        m.on_event(self.poll.registry(), token, |own| {
+            crate::metrics::exposition(&self.control_records(Control::Stats), own)
+        });
+        self.metrics = Some(m);
     }
 
     fn on_signals(&mut self) {
@@ -505,7 +538,7 @@ impl Daemon {
         c.name = if matches!(c.stream, Stream::Tcp(_)) {
             "tcp".into()
         } else {
-            name
+            crate::client::kept_name(&name)
         };
         let ack = Message::HelloAck {
             version: csp_ipc::VERSION,
@@ -918,6 +951,12 @@ impl Daemon {
                 for (name, n) in self.services.dropped.named() {
                     out.push(Record::new(name).arg(n));
                 }
+                if let Some(m) = &self.metrics {
+                    out.push(Record::new("metrics_scrapes").arg(m.stats.scrapes));
+                    out.push(Record::new("metrics_bad_requests").arg(m.stats.bad_requests));
+                    out.push(Record::new("metrics_refused_busy").arg(m.stats.refused_busy));
+                    out.push(Record::new("metrics_timeouts").arg(m.stats.timeouts));
+                }
                 if let Some(g) = &self.token_gate {
                     out.push(Record::new("tcp_token_failures").arg(g.failures));
                     out.push(Record::new("tcp_throttled").arg(g.throttled));
@@ -933,6 +972,7 @@ impl Daemon {
                     out.push(
                         Record::new("app")
                             .arg(token.0)
+                            .field("name", &c.name)
                             .field("rx", s.rx_packets)
                             .field("tx", s.tx_packets)
                             .field("dropped_overflow", s.dropped_overflow)

@@ -10,6 +10,7 @@ pub mod endpoint;
 pub mod keys;
 pub mod kiss;
 pub mod links;
+pub mod metrics;
 pub mod services;
 pub mod slcan;
 pub mod stats;

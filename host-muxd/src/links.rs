@@ -513,13 +513,51 @@ impl Links {
         }
         for k in &self.kiss {
             let s = k.stats;
-            let d = k.kiss_stats();
+            // The stream's counters, then the framing's: KISS, or for a CAN
+            // link the slcan lines and the CFP reassembly.
+            let framing = match k.can_stats() {
+                Some((l, c)) => format!(
+                    "can_frames={} standard_frames={} slcan_acks={} slcan_refused={} \
+                     slcan_too_long={} slcan_malformed={} cfp_frames={} cfp_completed={} \
+                     cfp_lost={} cfp_out_of_order={} cfp_overlong={} cfp_orphans={} \
+                     cfp_no_slot={} cfp_timeouts={} cfp_duplicates={} cfp_malformed={}",
+                    l.frames,
+                    l.standard,
+                    l.acks,
+                    l.refused,
+                    l.too_long,
+                    l.malformed,
+                    c.frames,
+                    c.completed,
+                    c.lost,
+                    c.out_of_order,
+                    c.overlong,
+                    c.orphans,
+                    c.no_slot,
+                    c.timeouts,
+                    c.duplicates,
+                    c.malformed
+                ),
+                None => {
+                    let d = k.kiss_stats();
+                    format!(
+                        "garbage_bytes={} skipped_bytes={} bad_crc={} oversize={} \
+                         bad_escape={} too_short={} non_data_command={} crc_with_header={}",
+                        d.garbage_bytes,
+                        d.skipped_bytes,
+                        d.bad_crc,
+                        d.oversize,
+                        d.bad_escape,
+                        d.too_short,
+                        d.non_data_command,
+                        d.crc_with_header
+                    )
+                }
+            };
             out.push(format!(
                 "link {} state={} rx_frames={} rx_bytes={} tx_frames={} tx_bytes={} \
                  tx_queue_full={} tx_errors={} tx_retried={} connects={} disconnects={} \
-                 connect_failures={} rx_too_long={} garbage_bytes={} skipped_bytes={} \
-                 bad_crc={} oversize={} bad_escape={} too_short={} non_data_command={} \
-                 crc_with_header={}",
+                 connect_failures={} rx_too_long={} {framing}",
                 k.name,
                 k.state(),
                 s.rx_frames,
@@ -533,14 +571,6 @@ impl Links {
                 s.disconnects,
                 s.connect_failures,
                 s.rx_too_long,
-                d.garbage_bytes,
-                d.skipped_bytes,
-                d.bad_crc,
-                d.oversize,
-                d.bad_escape,
-                d.too_short,
-                d.non_data_command,
-                d.crc_with_header
             ));
         }
         for z in &self.zmq {

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
 use host_lib::{
-    Bind, Client, ClientConfig, Conn, ConnOptions, Control, Error, Event, Listener, Options, Socket,
+    Bind, Client, ClientConfig, Conn, ConnOptions, ConnState, Control, Error, Event, Listener,
+    Options, Socket,
 };
 
 /// Talk CSP through csp-muxd: ping and query nodes, send and listen for
@@ -605,6 +606,9 @@ struct Served {
     echo: Vec<u8>,
     /// The peer closed: end once the echo backlog is sent.
     peer_closed: bool,
+    /// Our close is under way (`start_close`); it ends when the connection
+    /// state says so, never by waiting here.
+    closing: bool,
 }
 
 /// Accept connections and print (or echo) what each sends until it
@@ -641,6 +645,7 @@ fn listen_rdp(
                 peer: format!("{a}:{p}"),
                 echo: Vec::new(),
                 peer_closed: false,
+                closing: false,
             });
             last = Instant::now();
         }
@@ -686,17 +691,33 @@ fn listen_rdp(
                     Err(e) => failure = Some(e),
                 }
             }
-            let done = failure.is_some() || (s.peer_closed && s.echo.is_empty());
-            if !done {
+            // Closing never waits: a peer that closed and then went silent
+            // holds up nobody (its close ends by the RDP timeouts).
+            if failure.is_none() && s.peer_closed && s.echo.is_empty() && !s.closing {
+                match client.start_close(&s.conn) {
+                    Ok(()) => s.closing = true,
+                    Err(e) => failure = Some(e),
+                }
+            }
+            let outcome = match (failure, s.closing) {
+                (Some(e), _) => Some(Err(e)),
+                (None, true) => match client.conn_state(&s.conn) {
+                    Ok(ConnState::Closed(_)) => Some(Ok(())),
+                    Ok(ConnState::Failed(reason)) => Some(Err(Error::ConnectionFailed { reason })),
+                    Ok(_) => None,
+                    Err(e) => Some(Err(e)),
+                },
+                (None, false) => None,
+            };
+            let Some(outcome) = outcome else {
                 i += 1;
                 continue;
-            }
+            };
             let s = conns.swap_remove(i);
             ended += 1;
-            // A failed connection closes at once; a closed one waits for
-            // the peer to acknowledge the last of its echo.
-            let closed = client.close_conn(s.conn, Some(CLOSE_TIMEOUT));
-            match failure.map_or(closed, Err) {
+            // Ended either way: this only releases the handle and port.
+            let _ = client.close_conn(s.conn, Some(Duration::ZERO));
+            match outcome {
                 Ok(()) => errln!("{} closed", s.peer),
                 Err(e) => errln!("csp: {}: {e}", s.peer),
             }
