@@ -216,3 +216,29 @@ fn a_libcsp_hmac_ping_is_answered_with_golden_bytes() {
     }
     assert_eq!(seen, 2, "both header versions have the vector");
 }
+
+/// ps lists the connected applications in one packet of libcsp's usual
+/// 256-byte buffers however many there are: cut at a line boundary, the
+/// last line saying how many did not fit, NUL-terminated for a C client.
+#[test]
+fn ps_fits_one_packet_with_many_applications() {
+    let d = Muxd::start(3, "", "");
+    let apps: Vec<_> = (0..40)
+        .map(|i| d.client(&format!("application-with-a-long-name-{i:02}")))
+        .collect();
+    let mut c = d.client("asker");
+    let (_, _, eph) = c.register(0, PORT_EPHEMERAL);
+    c.send_packet(3, eph, 3, 2, Flags::NONE, &[0x55]);
+    let (h, data) = c.recv_packet();
+    assert_eq!(h.sport.get(), 2);
+    assert!(data.len() <= 256 - 12, "{} bytes", data.len());
+    assert_eq!(data.last(), Some(&0), "NUL-terminated");
+    let text = std::str::from_utf8(&data[..data.len() - 1]).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].contains("application-with-a-long"), "{text}");
+    let shown = lines.len() - 1;
+    assert!(shown >= 3, "{text}");
+    // 41 applications connected (the 40 and the asker).
+    assert_eq!(lines[shown], format!("(+{} more)", 41 - shown), "{text}");
+    drop(apps);
+}
