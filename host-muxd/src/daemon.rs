@@ -219,6 +219,8 @@ impl Daemon {
             self.socket_path.display()
         );
         while !self.shutdown {
+            // What this round queued leaves before the daemon waits.
+            self.stats.link_errors += self.links.flush();
             // Sleep until the next link timer (reconnect backoff) at most.
             // Sources that used up their budget go again at once.
             let timeout = if self.again.is_empty() {
@@ -299,6 +301,7 @@ impl Daemon {
 
     /// Tell every client, flush what the sockets take, remove the socket file.
     fn close(&mut self) {
+        self.stats.link_errors += self.links.flush();
         for client in self.clients.values_mut() {
             client.send_control(&Message::Bye(ByeReason::Shutdown));
             let _ = client.flush();

@@ -398,6 +398,13 @@ impl Links {
         }
     }
 
+    /// Send what the links batch (the UDP link's `sendmmsg` queue);
+    /// returns how many frames were dropped doing so. The daemon calls it
+    /// before it waits, so nothing queued waits with it.
+    pub fn flush(&mut self) -> u64 {
+        self.udp.as_mut().map_or(0, UdpLink::flush)
+    }
+
     /// Count a frame received from `from` against its interface, if any.
     pub fn note_rx(&mut self, from: SocketAddr) {
         if let Some(i) = self
