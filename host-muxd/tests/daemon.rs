@@ -495,9 +495,9 @@ fn reboot_request_runs_the_hook() {
     let marker = tempfile::tempdir().unwrap();
     let file = marker.path().join("rebooted");
     let d = Muxd::start(MuxdConfig::node(3).extra(&format!(
-        "[services]\nreboot_hook = \"echo $CSP_REQUEST from $CSP_FROM > {}\"",
-        file.display()
-    )));
+            "[services]\nallow_shutdown = true\nallow_unauthenticated = true\nreboot_hook = \"echo $CSP_REQUEST from $CSP_FROM > {}\"",
+            file.display()
+        )));
     let mut c = d.client("op");
     let (_, _, eph) = c.register(0, PORT_EPHEMERAL);
     c.send_packet(3, eph, 3, 4, Flags::NONE, &0xD1E5_529Au32.to_be_bytes());
