@@ -138,22 +138,11 @@ fn listen(d: &Muxd, args: &[&str]) -> Child {
     listen_with_stderr(d, args).0
 }
 
+/// As [`listen`], with the rest of its stderr.
 fn listen_with_stderr(d: &Muxd, args: &[&str]) -> (Child, BufReader<std::process::ChildStderr>) {
-    let mut child = d
-        .csp()
-        .arg("listen")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
     // The read is bounded by the listener's own --idle timeout.
-    err.read_line(&mut line).unwrap();
-    assert!(line.starts_with("listening on "), "{line:?}");
-    (child, err)
+    let args: Vec<&str> = ["listen"].iter().chain(args).copied().collect();
+    d.spawn_csp_ready(&args, "listening on ")
 }
 
 #[test]

@@ -9,17 +9,12 @@ use std::time::{Duration, Instant};
 use host_lib::rdp::ConnState;
 use host_lib::{Bind, Client, Conn, ConnOptions, Control, Error, Event, Listener};
 use test_support::apps::client;
+use test_support::junk::pattern;
 use test_support::*;
 
 const NODE: u16 = 5;
 /// The echo server's port.
 const ECHO_PORT: u8 = 10;
-
-/// Data that differs from one byte to the next (a shifted, lost or
-/// duplicated segment shows).
-fn pattern(len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i * 31 + i / 251) as u8).collect()
-}
 
 /// The daemon's token of the application holding `NODE:port` (STATUS
 /// lines `app TOKEN name=... ports=5:12,... queued=N`), once it holds it.
@@ -92,7 +87,7 @@ fn echo_through(c: &mut Client, server: &mut Client, echo: &mut Echo, len: usize
     let conn = c
         .start_connect(NODE, ECHO_PORT, ConnOptions::default())
         .unwrap();
-    let data = pattern(len);
+    let data = pattern(len, 1);
     let (mut sent, mut got) = (0, Vec::with_capacity(len));
     let mut buf = [0u8; 4096];
     let deadline = Instant::now() + WAIT * 3;
@@ -277,7 +272,7 @@ fn a_daemon_killed_mid_transfer_comes_back_and_clients_re_register() {
     let server_dgram = server.bind(Bind::Port(11)).unwrap();
     let c_dgram = c.bind(Bind::Port(21)).unwrap();
 
-    let data = pattern(CHUNK * CHUNKS);
+    let data = pattern(CHUNK * CHUNKS, 2);
     let conn = c
         .start_connect(NODE, ECHO_PORT, ConnOptions::default())
         .unwrap();

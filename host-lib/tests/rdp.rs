@@ -13,21 +13,8 @@ use std::time::{Duration, Instant};
 use host_lib::rdp::MAX_SEGMENT;
 use host_lib::{Client, Conn, ConnOptions, ConnState, Error, Event, Listener};
 use test_support::apps::client;
+use test_support::junk::pattern;
 use test_support::*;
-
-/// Data that is not the same from one byte to the next (a shifted or
-/// duplicated segment shows).
-fn pattern(len: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2_654_435_761) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
-}
 
 /// Serve one connection on `listener`: echo everything until the peer
 /// closes; the bytes echoed.
@@ -359,24 +346,13 @@ fn csp_rdp(d: &Muxd, args: &[&str], input: Vec<u8>) -> (i32, Vec<u8>, String) {
 
 /// Start `csp listen --rdp ARGS` and wait until it listens.
 fn listen_rdp(d: &Muxd, args: &[&str]) -> (Child, BufReader<ChildStderr>) {
-    let mut child = d
-        .csp()
-        .args(["listen", "--rdp", "--idle", "20000"])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
     // Bounded by the listener's --idle.
-    err.read_line(&mut line).unwrap();
-    assert!(
-        line.starts_with("listening for RDP connections on "),
-        "{line:?}"
-    );
-    (child, err)
+    let args: Vec<&str> = ["listen", "--rdp", "--idle", "20000"]
+        .iter()
+        .chain(args)
+        .copied()
+        .collect();
+    d.spawn_csp_ready(&args, "listening for RDP connections on ")
 }
 
 #[test]

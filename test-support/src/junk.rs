@@ -1,4 +1,5 @@
-//! Reproducible junk for floods: random bytes and malformed CSP frames.
+//! Reproducible data: random bytes and malformed CSP frames for floods,
+//! and transfer patterns that show a shifted, lost or repeated segment.
 
 use csp_core::{Flags, Packet, Version};
 
@@ -74,4 +75,18 @@ pub fn junk_frame(j: &mut Junk, node: u16) -> Vec<u8> {
             frame(src, sport, node, j.below(7) as u8, Flags::NONE, &data)
         }
     }
+}
+
+/// Data that differs from one byte to the next (a shifted, lost or
+/// duplicated segment shows), different for each `seed`.
+pub fn pattern(len: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2_654_435_761) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
 }

@@ -5,9 +5,10 @@
 
 use std::cell::OnceCell;
 use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
 use std::thread::sleep;
 use std::time::Instant;
 
@@ -294,6 +295,26 @@ fn spawn(
 }
 
 impl Muxd {
+    /// Start `csp ARGS` against this daemon (stdout and stderr piped) and
+    /// wait until its first stderr line starts with `ready` ("listening
+    /// on "); the read is bounded by the tool's own `--idle` or timeout,
+    /// which the caller passes. The child and the rest of its stderr.
+    pub fn spawn_csp_ready(&self, args: &[&str], ready: &str) -> (Child, BufReader<ChildStderr>) {
+        let mut child = self
+            .csp()
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start csp");
+        let mut err = BufReader::new(child.stderr.take().expect("piped stderr"));
+        let mut line = String::new();
+        err.read_line(&mut line).expect("read csp's stderr");
+        assert!(line.starts_with(ready), "csp said {line:?}, not {ready:?}");
+        (child, err)
+    }
+
     /// The `csp` tool ([`bins::csp`](crate::bins::csp)) talking to this
     /// daemon; add its arguments.
     pub fn csp(&self) -> Command {

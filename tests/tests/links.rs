@@ -31,6 +31,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use host_lib::{Client, Conn, ConnOptions, Control, Error, Event, Listener};
+use test_support::junk::pattern;
 use test_support::{apps, free_tcp_port, retry_on_port_clash, Hub, Muxd, MuxdConfig, Udp};
 
 /// Bound of every single wait (a daemon starting, a ping, a handshake).
@@ -225,20 +226,6 @@ impl Drop for EchoServer {
 }
 
 // ---- the client side -----------------------------------------------------
-
-/// Data that differs from one byte to the next (a shifted, lost or
-/// duplicated segment shows).
-fn pattern(len: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2_654_435_761) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
-}
 
 /// Ping `dst` until it answers (bounded): over a hub the first frames may
 /// be lost while subscriptions travel (the slow joiner).
