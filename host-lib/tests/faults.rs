@@ -364,3 +364,78 @@ fn a_daemon_killed_mid_transfer_comes_back_and_clients_re_register() {
     };
     echo_through(&mut c, &mut server, &mut echo, 4 * CHUNK);
 }
+
+/// The receiving application reads nothing while its peer sends in
+/// 200-byte steps, each waited on until acknowledged; once RDP stops
+/// acknowledging (host-lib's buffer of 64 KiB and RDP's own queue are
+/// full: the sender sees no acknowledgement for 1.5 s, a trigger and not
+/// a measurement), the daemon is killed with SIGKILL. Every byte the
+/// sender saw acknowledged is still handed to the receiver after the
+/// failure, in order: host-lib's promise is about what it acknowledged,
+/// not about what the application had read.
+#[test]
+fn acknowledged_bytes_the_receiver_had_not_read_survive_a_daemon_kill() {
+    const STEP: usize = 200;
+    let mut d = Muxd::start(MuxdConfig::node(NODE));
+    let mut server = client(&d, "server", true);
+    let mut c = client(&d, "sender", true);
+    let listener = server.listen(ECHO_PORT, ConnOptions::default()).unwrap();
+    let data = pattern(256 * 1024, 3);
+    let conn = c
+        .start_connect(NODE, ECHO_PORT, ConnOptions::default())
+        .unwrap();
+    let (mut sent, mut acked) = (0usize, 0usize);
+    let mut accepted = None;
+    let mut unacked_since: Option<Instant> = None;
+    let deadline = Instant::now() + WAIT * 3;
+    loop {
+        assert!(Instant::now() < deadline, "sent {sent}, acked {acked}");
+        if accepted.is_none() {
+            accepted = server.try_accept(&listener).unwrap();
+        }
+        if sent == acked {
+            match c.try_send(&conn, &data[sent..sent + STEP]) {
+                Ok(n) => sent += n,
+                Err(Error::WouldBlock) => {}
+                Err(e) => panic!("send after {sent}: {e}"),
+            }
+            unacked_since = None;
+        } else if c.is_acked(&conn).unwrap() {
+            acked = sent;
+        } else if unacked_since.get_or_insert_with(Instant::now).elapsed()
+            > Duration::from_millis(1500)
+        {
+            break;
+        }
+        c.wait(Some(Duration::from_millis(2))).unwrap();
+        server.wait(Some(Duration::from_millis(2))).unwrap();
+    }
+    d.kill();
+    // The receiver learns of the failure first, then reads.
+    let accepted = accepted.expect("the connection was accepted");
+    let deadline = Instant::now() + WAIT * 2;
+    while !matches!(server.conn_state(&accepted).unwrap(), ConnState::Failed(_)) {
+        assert!(
+            Instant::now() < deadline,
+            "the receiver's connection never failed"
+        );
+        server.wait(Some(Duration::from_millis(5))).unwrap();
+    }
+    let mut got = Vec::new();
+    drain_failed(&mut server, &accepted, &mut got);
+    println!(
+        "receiver not reading, daemon killed: {sent} bytes sent, {acked} acknowledged, {} \
+         delivered after the failure",
+        got.len()
+    );
+    assert!(acked > 64 * 1024, "the receiver's buffer was full: {acked}");
+    assert!(
+        got.len() >= acked,
+        "{acked} acknowledged, {} delivered",
+        got.len()
+    );
+    assert!(
+        got == data[..got.len()],
+        "what arrived is a prefix, in order"
+    );
+}

@@ -344,6 +344,19 @@ impl Rdp {
         moved
     }
 
+    /// Move everything the node still holds for each connection into the
+    /// connection's buffer, past [`RX_BUFFER`] (by at most what the node's
+    /// receive queue holds): RDP acknowledged it, so it is the
+    /// application's even when the node is about to be dropped.
+    fn take_all_received(&mut self) {
+        for e in self.conns.values_mut() {
+            let Some(id) = e.node else { continue };
+            while let Ok(n) = self.node.recv_conn(id, &mut self.segment) {
+                e.rx.extend(&self.segment[..n]);
+            }
+        }
+    }
+
     /// Forget connections whose owner left them and that are over; the
     /// sockets they held, to give back to the daemon.
     fn reap(&mut self, now: csp_core::time::Instant, release: &mut Vec<Socket>) {
@@ -506,6 +519,8 @@ impl Client {
         let Some(rdp) = self.rdp.as_mut() else {
             return;
         };
+        // What RDP acknowledged must stay readable: it would go with the node.
+        rdp.take_all_received();
         let why = format!("csp-muxd went away ({reason})");
         let mut events = Vec::new();
         let mut gone = Vec::new();
