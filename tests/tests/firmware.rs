@@ -29,7 +29,7 @@ use csp_core::security::{HmacKey, SecurityOptions};
 use csp_core::service::client::{self, Request};
 use csp_core::service::IfStats;
 use csp_core::{Addr, Flags, Header, Packet, Port, Prio, Version};
-use test_support::{free_tcp_port, wait_bounded, Muxd, MuxdConfig, Udp};
+use test_support::{free_tcp_port, run_within, wait_bounded, Muxd, MuxdConfig, Udp};
 
 /// The firmware's default build: address 10, header version 2, MTU 256.
 const VERSION: Version = Version::V2;
@@ -882,32 +882,9 @@ impl Ground {
 
     /// Runs `csp --socket S ARGS...` (bounded), returns (success, stdout).
     fn csp(&self, args: &[&str]) -> (bool, String) {
-        let mut child = self
-            .muxd
-            .csp()
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run csp");
-        let status = wait_bounded(&mut child, Duration::from_secs(30), "csp");
-        let mut out = String::new();
-        child
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut out)
-            .unwrap();
-        let mut err = String::new();
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .unwrap();
+        let (code, out, err) = run_within(self.muxd.csp().args(args), Duration::from_secs(30));
         eprintln!("$ csp {}\n{out}{err}", args.join(" "));
-        (status.success(), out)
+        (code == 0, out)
     }
 }
 
