@@ -25,6 +25,7 @@ macro_rules! fw_log {
 mod app;
 mod board;
 mod clock;
+mod mem;
 mod uart;
 
 use core::mem::MaybeUninit;
