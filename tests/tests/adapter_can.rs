@@ -7,8 +7,8 @@
 //! of lower priority when a higher-priority one takes its mailbox. Pings of
 //! many sizes (multi-frame packets) in both CFP versions, a controller
 //! that would block, bus errors on receive and transmit, a displaced
-//! frame, frames that are not CFP's, and a half-received packet that times
-//! out.
+//! frame, frames that are not CFP's, a half-received packet that times
+//! out, and an RDP transfer.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -18,11 +18,14 @@ use csp_core::adapter::{CanPort, CanRx, PortError};
 use csp_core::bind::BindPort;
 use csp_core::cfp::CfpError;
 use csp_core::header::{Flags, Prio};
-use csp_core::node::{Datagram, Event, IfaceConfig, NodeConfig, SocketId, SocketOptions};
+use csp_core::node::{
+    ConnectOptions, Datagram, Event, IfaceConfig, NodeConfig, NodeError, SocketId, SocketOptions,
+};
 use csp_core::route::IfaceId;
 use csp_core::security::SecurityOptions;
 use csp_core::time::Instant;
 use csp_core::{Addr, Node, Port, Version};
+use csp_rdp::SendError;
 use embedded_can::{ExtendedId, Id, StandardId};
 
 type TestNode = Node<300, 4, 4, 2, 1, 4, 200, 2, 4>;
@@ -573,4 +576,89 @@ fn a_poll_reads_a_bounded_number_of_frames() {
         2 * limit,
         "one poll read one bound"
     );
+}
+
+#[test]
+fn rdp_transfer_through_would_blocking_controllers() {
+    // Window 4 of 200-byte segments (26 frames each) both ways through
+    // controllers with two FIFO mailboxes, which the bus empties one frame
+    // per millisecond: most `transmit` calls leave a packet part-way out.
+    let mut p = Pair::new(Version::V2, 2, Order::Fifo);
+    let port12 = Port::new(12).unwrap();
+    let listener =
+        p.b.bind(BindPort::Port(port12), SocketOptions::both())
+            .unwrap();
+    let mut now = t0();
+    let conn =
+        p.a.connect(now, addr_of(10), port12, &ConnectOptions::default())
+            .unwrap();
+    let data: Vec<u8> = (0..20_000u32).map(|i| (i * 31 % 251) as u8).collect();
+    let (mut sent, mut got) = (0, Vec::new());
+    let mut server = None;
+    let mut buf = [0u8; 300];
+    for _ in 0..200_000 {
+        if got.len() == data.len() {
+            break;
+        }
+        now = Instant::from_millis(now.as_millis() + 1);
+        for (n, port) in [(&mut p.a, &mut p.a_port), (&mut p.b, &mut p.b_port)] {
+            if n.poll_timeout().is_some_and(|t| t <= now) {
+                n.handle_timeout(now);
+            }
+            if port.poll_timeout().is_some_and(|t| t <= now) {
+                port.handle_timeout(now);
+            }
+        }
+        while let Some(ev) = p.a.poll_event() {
+            assert!(!matches!(ev, Event::Failed { .. }), "{ev:?}");
+        }
+        while sent < data.len() {
+            let end = (sent + 200).min(data.len());
+            match p.a.send(now, conn, &data[sent..end]) {
+                Ok(_) => sent = end,
+                Err(NodeError::WouldBlock | NodeError::Send(SendError::NotConnected)) => break,
+                Err(e) => panic!("send: {e:?}"),
+            }
+        }
+        while let Some(ev) = p.b.poll_event() {
+            match ev {
+                Event::Accepted { socket, conn } => {
+                    assert_eq!(socket, listener);
+                    server = Some(conn);
+                }
+                Event::Readable { conn } => {
+                    while let Ok(n) = p.b.recv_conn(conn, &mut buf) {
+                        got.extend_from_slice(&buf[..n]);
+                    }
+                }
+                Event::Failed { .. } => panic!("{ev:?}"),
+                _ => {}
+            }
+        }
+        p.a_port
+            .transmit(&mut p.a, now, &mut buf, &mut p.a_can)
+            .unwrap();
+        p.b_port
+            .transmit(&mut p.b, now, &mut buf, &mut p.b_can)
+            .unwrap();
+        p.a_can.tick(1);
+        p.b_can.tick(1);
+        while let Some(rx) = p.b_port.poll(&mut p.b, now, &mut p.b_can).unwrap() {
+            assert_eq!(rx, CanRx::Delivered);
+        }
+        while let Some(rx) = p.a_port.poll(&mut p.a, now, &mut p.a_can).unwrap() {
+            assert_eq!(rx, CanRx::Delivered);
+        }
+    }
+    eprintln!(
+        "20 KB over RDP in {} ms simulated; A would-block {}",
+        now.as_millis(),
+        p.a_can.would_block
+    );
+    assert!(server.is_some(), "the listener accepted the connection");
+    assert_eq!(got.len(), data.len(), "all data arrived in time");
+    assert!(got == data, "byte-exact");
+    assert!(p.a_can.would_block > 100, "{}", p.a_can.would_block);
+    let cfp = p.b_port.cfp_stats();
+    assert_eq!((cfp.lost, cfp.out_of_order, cfp.orphans), (0, 0, 0));
 }
