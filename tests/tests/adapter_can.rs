@@ -120,6 +120,8 @@ struct MockCan {
     would_block: u32,
     fail_next_receive: bool,
     fail_next_transmit: bool,
+    /// A broken controller: takes every frame and hands it straight back.
+    hands_back: bool,
 }
 
 impl MockCan {
@@ -133,6 +135,7 @@ impl MockCan {
             would_block: 0,
             fail_next_receive: false,
             fail_next_transmit: false,
+            hands_back: false,
         }
     }
 
@@ -166,6 +169,9 @@ impl embedded_can::nb::Can for MockCan {
     fn transmit(&mut self, frame: &MockFrame) -> nb::Result<Option<MockFrame>, BusOff> {
         if std::mem::take(&mut self.fail_next_transmit) {
             return Err(nb::Error::Other(BusOff));
+        }
+        if self.hands_back {
+            return Ok(Some(frame.clone()));
         }
         if self.pending.len() < self.mailboxes {
             self.pending.push(frame.clone());
@@ -661,4 +667,26 @@ fn rdp_transfer_through_would_blocking_controllers() {
     assert!(p.a_can.would_block > 100, "{}", p.a_can.would_block);
     let cfp = p.b_port.cfp_stats();
     assert_eq!((cfp.lost, cfp.out_of_order, cfp.orphans), (0, 0, 0));
+}
+
+#[test]
+fn a_controller_that_keeps_handing_frames_back_does_not_hold_the_loop() {
+    let mut p = Pair::new(Version::V2, 3, Order::Fifo);
+    let (_, sport) = p.a.bind_ephemeral(SocketOptions::connectionless()).unwrap();
+    send(&mut p.a, 10, Port::PING, sport, Prio::Normal, &[5; 100]);
+    p.a_can.hands_back = true;
+    let mut buf = [0u8; 300];
+    for call in 1..=3 {
+        let r = p.a_port.transmit(&mut p.a, t0(), &mut buf, &mut p.a_can);
+        assert_eq!(r, Ok(None), "call {call}");
+        assert!(p.a_port.is_sending());
+    }
+    // Each call queues a bounded number of frames again.
+    let displaced = p.a_port.stats().displaced;
+    assert!((3..=3 * 9).contains(&displaced), "{displaced}");
+    // Fixed, the controller takes the held frame and the rest of the packet.
+    p.a_can.hands_back = false;
+    p.drive();
+    assert!(!p.a_port.is_sending());
+    assert_eq!(p.b_rx, vec![CanRx::Delivered]);
 }

@@ -83,6 +83,20 @@ impl Held {
     }
 }
 
+/// How far [`CanPort`] got with the packet in progress.
+enum Step {
+    /// Every frame is with the controller.
+    Done,
+    /// The controller would block, or handed a frame back (held).
+    Wait,
+    /// The HAL's frame type refused a CFP frame: the packet can not go.
+    Refused,
+}
+
+/// Frames handed back in a row that one call queues again at most, so that
+/// a HAL that keeps handing frames back can not hold the caller's loop.
+const REQUEUE_MAX: usize = 8;
+
 /// The packet a [`CanPort`] is sending: its CSP frame, next hop, the CFP
 /// counter it went out with, and how many of its CAN frames the controller
 /// has taken.
@@ -358,10 +372,14 @@ impl<const SLOTS: usize, const MTU: usize> CanPort<SLOTS, MTU> {
             }
             if self.sending.len != 0 {
                 match self.send_rest(can) {
-                    Ok(true) => self.sending.len = 0,
-                    // Blocked, or a displaced frame to queue first.
-                    Ok(false) if self.held.is_some() => continue,
-                    Ok(false) => return Ok(None),
+                    Ok(Step::Done) => self.sending.len = 0,
+                    Ok(Step::Refused) => {
+                        self.sending.len = 0;
+                        count(node, self.iface, |st| &mut st.tx_error);
+                    }
+                    // A displaced frame to queue first.
+                    Ok(Step::Wait) if self.held.is_some() => continue,
+                    Ok(Step::Wait) => return Ok(None),
                     Err(e) => {
                         self.sending.len = 0;
                         count(node, self.iface, |st| &mut st.tx_error);
@@ -404,20 +422,19 @@ impl<const SLOTS: usize, const MTU: usize> CanPort<SLOTS, MTU> {
     }
 
     /// Queues the frames of the packet in progress that the controller has
-    /// not taken yet: `Ok(true)` when all are queued, `Ok(false)` when it
-    /// would block or handed back a frame (held, to queue first).
-    fn send_rest<C: Can>(&mut self, can: &mut C) -> Result<bool, PortError<C::Error>> {
+    /// not taken yet.
+    fn send_rest<C: Can>(&mut self, can: &mut C) -> Result<Step, PortError<C::Error>> {
         let s = &mut self.sending;
         let frame = s.frame.get(..s.len).unwrap_or_default();
         // `start` checked the packet, so this succeeds.
         let Ok(frames) = self.link.fragments(frame, s.via, s.counter) else {
-            return Ok(true);
+            return Ok(Step::Refused);
         };
         for f in frames.skip(s.sent) {
             let Some(hal) = to_hal::<C::Frame>(&f) else {
                 // Every CFP frame has a 29-bit id and at most 8 bytes; a HAL
                 // that refuses one can not carry this packet.
-                return Ok(true);
+                return Ok(Step::Refused);
             };
             match can.transmit(&hal) {
                 Ok(displaced) => {
@@ -426,22 +443,26 @@ impl<const SLOTS: usize, const MTU: usize> CanPort<SLOTS, MTU> {
                     if let Some(back) = displaced {
                         self.stats.displaced = self.stats.displaced.wrapping_add(1);
                         self.held = Some(Held::of(&back));
-                        return Ok(false);
+                        return Ok(Step::Wait);
                     }
                 }
-                Err(nb::Error::WouldBlock) => return Ok(false),
+                Err(nb::Error::WouldBlock) => return Ok(Step::Wait),
                 Err(nb::Error::Other(e)) => return Err(PortError::Link(e)),
             }
         }
-        Ok(true)
+        Ok(Step::Done)
     }
 
     /// Queues the frame the controller handed back, if any: `Ok(true)` when
-    /// there is none left to queue, `Ok(false)` when it would block.
+    /// there is none left to queue, `Ok(false)` when it would block (or
+    /// handed frames back [`REQUEUE_MAX`] times in a row: the rest waits for
+    /// the next call).
     fn send_held<C: Can>(&mut self, can: &mut C) -> Result<bool, PortError<C::Error>> {
-        // A frame handed back in place of this one is held in turn; each
-        // displacement sends a frame of higher priority, so this ends.
-        while let Some(held) = self.held {
+        // A frame handed back in place of this one is held in turn.
+        for _ in 0..REQUEUE_MAX {
+            let Some(held) = self.held else {
+                return Ok(true);
+            };
             let Some(frame) = held.rebuild::<C::Frame>() else {
                 self.stats.displaced_lost = self.stats.displaced_lost.wrapping_add(1);
                 self.held = None;
@@ -462,7 +483,7 @@ impl<const SLOTS: usize, const MTU: usize> CanPort<SLOTS, MTU> {
                 }
             }
         }
-        Ok(true)
+        Ok(self.held.is_none())
     }
 }
 
