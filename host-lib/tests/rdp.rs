@@ -648,14 +648,20 @@ fn one_listener_serves_several_clients_at_once() {
 }
 
 /// `csp listen --rdp --echo` used to serve every connection from one loop
-/// with a blocking send: a client killed with -9 mid-transfer held up the
-/// others' echo for many seconds (once ending with no echo at all). Now a
-/// dead peer costs only its own connection; the other gets every byte.
+/// with a blocking send: a client that stopped reading mid-transfer held up
+/// the others' echo until its own connection timed out (and a client killed
+/// with -9 cost the others many seconds, once all of their echo). Now a
+/// stuck peer costs only its own connection. The victim here is frozen
+/// (SIGSTOP) with a window of one segment (so the server's queue towards it
+/// fills at once) and a two-minute connection timeout, so the old loop
+/// waited for it far longer than the survivor's bounded wait (seen: the
+/// survivor's connection timed out). The server ends after one connection
+/// (`-c 1`), which must be the survivor's, while the victim's is still open.
 #[test]
-fn listen_rdp_echo_survives_a_client_killed_mid_transfer() {
+fn listen_rdp_echo_survives_a_frozen_client() {
     let d = Muxd::start(1, "");
     let mut listener = csp(&d)
-        .args(["listen", "--rdp", "--echo", "--raw", "-c", "2", "10"])
+        .args(["listen", "--rdp", "--echo", "--raw", "-c", "1", "10"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -666,15 +672,32 @@ fn listen_rdp_echo_survives_a_client_killed_mid_transfer() {
     err.read_line(&mut line).unwrap();
     assert!(line.starts_with("listening for RDP"), "{line:?}");
 
-    // The victim sends and never reads its echo, then is killed.
+    // The victim sends and never reads its echo, then freezes.
     let mut victim = csp(&d)
-        .args(["rdp", "1", "10"])
+        .args([
+            "rdp",
+            "--window",
+            "1",
+            "--conn-timeout",
+            "120000",
+            "1",
+            "10",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let mut vin = victim.stdin.take().unwrap();
+    // Killed on every way out, so a failing test leaves no frozen process.
+    struct KillOnDrop(Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let victim = KillOnDrop(victim);
     let feeder = thread::spawn(move || {
         let chunk = pattern(64 * 1024, 7);
         for _ in 0..64 {
@@ -688,9 +711,11 @@ fn listen_rdp_echo_survives_a_client_killed_mid_transfer() {
     assert!(line.starts_with("connection from"), "{line:?}");
     // Mid-transfer: the victim's echo backs up (nobody reads its stdout).
     thread::sleep(Duration::from_millis(500));
-    victim.kill().unwrap();
-    victim.wait().unwrap();
-    feeder.join().unwrap();
+    let stop = |sig: &str, pid: u32| {
+        let ok = Command::new("kill").args([sig, &pid.to_string()]).status();
+        assert!(ok.unwrap().success(), "kill {sig}");
+    };
+    stop("-STOP", victim.0.id());
 
     // The survivor: 1 MB through the same server, every byte back.
     let data = pattern(1 << 20, 3);
@@ -713,7 +738,7 @@ fn listen_rdp_echo_survives_a_client_killed_mid_transfer() {
     let watchdog = {
         let done = done.clone();
         thread::spawn(move || {
-            let deadline = Instant::now() + WAIT * 6;
+            let deadline = Instant::now() + WAIT * 3;
             while !done.load(std::sync::atomic::Ordering::SeqCst) {
                 if Instant::now() > deadline {
                     let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
@@ -732,9 +757,14 @@ fn listen_rdp_echo_survives_a_client_killed_mid_transfer() {
     assert_eq!(out.stdout.len(), data.len(), "{stderr}");
     assert!(out.stdout == data, "echo differs");
 
-    // The server ends after both connections (the victim's failed).
-    let out = finish(listener, WAIT * 6);
+    // The server ends after one connection: the survivor's, the victim's
+    // is still open.
+    let out = finish(listener, WAIT * 3);
     let mut rest = String::new();
     err.read_to_string(&mut rest).unwrap();
     assert!(out.status.success(), "{rest}");
+    assert_eq!(rest.matches("connection from").count(), 1, "{rest}");
+    assert_eq!(rest.matches(" closed").count(), 1, "{rest}");
+    drop(victim);
+    feeder.join().unwrap();
 }

@@ -87,6 +87,20 @@ pub enum Request {
     Unexpected(&'static str),
 }
 
+/// The part of a HELLO name the daemon keeps: at most
+/// [`csp_ipc::MAX_NAME_LEN`] bytes, cut at a character boundary, with control
+/// characters shown as `?` so that a name can not forge lines in the log.
+pub(crate) fn kept_name(name: &str) -> String {
+    let mut kept = String::with_capacity(name.len().min(csp_ipc::MAX_NAME_LEN));
+    for c in name.chars() {
+        if kept.len() + c.len_utf8() > csp_ipc::MAX_NAME_LEN {
+            break;
+        }
+        kept.push(if c.is_control() { '?' } else { c });
+    }
+    kept
+}
+
 impl Request {
     fn from_message(m: &Message<'_>) -> Request {
         match *m {
@@ -391,6 +405,21 @@ impl Client {
 mod tests {
     use super::*;
     use csp_ipc::{ByeReason, Control};
+
+    #[test]
+    fn hello_names_are_capped_and_cleaned() {
+        assert_eq!(kept_name("ground-1"), "ground-1");
+        assert_eq!(kept_name("a\nFAKE LOG LINE\u{7}"), "a?FAKE LOG LINE?");
+        let long = "x".repeat(4000);
+        assert_eq!(kept_name(&long), long[..csp_ipc::MAX_NAME_LEN]);
+        // A multi-byte character that would straddle the cap is left out whole.
+        let accents = "é".repeat(40);
+        let kept = kept_name(&accents);
+        assert_eq!(kept, "é".repeat(csp_ipc::MAX_NAME_LEN / 2));
+        assert!(kept.len() <= csp_ipc::MAX_NAME_LEN);
+        let odd = format!("x{}", "é".repeat(40));
+        assert_eq!(kept_name(&odd).len(), csp_ipc::MAX_NAME_LEN - 1);
+    }
 
     fn pair(queue_len: usize, overflow: Overflow) -> (Client, std::os::unix::net::UnixStream) {
         let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();

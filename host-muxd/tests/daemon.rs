@@ -496,7 +496,7 @@ fn reboot_request_runs_the_hook() {
         3,
         "",
         &format!(
-            "[services]\nreboot_hook = \"echo $CSP_REQUEST from $CSP_FROM > {}\"",
+            "[services]\nallow_shutdown = true\nallow_unauthenticated = true\nreboot_hook = \"echo $CSP_REQUEST from $CSP_FROM > {}\"",
             file.display()
         ),
     );

@@ -984,12 +984,12 @@ impl Client {
 
     // ---- closing and state -----------------------------------------------
 
-    /// Close: RDP's close (after everything sent is acknowledged), then the
-    /// source port goes back to the daemon. `Ok` means the connection ended
-    /// with all data acknowledged; [`Error::ConnectionFailed`] that it did
-    /// not. After `timeout` ([`Error::Timeout`]) the close finishes in the
-    /// background; the handle is gone either way.
-    pub fn close_conn(&mut self, conn: Conn, timeout: Option<Duration>) -> Result<()> {
+    /// Begin RDP's close (after everything sent is acknowledged) without
+    /// waiting: the handle stays, [`Client::conn_state`] tells when it is
+    /// `Closed` (or `Failed`), and [`Client::close_conn`] then releases it
+    /// at once. For event loops serving many connections, where one peer's
+    /// slow close must not hold up the others.
+    pub fn start_close(&mut self, conn: &Conn) -> Result<()> {
         let now = self.core_now(Instant::now());
         let rdp = self.rdp.as_mut().ok_or(Error::UnknownConn)?;
         let Rdp { node, conns, .. } = rdp;
@@ -999,6 +999,16 @@ impl Client {
             let _ = node.close(now, id);
         }
         self.after_app_call();
+        Ok(())
+    }
+
+    /// Close: RDP's close (after everything sent is acknowledged), then the
+    /// source port goes back to the daemon. `Ok` means the connection ended
+    /// with all data acknowledged; [`Error::ConnectionFailed`] that it did
+    /// not. After `timeout` ([`Error::Timeout`]) the close finishes in the
+    /// background; the handle is gone either way.
+    pub fn close_conn(&mut self, conn: Conn, timeout: Option<Duration>) -> Result<()> {
+        self.start_close(&conn)?;
         let deadline = timeout.map(|t| Instant::now() + t);
         let result = self.wait_for(deadline, |c| match c.conn_state(&conn) {
             Ok(ConnState::Closed(_)) => Some(Ok(())),

@@ -75,11 +75,26 @@ impl Muxd {
     pub fn start(addr: u16, extra: &str) -> Muxd {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("muxd.sock");
-        Self::start_in(dir, socket, addr, extra)
+        Self::start_in(dir, socket, addr, "", extra)
     }
 
-    fn start_in(dir: tempfile::TempDir, socket: PathBuf, addr: u16, extra: &str) -> Muxd {
-        let config = format!("[node]\naddress = {addr}\n[udp]\nbind = \"127.0.0.1:0\"\n{extra}\n");
+    /// As [`start`](Self::start), with `top` (root keys such as `routes`)
+    /// written before the generated tables.
+    pub fn start_with_top(addr: u16, top: &str, extra: &str) -> Muxd {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("muxd.sock");
+        Self::start_in(dir, socket, addr, top, extra)
+    }
+
+    fn start_in(
+        dir: tempfile::TempDir,
+        socket: PathBuf,
+        addr: u16,
+        top: &str,
+        extra: &str,
+    ) -> Muxd {
+        let config =
+            format!("{top}\n[node]\naddress = {addr}\n[udp]\nbind = \"127.0.0.1:0\"\n{extra}\n");
         let cfg_path = dir.path().join("muxd.toml");
         std::fs::write(&cfg_path, config).unwrap();
         let child = Command::new(muxd_bin())
@@ -135,7 +150,7 @@ impl Muxd {
         let dir = std::mem::replace(&mut old.dir, tempfile::tempdir().unwrap());
         let (socket, addr) = (old.socket.clone(), old.addr);
         drop(old);
-        Self::start_in(dir, socket, addr, "")
+        Self::start_in(dir, socket, addr, "", "")
     }
 }
 
