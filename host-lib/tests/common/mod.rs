@@ -4,7 +4,7 @@
 //! into this test's own target directory and profile). Every wait is bounded.
 #![allow(dead_code)]
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -105,7 +105,9 @@ impl Muxd {
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            // A file, not a pipe: a pipe nobody reads would fill with the
+            // daemon's warnings and block it.
+            .stderr(std::fs::File::create(dir.path().join("muxd.log")).unwrap())
             .spawn()
             .unwrap();
         let mut m = Muxd {
@@ -121,14 +123,23 @@ impl Muxd {
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + WAIT;
         while Instant::now() < deadline {
-            if UnixStream::connect(&self.socket).is_ok() {
-                return;
+            // Ready means the event loop answers a HELLO: the socket is
+            // bound before the links open, so connecting alone is too early.
+            if let Ok(mut s) = UnixStream::connect(&self.socket) {
+                let hello = csp_ipc::encode_to_vec(&csp_ipc::Message::Hello {
+                    version: csp_ipc::VERSION,
+                    name: "ready?",
+                })
+                .unwrap();
+                s.set_read_timeout(Some(WAIT)).unwrap();
+                let mut reply = [0u8; 1];
+                if s.write_all(&hello).is_ok() && s.read(&mut reply).is_ok_and(|n| n > 0) {
+                    return;
+                }
             }
             if let Some(status) = self.child.try_wait().unwrap() {
-                let mut err = String::new();
-                if let Some(mut e) = self.child.stderr.take() {
-                    let _ = e.read_to_string(&mut err);
-                }
+                let err =
+                    std::fs::read_to_string(self.dir.path().join("muxd.log")).unwrap_or_default();
                 panic!("csp-muxd exited early ({status}): {err}");
             }
             std::thread::sleep(Duration::from_millis(10));

@@ -68,7 +68,9 @@ impl Muxd {
             .env("RUST_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            // A file, not a pipe: a pipe nobody reads would fill with
+            // debug logs and block the daemon.
+            .stderr(std::fs::File::create(dir.path().join("muxd.log")).unwrap())
             .spawn()
             .unwrap();
         let mut m = Muxd {
@@ -84,17 +86,24 @@ impl Muxd {
     fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + WAIT;
         while Instant::now() < deadline {
-            if UnixStream::connect(&self.socket).is_ok() {
-                return Ok(());
+            // Ready means the event loop answers, not only that the socket
+            // accepts: it is bound before the links open (start-up order),
+            // so a pty link may not exist yet when connect succeeds.
+            if let Ok(mut s) = UnixStream::connect(&self.socket) {
+                let hello = csp_ipc::encode_to_vec(&Message::Hello {
+                    version: csp_ipc::VERSION,
+                    name: "ready?",
+                })
+                .unwrap();
+                s.set_read_timeout(Some(WAIT)).unwrap();
+                let mut reply = [0u8; 1];
+                if s.write_all(&hello).is_ok() && s.read(&mut reply).is_ok_and(|n| n > 0) {
+                    return Ok(());
+                }
             }
             if let Some(status) = self.child.try_wait().unwrap() {
-                let mut err = String::new();
-                self.child
-                    .stderr
-                    .take()
-                    .unwrap()
-                    .read_to_string(&mut err)
-                    .unwrap();
+                let err =
+                    std::fs::read_to_string(self.dir.path().join("muxd.log")).unwrap_or_default();
                 return Err(format!("csp-muxd exited early ({status}): {err}"));
             }
             std::thread::sleep(Duration::from_millis(10));
