@@ -104,6 +104,8 @@ pub struct Daemon {
     shutdown: bool,
     /// Sources whose read budget ran out: served again next round.
     again: Vec<Token>,
+    /// Clients with packets queued this round, written before the wait.
+    unflushed: Vec<Token>,
     /// When client deadlines are checked next.
     next_sweep: Instant,
     /// The UDP link's datagrams of one wakeup.
@@ -194,6 +196,7 @@ impl Daemon {
             started: Instant::now(),
             shutdown: false,
             again,
+            unflushed: Vec::new(),
             next_sweep: Instant::now(),
             udp_rx: RxBatch::default(),
             cfg,
@@ -221,6 +224,9 @@ impl Daemon {
         while !self.shutdown {
             // What this round queued leaves before the daemon waits.
             self.stats.link_errors += self.links.flush();
+            for token in std::mem::take(&mut self.unflushed) {
+                self.flush_client(token);
+            }
             // Sleep until the next link timer (reconnect backoff) at most.
             // Sources that used up their budget go again at once.
             let timeout = if self.again.is_empty() {
@@ -844,7 +850,19 @@ impl Daemon {
                 Queued::Dropped => self.stats.queue_dropped += 1,
                 Queued::TooLarge => self.stats.too_large += 1,
             }
-            self.flush_client(token);
+            // Written before the daemon waits, so that a burst for one
+            // application goes out in one `writev`; at once if its queue is
+            // half full, so deferring never makes the queue overflow.
+            let half = (self.cfg.ipc.queue_len / 2).max(1);
+            if self
+                .clients
+                .get(&token)
+                .is_some_and(|c| c.queued_packets() >= half)
+            {
+                self.flush_client(token);
+            } else if !self.unflushed.contains(&token) {
+                self.unflushed.push(token);
+            }
             return;
         }
         // Replies of our own services are never fed back into the services:

@@ -5,7 +5,7 @@
 
 use std::cell::OnceCell;
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
@@ -121,8 +121,8 @@ pub struct Muxd {
 }
 
 impl Muxd {
-    /// Start the daemon and wait (bounded) until its socket takes
-    /// connections; panics with its stderr if it exits first. A port the
+    /// Start the daemon and wait (bounded) until it answers HELLO on its
+    /// socket; panics with its stderr if it exits first. A port the
     /// caller picked (a [`Udp::Port`], a KISS TCP listener) may have been
     /// taken meanwhile: such callers start with [`try_start`](Self::try_start)
     /// under [`retry_on_port_clash`](crate::retry_on_port_clash), picking
@@ -152,11 +152,11 @@ impl Muxd {
         Ok(m)
     }
 
-    /// Poll the socket until it takes a connection ([`WAIT`] at most).
+    /// Poll until the daemon answers HELLO ([`WAIT`] at most).
     fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + WAIT;
         loop {
-            if UnixStream::connect(&self.socket).is_ok() {
+            if answers_hello(&self.socket) {
                 return Ok(());
             }
             if let Some(status) = self.child.try_wait().expect("wait for csp-muxd") {
@@ -263,6 +263,25 @@ impl Drop for Muxd {
             );
         }
     }
+}
+
+/// Ready means the event loop answers HELLO, not only that the socket
+/// accepts: the socket is bound before the links open (start-up order), so
+/// a pty link may not exist yet when a connect succeeds. The read is
+/// bounded by [`WAIT`].
+fn answers_hello(socket: &std::path::Path) -> bool {
+    let Ok(mut s) = UnixStream::connect(socket) else {
+        return false;
+    };
+    let hello = csp_ipc::encode_to_vec(&csp_ipc::Message::Hello {
+        version: csp_ipc::VERSION,
+        name: "ready?",
+    })
+    .expect("encode HELLO");
+    let mut reply = [0u8; 1];
+    s.set_read_timeout(Some(WAIT)).is_ok()
+        && s.write_all(&hello).is_ok()
+        && s.read(&mut reply).is_ok_and(|n| n > 0)
 }
 
 fn spawn(
