@@ -447,6 +447,8 @@ impl<T, const N: usize> PortTable<T, N> {
     pub fn unbind(&mut self, addr: BindAddr, port: BindPort) -> Result<T, BindError> {
         let at = self
             .position(BindKey { addr, port })
+            // Always true; lets the compiler drop `swap_remove`'s panic path.
+            .filter(|&at| at < self.bindings.len())
             .ok_or(BindError::NotBound)?;
         Ok(self.bindings.swap_remove(at).owner)
     }
@@ -465,7 +467,8 @@ impl<T, const N: usize> PortTable<T, N> {
     /// The owner bound to exactly this key (no wildcard matching).
     pub fn get(&self, addr: BindAddr, port: BindPort) -> Option<&T> {
         self.position(BindKey { addr, port })
-            .map(|i| &self.bindings[i].owner)
+            .and_then(|i| self.bindings.get(i))
+            .map(|b| &b.owner)
     }
 
     /// The binding a packet to (dst, dport) is delivered to: the most

@@ -411,7 +411,11 @@ impl<'a> HeaderView<'a> {
     fn raw(&self) -> u64 {
         let mut be = [0u8; 8];
         let len = self.version.header_len();
-        be[8 - len..].copy_from_slice(&self.frame[..len]);
+        // `new_checked` made sure the frame holds the header; `get` keeps a
+        // panic path out of firmware images all the same.
+        if let (Some(to), Some(from)) = (be.get_mut(8 - len..), self.frame.get(..len)) {
+            to.copy_from_slice(from);
+        }
         u64::from_be_bytes(be)
     }
 
@@ -449,7 +453,9 @@ impl<'a> HeaderView<'a> {
     }
     /// Everything after the header: payload and trailers.
     pub fn payload(&self) -> &'a [u8] {
-        &self.frame[self.version.header_len()..]
+        self.frame
+            .get(self.version.header_len()..)
+            .unwrap_or_default()
     }
     /// The whole header as a value.
     pub fn header(&self) -> Header {

@@ -102,12 +102,14 @@ impl<const N: usize> Packet<N> {
 
     /// Data and trailers after the header.
     pub fn data(&self) -> &[u8] {
-        &self.buf[DATA..self.end]
+        // `get`, not indexing: `DATA <= end <= N` always holds, and a
+        // firmware image then carries no panic path for it.
+        self.buf.get(DATA..self.end).unwrap_or_default()
     }
 
     /// Data and trailers after the header, writable.
     pub fn data_mut(&mut self) -> &mut [u8] {
-        &mut self.buf[DATA..self.end]
+        self.buf.get_mut(DATA..self.end).unwrap_or_default()
     }
 
     /// Bytes of data and trailers.
@@ -138,13 +140,13 @@ impl<const N: usize> Packet<N> {
     /// Append bytes: payload or a trailer. Nothing is written if they do not fit.
     pub fn extend(&mut self, bytes: &[u8]) -> Result<(), PacketError> {
         let new_end = self.end + bytes.len();
-        if new_end > N {
+        let Some(room) = self.buf.get_mut(self.end..new_end) else {
             return Err(PacketError::TooLong {
                 len: self.len() + bytes.len(),
                 capacity: Self::CAPACITY,
             });
-        }
-        self.buf[self.end..new_end].copy_from_slice(bytes);
+        };
+        room.copy_from_slice(bytes);
         self.end = new_end;
         Ok(())
     }
@@ -172,8 +174,9 @@ impl<const N: usize> Packet<N> {
     /// frame (header | data | trailers), ready for a link. No data moves.
     pub fn frame(&mut self, version: Version) -> Result<&[u8], PacketError> {
         let start = DATA - version.header_len();
-        self.header.emit(&mut self.buf[start..DATA], version)?;
-        Ok(&self.buf[start..self.end])
+        let room = self.buf.get_mut(start..DATA).unwrap_or_default();
+        self.header.emit(room, version)?;
+        Ok(self.buf.get(start..self.end).unwrap_or_default())
     }
 
     /// The header bytes for `version` and the data, without touching the

@@ -359,13 +359,18 @@ impl<const N: usize> RouteTable<N> {
             .routes
             .iter()
             .position(|r| r.prefix.bits < prefix.bits)
-            .unwrap_or(self.routes.len());
+            .unwrap_or(self.routes.len())
+            // A no-op that lets the compiler drop `insert`'s panic path.
+            .min(self.routes.len());
         self.routes
             .insert(at, route)
             .map_err(|_| RouteError::TableFull)?;
         let key = (mask(prefix.bits, version), prefix.addr.get());
-        // Same capacity and length as `routes`, so this can not fail.
-        let _ = self.keys.insert(at, key);
+        // Same capacity and length as `routes`, so this can not fail (the
+        // check lets the compiler drop `insert`'s panic path).
+        if at <= self.keys.len() {
+            let _ = self.keys.insert(at, key);
+        }
         csp_debug!("route {}/{} added", prefix.addr.get(), prefix.bits);
         Ok(None)
     }

@@ -33,6 +33,11 @@ pub const MAX_FRAME_LEN: usize = 4200;
 /// Longest text (client name, error message, control reply line set) carried.
 pub const MAX_TEXT_LEN: usize = 4096;
 
+/// Longest client name the daemon keeps from HELLO. A longer name is cut at
+/// a character boundary: names only label logs and status, and a daemon that
+/// stored whatever a client sent would let one client grow every status reply.
+pub const MAX_NAME_LEN: usize = 64;
+
 /// Port value in REGISTER meaning "every port" (`CSP_ANY`, libcsp's 255).
 pub const PORT_ANY: u8 = 255;
 /// Port value in REGISTER meaning "any free ephemeral port, daemon's choice".

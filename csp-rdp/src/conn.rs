@@ -831,7 +831,10 @@ impl<const WINDOW: usize, const SEG: usize> Connection<WINDOW, SEG> {
             }
             if self.rx.is_full(off) {
                 let s = self.rcv_read.wrapping_add(off as u16);
-                list[2 * n..2 * n + 2].copy_from_slice(&s.to_be_bytes());
+                // `n < MAX_EACK`, so the pair always fits.
+                if let Some(pair) = list.get_mut(2 * n..2 * n + 2) {
+                    pair.copy_from_slice(&s.to_be_bytes());
+                }
                 n += 1;
             }
         }
@@ -840,7 +843,7 @@ impl<const WINDOW: usize, const SEG: usize> Connection<WINDOW, SEG> {
         }
         let t = self.emit_ctrl(
             buf,
-            &list[..2 * n],
+            list.get(..2 * n).unwrap_or_default(),
             Flags::ACK | Flags::EAK,
             self.snd_nxt,
             self.rcv_cur,

@@ -25,7 +25,8 @@ impl<const SEG: usize> Payload<SEG> {
 
     /// The bytes.
     pub fn as_slice(&self) -> &[u8] {
-        &self.buf[..self.len]
+        // `len <= SEG` always; `get` keeps a panic path out of firmware.
+        self.buf.get(..self.len).unwrap_or_default()
     }
 }
 

@@ -33,7 +33,9 @@ impl<const SEG: usize> TxSlot<SEG> {
 
     /// The user data.
     pub fn data(&self) -> &[u8] {
-        &self.buf[..self.len]
+        // `get`, not indexing: `len <= SEG` always, and firmware images then
+        // carry no panic path for it.
+        self.buf.get(..self.len).unwrap_or_default()
     }
 
     /// Sent at least once, not yet acknowledged, and waiting on its timer.
@@ -172,12 +174,12 @@ impl<const W: usize, const SEG: usize> RxQueue<W, SEG> {
         if W == 0 {
             return None;
         }
-        let slot = &mut self.slots[self.head];
+        let slot = self.slots.get_mut(self.head)?;
         if !slot.full {
             return None;
         }
         slot.full = false;
-        let r = f(&slot.buf[..slot.len]);
+        let r = f(slot.buf.get(..slot.len).unwrap_or_default());
         self.head = (self.head + 1) % W;
         Some(r)
     }

@@ -360,7 +360,10 @@ impl Demo {
         }
         match self.node.recv_conn(conn, &mut self.scratch) {
             Ok(0) => {}
-            Ok(n) => match self.node.send(now, conn, &self.scratch[..n]) {
+            Ok(n) => match self
+                .node
+                .send(now, conn, self.scratch.get(..n).unwrap_or_default())
+            {
                 Ok(_) => bump(&mut self.counters.rdp_echoed),
                 Err(_e) => {
                     fw_log!("echo: segment not sent: {}", _e);

@@ -25,6 +25,7 @@ macro_rules! fw_log {
 mod app;
 mod board;
 mod clock;
+mod mem;
 mod uart;
 
 use core::mem::MaybeUninit;
@@ -237,19 +238,21 @@ fn report(why: &str, at: Option<&core::panic::Location>) {
     if let Some(at) = at {
         let _ = out.write_all(b" at ");
         let _ = out.write_all(at.file().as_bytes());
+        // Digits from the last; a u32 has at most 10. Iterators, not
+        // indexing: no panic path inside the panic handler.
         let mut digits = [0u8; 10];
         let mut n = at.line();
-        let mut i = digits.len();
-        loop {
-            i -= 1;
-            digits[i] = b'0' + (n % 10) as u8;
+        let mut used = 0;
+        for d in digits.iter_mut().rev() {
+            *d = b'0' + (n % 10) as u8;
             n /= 10;
+            used += 1;
             if n == 0 {
                 break;
             }
         }
         let _ = out.write_all(b":");
-        let _ = out.write_all(&digits[i..]);
+        let _ = out.write_all(digits.get(digits.len() - used..).unwrap_or_default());
     }
     let _ = out.write_all(b"\n");
 }

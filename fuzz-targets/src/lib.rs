@@ -6,13 +6,11 @@
 //! fuzz, nightly) call them with generated input; the stable test
 //! `tests/tests/fuzz_corpus.rs` replays every file of `fuzz/corpus/<name>/`
 //! through [`run`]. [`TARGETS`] lists the names both use.
-//!
-//! CFP (libcsp's CAN fragmentation) is being written in another branch: its
-//! reassembly gets a target here once it lands.
 
 #![forbid(unsafe_code)]
 
 use csp_core::bind::BindPort;
+use csp_core::cfp::CanLink;
 use csp_core::kiss::KissDecoder;
 use csp_core::node::{IfaceConfig, NodeConfig, SocketOptions};
 use csp_core::route::{parse_routes, IfaceId};
@@ -33,6 +31,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("trailer_verify", trailer_verify),
     ("kiss_decoder", kiss_decoder),
     ("sfp_reassembly", sfp_reassembly),
+    ("cfp_reassembly", cfp_reassembly),
     ("rdp_connection", rdp_connection),
     ("route_string", route_string),
     ("toml_config", toml_config),
@@ -119,6 +118,66 @@ pub fn sfp_reassembly(data: &[u8]) {
         let _ = r.handle_timeout(now);
         rest = &tail[n..];
     }
+}
+
+/// CFP (CAN fragmentation) reassembly: the first byte picks the CFP and
+/// header version, then CAN frames as `step:u8, id:u32 (big-endian),
+/// len:u8, data[len]`: time passes by `step` * 10 ms, the frame (any id,
+/// even over 29 bits; any length, even over 8) goes to a CAN interface with
+/// two reassembly slots. Whatever completes must be a whole CSP frame that
+/// parses and fits the interface's MTU; then the frames of the completed
+/// frame, sent again from a second interface, must give back the same
+/// bytes (the fragmenter and the reassembler agree on everything that
+/// gets through).
+pub fn cfp_reassembly(data: &[u8]) {
+    const MTU: usize = 256 + 6;
+    let Some((&first, mut rest)) = data.split_first() else {
+        return;
+    };
+    let version = if first & 1 == 0 {
+        Version::V2
+    } else {
+        Version::V1
+    };
+    let Ok(me) = Addr::new(u16::from(first >> 1) & 0x1f) else {
+        return;
+    };
+    let mut rx = CanLink::<2, MTU>::new(version, me);
+    let mut now = Instant::ZERO;
+    while let [step, a, b, c, d, len, tail @ ..] = rest {
+        now += Duration::from_millis(u64::from(*step) * 10);
+        let id = u32::from_be_bytes([*a, *b, *c, *d]);
+        let n = usize::from(*len).min(tail.len());
+        let _ = rx.handle_timeout(now);
+        if let Ok(Some(frame)) = rx.receive(now, id, &tail[..n]) {
+            assert!(frame.len() <= MTU, "{} bytes over the MTU", frame.len());
+            assert!(
+                Header::parse(frame, version).is_ok(),
+                "completed but no header"
+            );
+            refragment(version, frame);
+        }
+        rest = &tail[n..];
+    }
+}
+
+/// Fragment `frame` as a fresh interface would and reassemble it at once:
+/// the same bytes must come out.
+fn refragment(version: Version, frame: &[u8]) {
+    const MTU: usize = 256 + 6;
+    let Ok(addr) = Addr::new(1) else { return };
+    let mut tx = CanLink::<1, MTU>::new(version, addr);
+    let mut rx = CanLink::<1, MTU>::new(version, addr);
+    let Ok(frames) = tx.transmit(frame, None) else {
+        return;
+    };
+    let mut got = None;
+    for f in frames {
+        if let Ok(Some(done)) = rx.receive(Instant::ZERO, f.id, f.data()) {
+            got = Some(done.to_vec());
+        }
+    }
+    assert_eq!(got.as_deref(), Some(frame), "refragmented frame differs");
 }
 
 /// One RDP connection (accepted from a SYN or connecting, by the first

@@ -3,27 +3,20 @@
 //! and a flood of random and malformed datagrams during an RDP transfer.
 //! Loopback only; every wait is bounded.
 
-mod common;
-
 use std::net::UdpSocket;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::*;
 use csp_core::node::SynLimits;
-use csp_core::{Addr, Flags, Header, Packet, Port, Prio, Version};
+use csp_core::Flags;
 use host_lib::{Client, ClientConfig, ConnOptions, Control};
+use test_support::junk::{frame, junk_frame, Junk};
+use test_support::*;
 
 fn client(d: &Muxd, name: &str) -> Client {
-    Client::with_config(ClientConfig {
-        socket: Some(d.socket.clone()),
-        name: name.into(),
-        reconnect: false,
-        ..ClientConfig::default()
-    })
-    .unwrap()
+    apps::client(d, name, false)
 }
 
 /// The daemon's UDP link address, from STATUS (`link udp bind=...`).
@@ -63,20 +56,6 @@ fn wait_udp_frames(c: &mut Client, n: u64) {
     }
 }
 
-/// A v2 frame from `src:sport` to `dst:dport` with `flags`.
-fn frame(src: u16, sport: u8, dst: u16, dport: u8, flags: Flags, data: &[u8]) -> Vec<u8> {
-    let h = Header {
-        prio: Prio::Normal,
-        src: Addr::new(src).unwrap(),
-        dst: Addr::new(dst).unwrap(),
-        dport: Port::new(dport).unwrap(),
-        sport: Port::new(sport).unwrap(),
-        flags,
-    };
-    let mut p = Packet::<512>::with_data(h, data).unwrap();
-    p.frame(Version::V2).unwrap().to_vec()
-}
-
 /// An RDP SYN (option block, then RDP header) asking for one-hour
 /// connection and packet timeouts and the largest window.
 fn greedy_syn(isn: u16) -> Vec<u8> {
@@ -100,7 +79,7 @@ fn greedy_syn(isn: u16) -> Vec<u8> {
 #[test]
 fn a_syn_flood_from_made_up_sources_does_not_lock_out_a_listener() {
     const FLOOD: u16 = 64;
-    let d = Muxd::start(3, "");
+    let d = Muxd::start(MuxdConfig::node(3));
     // The server's own limits, tighter than the default 8 half-open.
     let mut server = Client::with_config(ClientConfig {
         socket: Some(d.socket.clone()),
@@ -148,82 +127,6 @@ fn a_syn_flood_from_made_up_sources_does_not_lock_out_a_listener() {
     assert!(dropped >= 61, "{dropped}");
 }
 
-/// Resident set of a process, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no VmRSS in {status}"))
-}
-
-/// xorshift64: reproducible junk without a dependency.
-struct Junk(u64);
-
-impl Junk {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
-
-/// One datagram of the flood, by kind: random bytes of any length (runts
-/// included), a frame for a random port of the daemon's node or of
-/// another node, an RDP SYN with garbage options, an RDP segment too
-/// short for its header, a service request. Never from the daemon's own
-/// address 3 (the real connection's): blind injection into a connection
-/// is not what this measures.
-fn junk_datagram(j: &mut Junk) -> Vec<u8> {
-    let src = 100 + j.below(1000) as u16;
-    let sport = j.below(64) as u8;
-    let len = j.below(200) as usize;
-    match j.below(5) {
-        0 => {
-            let n = j.below(300) as usize;
-            j.bytes(n)
-        }
-        1 => {
-            let dst = if j.below(2) == 0 {
-                3
-            } else {
-                4 + j.below(500) as u16
-            };
-            // A well-formed frame, then up to three bytes anywhere mutated
-            // (header fields, flags, trailers that do not verify).
-            let data = j.bytes(len);
-            let mut f = frame(src, sport, dst, j.below(64) as u8, Flags::NONE, &data);
-            for _ in 0..j.below(4) {
-                let at = j.below(f.len() as u64) as usize;
-                f[at] = j.next() as u8;
-            }
-            f
-        }
-        2 => {
-            let mut syn = j.bytes(24);
-            syn.extend_from_slice(&[0x08, 0, j.next() as u8, 0, 0]);
-            frame(src, sport, 3, 10, Flags::RDP, &syn)
-        }
-        3 => {
-            let n = j.below(5) as usize;
-            let data = j.bytes(n);
-            frame(src, sport, 3, 10, Flags::RDP, &data)
-        }
-        _ => {
-            let data = j.bytes(len.min(100));
-            frame(src, sport, 3, j.below(7) as u8, Flags::NONE, &data)
-        }
-    }
-}
-
 /// 10^5 random and malformed datagrams into the UDP link while two
 /// applications move 256 KiB over RDP through the same daemon: the
 /// transfer arrives byte for byte, the daemon's memory stays flat, and its
@@ -232,7 +135,7 @@ fn junk_datagram(j: &mut Junk) -> Vec<u8> {
 fn a_udp_flood_during_an_rdp_transfer() {
     const FLOOD: u64 = 100_000;
     const LEN: usize = 256 * 1024;
-    let d = Muxd::start(3, "");
+    let d = Muxd::start(MuxdConfig::node(3));
     let pid = d.child.id();
     let mut server = client(&d, "server");
     let listener = server.listen(10, ConnOptions::default()).unwrap();
@@ -311,7 +214,7 @@ fn a_udp_flood_during_an_rdp_transfer() {
     }
     while sent < FLOOD {
         for _ in 0..200 {
-            flood.send_to(&junk_datagram(&mut j), udp).unwrap();
+            flood.send_to(&junk_frame(&mut j, 3), udp).unwrap();
             sent += 1;
         }
         wait_udp_frames(&mut watch, sent);

@@ -2,17 +2,15 @@
 //! a real sink process, short counts, the `--json` report parsed and
 //! checked for consistency. Nothing here asserts on time.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 
-use common::*;
 use serde_json::Value;
+use test_support::*;
 
 /// `csp bench --json ARGS` against `d`, with `global` options first.
 fn bench_json(d: &Muxd, global: &[&str], args: &[&str]) -> Value {
-    let (code, out, err) = run(csp(d).args(global).args(["bench", "--json"]).args(args));
+    let (code, out, err) = run(d.csp().args(global).args(["bench", "--json"]).args(args));
     assert_eq!(code, 0, "csp bench {args:?}: {out}{err}");
     serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {out:?}"))
 }
@@ -23,7 +21,8 @@ struct Sink(Child);
 
 impl Sink {
     fn start(d: &Muxd, global: &[&str], args: &[&str]) -> Sink {
-        let mut child = csp(d)
+        let mut child = d
+            .csp()
             .args(global)
             .args(["bench", "serve", "--idle", "20000"])
             .args(args)
@@ -56,7 +55,7 @@ fn f(v: &Value, key: &str) -> f64 {
 
 #[test]
 fn rtt_reports_ordered_percentiles_of_every_ping() {
-    let d = Muxd::start(1, "");
+    let d = Muxd::start(MuxdConfig::node(1));
     let v = bench_json(&d, &[], &["rtt", "-c", "20", "-s", "64", "1"]);
     assert_eq!(v["mode"], "rtt");
     assert_eq!(v["received"], 20);
@@ -73,10 +72,12 @@ fn rtt_reports_ordered_percentiles_of_every_ping() {
 
 #[test]
 fn rtt_to_a_node_that_does_not_answer_fails() {
-    let d = Muxd::start(1, "");
+    let d = Muxd::start(MuxdConfig::node(1));
     // Node 9 has no route: every ping goes unanswered.
     let (code, out, err) =
-        run(csp(&d).args(["--timeout", "50", "bench", "--json", "rtt", "-c", "2", "9"]));
+        run(d
+            .csp()
+            .args(["--timeout", "50", "bench", "--json", "rtt", "-c", "2", "9"]));
     assert_eq!(code, 1, "{out}{err}");
     let v: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["received"], 0);
@@ -85,7 +86,7 @@ fn rtt_to_a_node_that_does_not_answer_fails() {
 
 #[test]
 fn stream_counts_what_the_sink_received() {
-    let d = Muxd::start(1, "");
+    let d = Muxd::start(MuxdConfig::node(1));
     let _sink = Sink::start(&d, &["--crc"], &["11"]);
     let v = bench_json(
         &d,
@@ -108,9 +109,11 @@ fn stream_counts_what_the_sink_received() {
 
 #[test]
 fn stream_without_a_sink_fails_after_asking() {
-    let d = Muxd::start(1, "");
+    let d = Muxd::start(MuxdConfig::node(1));
     let (code, out, err) =
-        run(csp(&d).args(["--timeout", "20", "bench", "stream", "-c", "10", "1", "13"]));
+        run(d
+            .csp()
+            .args(["--timeout", "20", "bench", "stream", "-c", "10", "1", "13"]));
     assert_eq!(code, 1, "{out}{err}");
     assert!(
         err.contains("timed out") || err.contains("timeout"),
@@ -120,7 +123,7 @@ fn stream_without_a_sink_fails_after_asking() {
 
 #[test]
 fn rdp_into_a_sink_with_crc_and_hmac_is_acknowledged_and_closed() {
-    let d = Muxd::start(1, "");
+    let d = Muxd::start(MuxdConfig::node(1));
     let secure = ["--crc", "--hmac-key", "bench"];
     let _sink = Sink::start(&d, &secure, &["--rdp", "12"]);
     let v = bench_json(

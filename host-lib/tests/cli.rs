@@ -1,18 +1,16 @@
 //! The `csp` tool run as a process against a real daemon; output checked.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
 use host_lib::{Bind, Client};
+use test_support::*;
 
 #[test]
 fn ping_ident_uptime_memfree_buffree_of_node_1() {
-    let d = Muxd::start(1, "");
-    let (code, out, err) = run(csp(&d).args(["ping", "-c", "3", "-i", "20", "1"]));
+    let d = Muxd::start(MuxdConfig::node(1));
+    let (code, out, err) = run(d.csp().args(["ping", "-c", "3", "-i", "20", "1"]));
     assert_eq!(code, 0, "{out}{err}");
     for seq in 1..=3 {
         assert!(
@@ -23,19 +21,19 @@ fn ping_ident_uptime_memfree_buffree_of_node_1() {
     assert!(out.contains("3 sent, 3 received, 0% loss"), "{out}");
     assert!(out.contains("rtt min/avg/max = "), "{out}");
 
-    let (code, out, _) = run(csp(&d).args(["ident", "1"]));
+    let (code, out, _) = run(d.csp().args(["ident", "1"]));
     assert_eq!(code, 0);
     assert!(out.contains("hostname: csp-muxd"), "{out}");
     assert!(out.contains("model:    csp-rs ground"), "{out}");
 
-    let (code, out, _) = run(csp(&d).args(["uptime", "1"]));
+    let (code, out, _) = run(d.csp().args(["uptime", "1"]));
     assert_eq!(code, 0);
     assert!(out.starts_with("node 1 up "), "{out}");
 
-    let (code, out, _) = run(csp(&d).args(["--crc", "buffree", "1"]));
+    let (code, out, _) = run(d.csp().args(["--crc", "buffree", "1"]));
     assert_eq!(code, 0);
     assert!(out.contains("buffers free"), "{out}");
-    let (code, out, _) = run(csp(&d).args(["memfree", "1"]));
+    let (code, out, _) = run(d.csp().args(["memfree", "1"]));
     assert_eq!(code, 0);
     assert!(out.contains("bytes free"), "{out}");
 }
@@ -43,8 +41,8 @@ fn ping_ident_uptime_memfree_buffree_of_node_1() {
 #[test]
 fn ping_without_answer_reports_loss_and_fails() {
     // The daemon holds no HMAC key, so it can not answer such a ping.
-    let d = Muxd::start(1, "");
-    let (code, out, _) = run(csp(&d).args([
+    let d = Muxd::start(MuxdConfig::node(1));
+    let (code, out, _) = run(d.csp().args([
         "--hmac-key",
         "k",
         "--timeout",
@@ -64,10 +62,10 @@ fn ping_without_answer_reports_loss_and_fails() {
 
 #[test]
 fn status_lists_node_routes_apps_counters() {
-    let d = Muxd::start(1, "");
+    let d = Muxd::start(MuxdConfig::node(1));
     let mut app = Client::connect(&d.socket).unwrap();
     let _s = app.bind(Bind::Port(17)).unwrap();
-    let (code, out, err) = run(csp(&d).arg("status"));
+    let (code, out, err) = run(d.csp().arg("status"));
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("== status\nnode 1\n"), "{out}");
     assert!(out.contains("ports=1:17"), "{out}");
@@ -79,14 +77,14 @@ fn status_lists_node_routes_apps_counters() {
 /// `csp listen --echo 1` used to take every other application's pings.
 #[test]
 fn listening_on_a_service_port_is_refused_clearly() {
-    let d = Muxd::start(1, "");
-    let (code, _, err) = run(csp(&d).args(["listen", "--echo", "-c", "1", "1"]));
+    let d = Muxd::start(MuxdConfig::node(1));
+    let (code, _, err) = run(d.csp().args(["listen", "--echo", "-c", "1", "1"]));
     assert_eq!(code, 1, "{err}");
     assert!(
         err.contains("port 1 is a service port of the node"),
         "{err}"
     );
-    let (code, out, err) = run(csp(&d).args(["ping", "-c", "1", "1"]));
+    let (code, out, err) = run(d.csp().args(["ping", "-c", "1", "1"]));
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("1 sent, 1 received"), "{out}");
 }
@@ -96,7 +94,7 @@ fn listening_on_a_service_port_is_refused_clearly() {
 /// object of records (issue 16; before, the client timed out).
 #[test]
 fn status_json_lists_every_application_in_pages() {
-    let d = Muxd::start(1, "");
+    let d = Muxd::start(MuxdConfig::node(1));
     let named = |name: String| {
         Client::with_config(host_lib::ClientConfig {
             socket: Some(d.socket.clone()),
@@ -110,7 +108,7 @@ fn status_json_lists_every_application_in_pages() {
     let _s = long.bind(Bind::Port(17)).unwrap();
     let _apps: Vec<Client> = (0..150).map(|i| named(format!("app {i}"))).collect();
 
-    let (code, out, err) = run(csp(&d).args(["status", "--json"]));
+    let (code, out, err) = run(d.csp().args(["status", "--json"]));
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     let status = v["status"].as_array().unwrap();
@@ -119,7 +117,7 @@ fn status_json_lists_every_application_in_pages() {
     // The 151 above and `csp status` itself.
     assert_eq!(apps.len(), 152, "{out}");
     let mine = apps.iter().find(|a| a["ports"] == "1:17").unwrap();
-    assert_eq!(mine["name"], "L".repeat(csp_ipc::record::MAX_VALUE_LEN));
+    assert_eq!(mine["name"], "L".repeat(csp_ipc::MAX_NAME_LEN));
     assert!(v["counters"]
         .as_array()
         .unwrap()
@@ -128,9 +126,11 @@ fn status_json_lists_every_application_in_pages() {
     assert!(v["routes"].is_array());
 
     // The text form for people lists them all too.
-    let (code, out, err) = run(csp(&d).arg("status"));
+    let (code, out, err) = run(d.csp().arg("status"));
     assert_eq!(code, 0, "{err}");
-    assert_eq!(out.matches("name=\"app ").count(), 150, "{out}");
+    // Listed in the status section (the counters name them too).
+    let status_part = out.split("== counters").next().unwrap();
+    assert_eq!(status_part.matches("name=\"app ").count(), 150, "{out}");
 }
 
 /// Start `csp listen ARGS` and wait until it has bound its port.
@@ -138,30 +138,20 @@ fn listen(d: &Muxd, args: &[&str]) -> Child {
     listen_with_stderr(d, args).0
 }
 
+/// As [`listen`], with the rest of its stderr.
 fn listen_with_stderr(d: &Muxd, args: &[&str]) -> (Child, BufReader<std::process::ChildStderr>) {
-    let mut child = csp(d)
-        .arg("listen")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
     // The read is bounded by the listener's own --idle timeout.
-    err.read_line(&mut line).unwrap();
-    assert!(line.starts_with("listening on "), "{line:?}");
-    (child, err)
+    let args: Vec<&str> = ["listen"].iter().chain(args).copied().collect();
+    d.spawn_csp_ready(&args, "listening on ")
 }
 
 #[test]
 fn send_and_listen_pair() {
-    let d = Muxd::start(1, "");
+    let d = Muxd::start(MuxdConfig::node(1));
     let listener = listen(&d, &["-c", "2", "--idle", "10000", "10"]);
-    let (code, _, err) = run(csp(&d).args(["send", "1", "10", "hello"]));
+    let (code, _, err) = run(d.csp().args(["send", "1", "10", "hello"]));
     assert_eq!(code, 0, "{err}");
-    let (code, _, err) = run(csp(&d).args(["send", "--hex", "1", "10", "de ad be ef"]));
+    let (code, _, err) = run(d.csp().args(["send", "--hex", "1", "10", "de ad be ef"]));
     assert_eq!(code, 0, "{err}");
     let out = finish(listener);
     assert!(out.status.success());
@@ -180,7 +170,7 @@ fn send_and_listen_pair() {
 
 #[test]
 fn sfp_and_crc_through_stdin_and_raw_stdout() {
-    let d = Muxd::start(1, "");
+    let d = Muxd::start(MuxdConfig::node(1));
     let listener = listen(
         &d,
         &[
@@ -188,7 +178,8 @@ fn sfp_and_crc_through_stdin_and_raw_stdout() {
         ],
     );
     let payload: Vec<u8> = (0..6000u32).map(|i| (i % 253) as u8).collect();
-    let mut sender = csp(&d)
+    let mut sender = d
+        .csp()
         .args(["--crc", "send", "--sfp", "1", "11", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -209,8 +200,9 @@ fn sfp_and_crc_through_stdin_and_raw_stdout() {
 
 #[test]
 fn too_large_without_sfp_is_refused_with_a_hint() {
-    let d = Muxd::start(1, "");
-    let mut sender = csp(&d)
+    let d = Muxd::start(MuxdConfig::node(1));
+    let mut sender = d
+        .csp()
         .args(["send", "1", "11", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -233,7 +225,7 @@ fn too_large_without_sfp_is_refused_with_a_hint() {
 fn errors_are_actionable() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("none.sock");
-    let (code, _, err) = run(Command::new(csp_bin())
+    let (code, _, err) = run(Command::new(bins::csp())
         .arg("--socket")
         .arg(&missing)
         .args(["ping", "1"]));
@@ -246,28 +238,28 @@ fn errors_are_actionable() {
         "{err}"
     );
 
-    let d = Muxd::start(1, "");
+    let d = Muxd::start(MuxdConfig::node(1));
     let mut app = Client::connect(&d.socket).unwrap();
     let _s = app.bind(Bind::Port(10)).unwrap();
-    let (code, _, err) = run(csp(&d).args(["listen", "10"]));
+    let (code, _, err) = run(d.csp().args(["listen", "10"]));
     assert_eq!(code, 1);
     assert_eq!(err.trim(), "csp: port 10 is in use by another application");
 
     // A connectionless socket on the port: the SYN finds no listener.
-    let (code, _, err) = run(csp(&d).args(["rdp", "--connect-timeout", "500", "1", "10"]));
+    let (code, _, err) = run(d.csp().args(["rdp", "--connect-timeout", "500", "1", "10"]));
     assert_eq!(code, 1);
     assert!(err.contains("no answer from 1:10"), "{err}");
-    let (code, _, err) = run(csp(&d).args(["listen", "--rdp", "10"]));
+    let (code, _, err) = run(d.csp().args(["listen", "--rdp", "10"]));
     assert_eq!(code, 1);
     assert_eq!(err.trim(), "csp: port 10 is in use by another application");
-    let (code, _, err) = run(csp(&d).args(["--v1", "--xtea-key", "k", "rdp", "1", "10"]));
+    let (code, _, err) = run(d.csp().args(["--v1", "--xtea-key", "k", "rdp", "1", "10"]));
     assert_eq!(code, 1);
     assert!(
         err.contains("XTEA is not available on RDP connections"),
         "{err}"
     );
 
-    let (code, _, err) = run(csp(&d).args(["--xtea-key", "k", "ping", "1"]));
+    let (code, _, err) = run(d.csp().args(["--xtea-key", "k", "ping", "1"]));
     assert_eq!(code, 2, "--xtea-key needs --v1: {err}");
 }
 
@@ -276,21 +268,23 @@ fn help_has_examples_for_every_subcommand() {
     for sub in [
         "ping", "uptime", "ident", "memfree", "buffree", "send", "listen", "rdp", "status",
     ] {
-        let (code, out, _) = run(Command::new(csp_bin()).args([sub, "--help"]));
+        let (code, out, _) = run(Command::new(bins::csp()).args([sub, "--help"]));
         assert_eq!(code, 0);
         assert!(out.contains("Example"), "{sub}: {out}");
     }
-    let (code, out, _) = run(Command::new(csp_bin()).arg("--help"));
+    let (code, out, _) = run(Command::new(bins::csp()).arg("--help"));
     assert_eq!(code, 0);
     assert!(out.contains("csp ping 1"), "{out}");
 }
 
 #[test]
 fn send_reply_against_listen_echo() {
-    let d = Muxd::start(1, "");
+    let d = Muxd::start(MuxdConfig::node(1));
     let echo = listen(&d, &["--echo", "-c", "1", "--idle", "10000", "13"]);
     let (code, out, err) =
-        run(csp(&d).args(["--timeout", "5000", "send", "--reply", "1", "13", "ping-me"]));
+        run(d
+            .csp()
+            .args(["--timeout", "5000", "send", "--reply", "1", "13", "ping-me"]));
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("1:13 -> port "), "{out}");
     assert!(out.trim_end().ends_with("70 69 6e 67 2d 6d 65"), "{out}");
@@ -299,11 +293,11 @@ fn send_reply_against_listen_echo() {
 
 #[test]
 fn listen_survives_a_daemon_restart() {
-    let d = Muxd::start(1, "");
+    let mut d = Muxd::start(MuxdConfig::node(1));
     let (listener, mut err) = listen_with_stderr(&d, &["-c", "2", "--idle", "15000", "16"]);
-    let (code, _, e) = run(csp(&d).args(["send", "1", "16", "before"]));
+    let (code, _, e) = run(d.csp().args(["send", "1", "16", "before"]));
     assert_eq!(code, 0, "{e}");
-    let d = d.restart();
+    d.restart();
     // The listener reports both steps on stderr (reads bounded by --idle).
     let mut line = String::new();
     err.read_line(&mut line).unwrap();
@@ -311,7 +305,7 @@ fn listen_survives_a_daemon_restart() {
     line.clear();
     err.read_line(&mut line).unwrap();
     assert!(line.contains("reconnected"), "{line:?}");
-    let (code, _, e) = run(csp(&d).args(["send", "1", "16", "after"]));
+    let (code, _, e) = run(d.csp().args(["send", "1", "16", "after"]));
     assert_eq!(code, 0, "{e}");
     let out = finish(listener);
     assert!(out.status.success());
@@ -330,12 +324,11 @@ fn ping_over_tcp_with_token() {
         .local_addr()
         .unwrap()
         .port();
-    let d = Muxd::start(
-        1,
-        &format!("[ipc]\ntcp_listen = \"127.0.0.1:{port}\"\ntcp_token = \"tok-tok-tok-tok-tok\"\n"),
-    );
+    let d = Muxd::start(MuxdConfig::node(1).extra(&format!(
+        "[ipc]\ntcp_listen = \"127.0.0.1:{port}\"\ntcp_token = \"tok-tok-tok-tok-tok\"\n"
+    )));
     let addr = format!("127.0.0.1:{port}");
-    let (code, out, err) = run(Command::new(csp_bin()).args([
+    let (code, out, err) = run(Command::new(bins::csp()).args([
         "--tcp",
         &addr,
         "--tcp-token",
@@ -347,10 +340,10 @@ fn ping_over_tcp_with_token() {
     ]));
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("1 sent, 1 received"), "{out}");
-    let (code, _, err) = run(Command::new(csp_bin()).args(["--tcp", &addr, "ping", "1"]));
+    let (code, _, err) = run(Command::new(bins::csp()).args(["--tcp", &addr, "ping", "1"]));
     assert_eq!(code, 2, "--tcp needs --tcp-token: {err}");
     drop(d);
-    let (code, _, err) = run(Command::new(csp_bin()).args([
+    let (code, _, err) = run(Command::new(bins::csp()).args([
         "--tcp",
         &addr,
         "--tcp-token",
@@ -371,11 +364,11 @@ fn ping_over_tcp_with_token() {
 /// exactly what a user gets.
 #[test]
 fn listen_into_a_closed_pipe_ends_quietly() {
-    let d = Muxd::start(1, "");
+    let d = Muxd::start(MuxdConfig::node(1));
     let script = format!(
         "'{}' --socket '{}' listen --idle 10000 10 2>\"$ERR\" | head -1; \
          echo \"status ${{PIPESTATUS[0]}}\" >&2",
-        csp_bin(),
+        bins::csp().display(),
         d.socket.display()
     );
     let dir = tempfile::tempdir().unwrap();

@@ -1,18 +1,16 @@
 //! Two applications on one csp-muxd, connectionless.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use csp_core::Flags;
 use host_lib::{Bind, Client, Error, Options};
+use test_support::*;
 
 const T: Option<Duration> = Some(WAIT);
 
 #[test]
 fn two_clients_both_ways_plain() {
-    let d = Muxd::start(9, "");
+    let d = Muxd::start(MuxdConfig::node(9));
     let mut server = Client::connect(&d.socket).unwrap();
     let mut client = Client::connect(&d.socket).unwrap();
     assert_eq!(server.node(), 9);
@@ -30,7 +28,7 @@ fn two_clients_both_ways_plain() {
 
 #[test]
 fn crc_and_hmac_both_ways_wrong_key_dropped_and_counted() {
-    let d = Muxd::start(9, "");
+    let d = Muxd::start(MuxdConfig::node(9));
     let secure = Options::NONE.with_crc().with_hmac_key(b"secret");
     let mut server = Client::connect(&d.socket).unwrap();
     let mut client = Client::connect(&d.socket).unwrap();
@@ -77,7 +75,7 @@ fn crc_and_hmac_both_ways_wrong_key_dropped_and_counted() {
 
 #[test]
 fn sfp_transfer_of_5_kb() {
-    let d = Muxd::start(9, "");
+    let d = Muxd::start(MuxdConfig::node(9));
     let opts = Options::NONE.with_sfp().with_crc();
     let mut rx = Client::connect(&d.socket).unwrap();
     let mut tx = Client::connect(&d.socket).unwrap();
@@ -109,7 +107,7 @@ fn sfp_transfer_of_5_kb() {
 
 #[test]
 fn port_in_use_any_and_close() {
-    let d = Muxd::start(9, "");
+    let d = Muxd::start(MuxdConfig::node(9));
     let mut a = Client::connect(&d.socket).unwrap();
     let mut b = Client::connect(&d.socket).unwrap();
     let s = a.bind(Bind::Port(10)).unwrap();
@@ -145,7 +143,7 @@ fn port_in_use_any_and_close() {
 
 #[test]
 fn services_of_the_daemon() {
-    let d = Muxd::start(9, "");
+    let d = Muxd::start(MuxdConfig::node(9));
     let mut c = Client::connect(&d.socket).unwrap();
     let rtt = c.ping(9, 100, WAIT).unwrap();
     assert!(rtt < WAIT);
@@ -166,7 +164,7 @@ fn services_of_the_daemon() {
 
 #[test]
 fn non_blocking_core() {
-    let d = Muxd::start(9, "");
+    let d = Muxd::start(MuxdConfig::node(9));
     let mut a = Client::connect(&d.socket).unwrap();
     let mut b = Client::connect(&d.socket).unwrap();
     let s = a.bind(Bind::Port(10)).unwrap();
@@ -198,7 +196,7 @@ fn non_blocking_core() {
 fn xtea_hmac_crc_between_two_clients() {
     // XTEA exists only in libcsp 1.x; between two host-lib clients the
     // daemon carries its flag through the v2 IPC header untouched.
-    let d = Muxd::start(9, "");
+    let d = Muxd::start(MuxdConfig::node(9));
     let opts = Options::NONE
         .with_xtea_key(b"xtea key")
         .with_hmac_key(b"hmac key")
@@ -229,7 +227,7 @@ fn xtea_hmac_crc_between_two_clients() {
 
 #[test]
 fn a_fast_sender_never_blocks_on_a_slow_receiver() {
-    let d = Muxd::start(9, "[ipc]\nqueue_len = 32\n");
+    let d = Muxd::start(MuxdConfig::node(9).extra("[ipc]\nqueue_len = 32\n"));
     let mut tx = Client::connect(&d.socket).unwrap();
     let mut rx = Client::connect(&d.socket).unwrap();
     let r = rx.bind(Bind::Port(10)).unwrap();
@@ -289,12 +287,9 @@ fn over_the_daemons_tcp_listener_with_its_token() {
         .local_addr()
         .unwrap()
         .port();
-    let d = Muxd::start(
-        9,
-        &format!(
-            "[ipc]\ntcp_listen = \"127.0.0.1:{port}\"\ntcp_token = \"t0k3n-t0k3n-t0k3n-t0k3n\"\n"
-        ),
-    );
+    let d = Muxd::start(MuxdConfig::node(9).extra(&format!(
+        "[ipc]\ntcp_listen = \"127.0.0.1:{port}\"\ntcp_token = \"t0k3n-t0k3n-t0k3n-t0k3n\"\n"
+    )));
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let tcp = |token: &str| host_lib::ClientConfig {
         tcp: Some((addr, token.to_string())),

@@ -3,42 +3,18 @@
 //! (both ends fail, nothing passes for delivered), refusals that say why.
 //! Every wait is bounded.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, ChildStderr, Command, Output, Stdio};
+use std::process::{Child, ChildStderr, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::*;
 use host_lib::rdp::MAX_SEGMENT;
-use host_lib::{Client, ClientConfig, Conn, ConnOptions, ConnState, Error, Event, Listener};
-
-fn client(d: &Muxd, name: &str, reconnect: bool) -> Client {
-    Client::with_config(ClientConfig {
-        socket: Some(d.socket.clone()),
-        name: name.into(),
-        reconnect,
-        ..ClientConfig::default()
-    })
-    .unwrap()
-}
-
-/// Data that is not the same from one byte to the next (a shifted or
-/// duplicated segment shows).
-fn pattern(len: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2_654_435_761) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
-}
+use host_lib::{Client, Conn, ConnOptions, ConnState, Error, Event, Listener};
+use test_support::apps::client;
+use test_support::junk::pattern;
+use test_support::*;
 
 /// Serve one connection on `listener`: echo everything until the peer
 /// closes; the bytes echoed.
@@ -88,7 +64,7 @@ fn recv_exact(c: &mut Client, conn: &Conn, len: usize) -> Vec<u8> {
 }
 
 fn echo_round_trip(options: ConnOptions) {
-    let d = Muxd::start(3, "");
+    let d = Muxd::start(MuxdConfig::node(3));
     let mut server = client(&d, "server", false);
     let listener = server.listen(10, options).unwrap();
     let srv = thread::spawn(move || echo_one(&mut server, &listener));
@@ -119,7 +95,7 @@ fn echo_between_two_clients() {
 /// times (`-- --nocapture`); asserts only what happened, never how long.
 #[test]
 fn tiny_exchanges_against_our_listener() {
-    let d = Muxd::start(3, "");
+    let d = Muxd::start(MuxdConfig::node(3));
     let mut server = client(&d, "server", false);
     let listener = server.listen(11, ConnOptions::default()).unwrap();
     // 14 connections: fewer than the listener's 16 slots, which each stay
@@ -174,7 +150,7 @@ fn echo_between_two_clients_with_crc_and_hmac() {
 
 #[test]
 fn a_wrong_hmac_key_never_connects() {
-    let d = Muxd::start(3, "");
+    let d = Muxd::start(MuxdConfig::node(3));
     let mut server = client(&d, "server", false);
     let listener = server
         .listen(11, ConnOptions::default().with_hmac_key(b"right"))
@@ -199,7 +175,7 @@ fn a_wrong_hmac_key_never_connects() {
 
 #[test]
 fn connecting_to_a_port_nobody_listens_on_fails_in_time_and_says_so() {
-    let d = Muxd::start(3, "");
+    let d = Muxd::start(MuxdConfig::node(3));
     let mut c = client(&d, "client", false);
     let started = Instant::now();
     let err = c
@@ -243,7 +219,7 @@ fn drain(c: &mut Client, conn: &Conn, progress: &AtomicUsize) -> (Vec<u8>, Resul
 #[test]
 fn ten_megabytes_arrive_byte_for_byte() {
     const LEN: usize = 10 * 1024 * 1024;
-    let d = Muxd::start(3, "");
+    let d = Muxd::start(MuxdConfig::node(3));
     // Two local applications: large segments and a large window (the
     // 200-byte default is for radio links).
     let options = ConnOptions::default()
@@ -275,7 +251,7 @@ fn ten_megabytes_arrive_byte_for_byte() {
 
 #[test]
 fn a_daemon_killed_mid_transfer_fails_both_ends_never_silently() {
-    let mut d = Muxd::start(3, "");
+    let mut d = Muxd::start(MuxdConfig::node(3));
     let options = ConnOptions::default()
         .with_segment(MAX_SEGMENT)
         .with_window(32);
@@ -344,33 +320,10 @@ fn a_daemon_killed_mid_transfer_fails_both_ends_never_silently() {
 
 // ---- the `csp` tool as processes -------------------------------------------
 
-fn csp(d: &Muxd) -> Command {
-    let mut c = Command::new(csp_bin());
-    c.arg("--socket").arg(&d.socket);
-    c
-}
-
-/// Wait (bounded) for a child and collect its output; killed if late.
-fn finish(mut child: Child, within: Duration) -> Output {
-    let deadline = Instant::now() + within;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "csp did not finish in time; stdout {:?} stderr {:?}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-    child.wait_with_output().unwrap()
-}
-
 /// Run `csp rdp ARGS` with `input` on stdin: exit code, stdout, stderr.
 fn csp_rdp(d: &Muxd, args: &[&str], input: Vec<u8>) -> (i32, Vec<u8>, String) {
-    let mut child = csp(d)
+    let mut child = d
+        .csp()
         .arg("rdp")
         .args(args)
         .stdin(Stdio::piped())
@@ -382,7 +335,7 @@ fn csp_rdp(d: &Muxd, args: &[&str], input: Vec<u8>) -> (i32, Vec<u8>, String) {
     let writer = thread::spawn(move || {
         let _ = stdin.write_all(&input);
     });
-    let out = finish(child, WAIT * 2);
+    let out = finish_within(child, WAIT * 2);
     writer.join().unwrap();
     (
         out.status.code().unwrap_or(-1),
@@ -393,33 +346,23 @@ fn csp_rdp(d: &Muxd, args: &[&str], input: Vec<u8>) -> (i32, Vec<u8>, String) {
 
 /// Start `csp listen --rdp ARGS` and wait until it listens.
 fn listen_rdp(d: &Muxd, args: &[&str]) -> (Child, BufReader<ChildStderr>) {
-    let mut child = csp(d)
-        .args(["listen", "--rdp", "--idle", "20000"])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
     // Bounded by the listener's --idle.
-    err.read_line(&mut line).unwrap();
-    assert!(
-        line.starts_with("listening for RDP connections on "),
-        "{line:?}"
-    );
-    (child, err)
+    let args: Vec<&str> = ["listen", "--rdp", "--idle", "20000"]
+        .iter()
+        .chain(args)
+        .copied()
+        .collect();
+    d.spawn_csp_ready(&args, "listening for RDP connections on ")
 }
 
 #[test]
 fn cli_echo_hello_through_listen_rdp_echo() {
-    let d = Muxd::start(1, "");
+    let d = Muxd::start(MuxdConfig::node(1));
     let (listener, mut err) = listen_rdp(&d, &["--echo", "-c", "1", "10"]);
     let (code, out, stderr) = csp_rdp(&d, &["1", "10"], b"hello\n".to_vec());
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(String::from_utf8_lossy(&out), "hello\n");
-    let out = finish(listener, WAIT);
+    let out = finish(listener);
     assert!(out.status.success());
     let mut rest = String::new();
     err.read_to_string(&mut rest).unwrap();
@@ -431,7 +374,7 @@ fn cli_echo_hello_through_listen_rdp_echo() {
 
 #[test]
 fn cli_transfer_with_crc_and_hmac_is_byte_exact() {
-    let d = Muxd::start(1, "");
+    let d = Muxd::start(MuxdConfig::node(1));
     let secure = ["--crc", "--hmac-key", "secret"];
     let (mut listener, _err) = listen_rdp(&d, &[&secure[..], &["--raw", "-c", "1", "10"]].concat());
     // Read what it prints as it comes: a full pipe would stall it.
@@ -448,7 +391,7 @@ fn cli_transfer_with_crc_and_hmac_is_byte_exact() {
     );
     assert_eq!(code, 0, "{stderr}");
     assert!(out.is_empty());
-    let out = finish(listener, WAIT);
+    let out = finish(listener);
     assert!(out.status.success());
     let printed = printed.join().unwrap().unwrap();
     assert!(printed == data, "{} bytes arrived", printed.len());
@@ -456,7 +399,7 @@ fn cli_transfer_with_crc_and_hmac_is_byte_exact() {
 
 #[test]
 fn cli_rdp_to_a_port_nobody_listens_on_fails_clearly() {
-    let d = Muxd::start(1, "");
+    let d = Muxd::start(MuxdConfig::node(1));
     let (code, out, err) = csp_rdp(
         &d,
         &["--connect-timeout", "800", "1", "12"],
@@ -470,12 +413,13 @@ fn cli_rdp_to_a_port_nobody_listens_on_fails_clearly() {
 
 #[test]
 fn cli_rdp_fails_when_its_data_is_not_acknowledged() {
-    let d = Muxd::start(1, "");
+    let d = Muxd::start(MuxdConfig::node(1));
     // A peer that takes the connection, reads a little, then vanishes
     // (its client is dropped: the daemon frees its port).
     let mut server = client(&d, "vanishing", false);
     let listener = server.listen(10, ConnOptions::default()).unwrap();
-    let mut child = csp(&d)
+    let mut child = d
+        .csp()
         .args(["rdp", "--conn-timeout", "1500", "1", "10"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -490,7 +434,7 @@ fn cli_rdp_fails_when_its_data_is_not_acknowledged() {
     thread::sleep(Duration::from_millis(100));
     stdin.write_all(b"second, never acknowledged\n").unwrap();
     drop(stdin);
-    let out = finish(child, WAIT);
+    let out = finish(child);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("RDP connection failed"), "{err}");
@@ -498,9 +442,10 @@ fn cli_rdp_fails_when_its_data_is_not_acknowledged() {
 
 #[test]
 fn cli_rdp_fails_when_the_daemon_goes_away() {
-    let mut d = Muxd::start(1, "");
+    let mut d = Muxd::start(MuxdConfig::node(1));
     let (_listener, _err) = listen_rdp(&d, &["10"]);
-    let mut child = csp(&d)
+    let mut child = d
+        .csp()
         .args(["rdp", "1", "10"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -512,7 +457,7 @@ fn cli_rdp_fails_when_the_daemon_goes_away() {
     thread::sleep(Duration::from_millis(300));
     d.kill();
     // stdin stays open: only the daemon's end can end this.
-    let out = finish(child, WAIT);
+    let out = finish(child);
     drop(stdin);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
@@ -522,7 +467,7 @@ fn cli_rdp_fails_when_the_daemon_goes_away() {
 #[test]
 fn cli_rdp_help_has_examples() {
     for args in [&["rdp", "--help"][..], &["listen", "--help"]] {
-        let out = Command::new(csp_bin()).args(args).output().unwrap();
+        let out = Command::new(bins::csp()).args(args).output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success());
         assert!(text.contains("Example"), "{text}");
@@ -538,7 +483,7 @@ fn drive(a: &mut Client, b: &mut Client) {
 
 #[test]
 fn a_listener_survives_a_daemon_restart_its_connections_do_not() {
-    let d = Muxd::start(3, "");
+    let mut d = Muxd::start(MuxdConfig::node(3));
     let mut server = client(&d, "server", true);
     let listener = server.listen(10, ConnOptions::default()).unwrap();
     let mut c1 = client(&d, "c1", true);
@@ -562,7 +507,7 @@ fn a_listener_survives_a_daemon_restart_its_connections_do_not() {
         drive(&mut c1, &mut server);
     }
 
-    let d = d.restart();
+    d.restart();
     let deadline = Instant::now() + WAIT * 2;
     for (c, conn) in [(&mut server, accepted), (&mut c1, conn1)] {
         loop {
@@ -618,7 +563,7 @@ fn a_listener_survives_a_daemon_restart_its_connections_do_not() {
 #[test]
 fn one_listener_serves_several_clients_at_once() {
     const CLIENTS: usize = 3;
-    let d = Muxd::start(3, "");
+    let d = Muxd::start(MuxdConfig::node(3));
     let mut server = client(&d, "server", false);
     let options = ConnOptions::default().with_crc();
     let listener = server.listen(10, options).unwrap();
@@ -648,14 +593,21 @@ fn one_listener_serves_several_clients_at_once() {
 }
 
 /// `csp listen --rdp --echo` used to serve every connection from one loop
-/// with a blocking send: a client killed with -9 mid-transfer held up the
-/// others' echo for many seconds (once ending with no echo at all). Now a
-/// dead peer costs only its own connection; the other gets every byte.
+/// with a blocking send: a client that stopped reading mid-transfer held up
+/// the others' echo until its own connection timed out (and a client killed
+/// with -9 cost the others many seconds, once all of their echo). Now a
+/// stuck peer costs only its own connection. The victim here is frozen
+/// (SIGSTOP) with a window of one segment (so the server's queue towards it
+/// fills at once) and a two-minute connection timeout, so the old loop
+/// waited for it far longer than the survivor's bounded wait (seen: the
+/// survivor's connection timed out). The server ends after one connection
+/// (`-c 1`), which must be the survivor's, while the victim's is still open.
 #[test]
-fn listen_rdp_echo_survives_a_client_killed_mid_transfer() {
-    let d = Muxd::start(1, "");
-    let mut listener = csp(&d)
-        .args(["listen", "--rdp", "--echo", "--raw", "-c", "2", "10"])
+fn listen_rdp_echo_survives_a_frozen_client() {
+    let d = Muxd::start(MuxdConfig::node(1));
+    let mut listener = d
+        .csp()
+        .args(["listen", "--rdp", "--echo", "--raw", "-c", "1", "10"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -666,15 +618,33 @@ fn listen_rdp_echo_survives_a_client_killed_mid_transfer() {
     err.read_line(&mut line).unwrap();
     assert!(line.starts_with("listening for RDP"), "{line:?}");
 
-    // The victim sends and never reads its echo, then is killed.
-    let mut victim = csp(&d)
-        .args(["rdp", "1", "10"])
+    // The victim sends and never reads its echo, then freezes.
+    let mut victim = d
+        .csp()
+        .args([
+            "rdp",
+            "--window",
+            "1",
+            "--conn-timeout",
+            "120000",
+            "1",
+            "10",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let mut vin = victim.stdin.take().unwrap();
+    // Killed on every way out, so a failing test leaves no frozen process.
+    struct KillOnDrop(Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let victim = KillOnDrop(victim);
     let feeder = thread::spawn(move || {
         let chunk = pattern(64 * 1024, 7);
         for _ in 0..64 {
@@ -688,13 +658,16 @@ fn listen_rdp_echo_survives_a_client_killed_mid_transfer() {
     assert!(line.starts_with("connection from"), "{line:?}");
     // Mid-transfer: the victim's echo backs up (nobody reads its stdout).
     thread::sleep(Duration::from_millis(500));
-    victim.kill().unwrap();
-    victim.wait().unwrap();
-    feeder.join().unwrap();
+    let stop = |sig: &str, pid: u32| {
+        let ok = Command::new("kill").args([sig, &pid.to_string()]).status();
+        assert!(ok.unwrap().success(), "kill {sig}");
+    };
+    stop("-STOP", victim.0.id());
 
     // The survivor: 1 MB through the same server, every byte back.
     let data = pattern(1 << 20, 3);
-    let mut survivor = csp(&d)
+    let mut survivor = d
+        .csp()
         .args(["rdp", "1", "10"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -713,7 +686,7 @@ fn listen_rdp_echo_survives_a_client_killed_mid_transfer() {
     let watchdog = {
         let done = done.clone();
         thread::spawn(move || {
-            let deadline = Instant::now() + WAIT * 6;
+            let deadline = Instant::now() + WAIT * 3;
             while !done.load(std::sync::atomic::Ordering::SeqCst) {
                 if Instant::now() > deadline {
                     let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
@@ -732,9 +705,14 @@ fn listen_rdp_echo_survives_a_client_killed_mid_transfer() {
     assert_eq!(out.stdout.len(), data.len(), "{stderr}");
     assert!(out.stdout == data, "echo differs");
 
-    // The server ends after both connections (the victim's failed).
-    let out = finish(listener, WAIT * 6);
+    // The server ends after one connection: the survivor's, the victim's
+    // is still open.
+    let out = finish_within(listener, WAIT * 3);
     let mut rest = String::new();
     err.read_to_string(&mut rest).unwrap();
     assert!(out.status.success(), "{rest}");
+    assert_eq!(rest.matches("connection from").count(), 1, "{rest}");
+    assert_eq!(rest.matches(" closed").count(), 1, "{rest}");
+    drop(victim);
+    feeder.join().unwrap();
 }

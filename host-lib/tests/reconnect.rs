@@ -1,12 +1,10 @@
 //! The daemon dies (SIGKILL) and comes back on the same socket: clients
 //! reconnect with backoff, register their ports again and carry on.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
 use host_lib::{Bind, Client, Error, Event, Options};
+use test_support::*;
 
 /// Drive `c` until an event matching `want` shows up; every event seen is
 /// returned. Panics after `WAIT * 2` (the backoff may be at 2 s by then).
@@ -31,7 +29,7 @@ fn drive_until(c: &mut Client, want: impl Fn(&Event) -> bool) -> Vec<Event> {
 
 #[test]
 fn kill_and_restart_mid_run() {
-    let d = Muxd::start(4, "");
+    let d = Muxd::start(MuxdConfig::node(4));
     let mut a = Client::connect(&d.socket).unwrap();
     let mut b = Client::connect(&d.socket).unwrap();
     let sa = a
@@ -69,7 +67,7 @@ fn kill_and_restart_mid_run() {
         a.stats()
     );
 
-    let d = d.restart();
+    d.restart();
     let started = Instant::now();
     drive_until(&mut a, |e| matches!(e, Event::Reconnected));
     assert!(
@@ -96,12 +94,12 @@ fn kill_and_restart_mid_run() {
 
 #[test]
 fn port_taken_while_away_is_reported() {
-    let d = Muxd::start(4, "");
+    let mut d = Muxd::start(MuxdConfig::node(4));
     let mut b = Client::connect(&d.socket).unwrap();
     let keep = b.bind(Bind::Port(11)).unwrap();
     let lost = b.bind(Bind::Port(12)).unwrap();
     // Restart before `b` notices; someone else takes port 12 first.
-    let d = d.restart();
+    d.restart();
     let mut c = Client::connect(&d.socket).unwrap();
     let _thief = c.bind(Bind::Port(12)).unwrap();
 
@@ -140,7 +138,7 @@ fn not_running_is_said_plainly() {
 
 #[test]
 fn without_reconnect_a_lost_daemon_ends_the_wait() {
-    let mut d = Muxd::start(4, "");
+    let mut d = Muxd::start(MuxdConfig::node(4));
     let mut c = Client::with_config(host_lib::ClientConfig {
         socket: Some(d.socket.clone()),
         reconnect: false,

@@ -49,6 +49,12 @@ impl Write for Stream {
             Stream::Tcp(s) => s.write(buf),
         }
     }
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.write_vectored(bufs),
+            Stream::Tcp(s) => s.write_vectored(bufs),
+        }
+    }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
@@ -94,6 +100,20 @@ pub enum Request {
     CaptureStop,
     /// A message only the daemon may send (HELLO_ACK, ...): a protocol error.
     Unexpected(&'static str),
+}
+
+/// The part of a HELLO name the daemon keeps: at most
+/// [`csp_ipc::MAX_NAME_LEN`] bytes, cut at a character boundary, with control
+/// characters shown as `?` so that a name can not forge lines in the log.
+pub(crate) fn kept_name(name: &str) -> String {
+    let mut kept = String::with_capacity(name.len().min(csp_ipc::MAX_NAME_LEN));
+    for c in name.chars() {
+        if kept.len() + c.len_utf8() > csp_ipc::MAX_NAME_LEN {
+            break;
+        }
+        kept.push(if c.is_control() { '?' } else { c });
+    }
+    kept
 }
 
 impl Request {
@@ -176,6 +196,9 @@ impl Deadline {
         }
     }
 }
+
+/// Frames handed to one `writev` at most (Linux takes up to 1024).
+const WRITE_BATCH: usize = 64;
 
 /// One connected application.
 #[derive(Debug)]
@@ -400,29 +423,64 @@ impl Client {
     /// Returns an error only when the connection is broken.
     pub fn flush(&mut self) -> io::Result<()> {
         loop {
-            if self.writing.is_none() {
-                self.writing = self
-                    .control_queue
-                    .pop_front()
-                    .or_else(|| self.data_queue.pop_front())
-                    .or_else(|| self.capture_queue.pop_front())
-                    .map(|f| (f, 0));
+            // Everything waiting, in the order it goes out (the frame begun,
+            // control frames, data, then capture frames), written with one
+            // `writev`: a burst of packets for one application costs one
+            // syscall.
+            let mut iov: [io::IoSlice<'_>; WRITE_BATCH] = [io::IoSlice::new(&[]); WRITE_BATCH];
+            let mut n_iov = 0;
+            let begun = self.writing.as_ref().map(|(f, done)| &f[*done..]);
+            for frame in begun
+                .into_iter()
+                .chain(self.control_queue.iter().map(Vec::as_slice))
+                .chain(self.data_queue.iter().map(Vec::as_slice))
+                .chain(self.capture_queue.iter().map(Vec::as_slice))
+                .take(WRITE_BATCH)
+            {
+                iov[n_iov] = io::IoSlice::new(frame);
+                n_iov += 1;
             }
-            let Some((frame, done)) = self.writing.as_mut() else {
+            if n_iov == 0 {
                 return Ok(());
-            };
-            match self.stream.write(&frame[*done..]) {
+            }
+            match self.stream.write_vectored(&iov[..n_iov]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    *done += n;
-                    if *done == frame.len() {
-                        self.writing = None;
-                    }
-                }
+                Ok(n) => self.consume(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
+        }
+    }
+
+    /// Account for `n` bytes written from the front of what was waiting:
+    /// whole frames leave their queues, a frame cut short becomes the one
+    /// begun.
+    fn consume(&mut self, mut n: usize) {
+        if let Some((frame, done)) = self.writing.as_mut() {
+            let left = frame.len() - *done;
+            if n < left {
+                *done += n;
+                return;
+            }
+            n -= left;
+            self.writing = None;
+        }
+        while n > 0 {
+            // The order `flush` lists them in.
+            let next = self
+                .control_queue
+                .pop_front()
+                .or_else(|| self.data_queue.pop_front())
+                .or_else(|| self.capture_queue.pop_front());
+            let Some(frame) = next else {
+                return;
+            };
+            if n < frame.len() {
+                self.writing = Some((frame, n));
+                return;
+            }
+            n -= frame.len();
         }
     }
 
@@ -440,6 +498,21 @@ mod tests {
     use super::*;
     use csp_ipc::{ByeReason, Control};
 
+    #[test]
+    fn hello_names_are_capped_and_cleaned() {
+        assert_eq!(kept_name("ground-1"), "ground-1");
+        assert_eq!(kept_name("a\nFAKE LOG LINE\u{7}"), "a?FAKE LOG LINE?");
+        let long = "x".repeat(4000);
+        assert_eq!(kept_name(&long), long[..csp_ipc::MAX_NAME_LEN]);
+        // A multi-byte character that would straddle the cap is left out whole.
+        let accents = "é".repeat(40);
+        let kept = kept_name(&accents);
+        assert_eq!(kept, "é".repeat(csp_ipc::MAX_NAME_LEN / 2));
+        assert!(kept.len() <= csp_ipc::MAX_NAME_LEN);
+        let odd = format!("x{}", "é".repeat(40));
+        assert_eq!(kept_name(&odd).len(), csp_ipc::MAX_NAME_LEN - 1);
+    }
+
     fn pair(queue_len: usize, overflow: Overflow) -> (Client, std::os::unix::net::UnixStream) {
         let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
         a.set_nonblocking(true).unwrap();
@@ -450,6 +523,35 @@ mod tests {
             Instant::now() + Duration::from_secs(5),
         );
         (client, b)
+    }
+
+    /// Bytes written cut anywhere (inside the frame begun, on a frame
+    /// boundary, inside a queued frame) leave exactly the rest, in order.
+    #[test]
+    fn partial_writes_leave_the_rest_in_order() {
+        let (mut c, _peer) = pair(8, Overflow::DropNewest);
+        let all = |c: &Client| -> Vec<u8> {
+            let mut out = Vec::new();
+            if let Some((f, done)) = &c.writing {
+                out.extend_from_slice(&f[*done..]);
+            }
+            c.control_queue
+                .iter()
+                .chain(c.data_queue.iter())
+                .for_each(|f| out.extend(f));
+            out
+        };
+        c.writing = Some((vec![1, 2, 3], 1));
+        c.control_queue.push_back(vec![4, 5]);
+        c.data_queue.push_back(vec![6, 7, 8]);
+        c.data_queue.push_back(vec![9]);
+        let mut expect: Vec<u8> = (2..=9).collect();
+        for n in [1, 2, 1, 3, 1] {
+            c.consume(n);
+            expect.drain(..n);
+            assert_eq!(all(&c), expect, "after {n}");
+        }
+        assert!(c.is_flushed());
     }
 
     fn read_frames(peer: &mut std::os::unix::net::UnixStream) -> Vec<Vec<u8>> {

@@ -43,6 +43,8 @@ pub struct Config {
     pub can: Vec<CanConfig>,
     /// Packet capture for `csp capture`: who may, and its bounds.
     pub capture: CaptureConfig,
+    /// The Prometheus text endpoint (`docs/config.md`, "Metrics").
+    pub metrics: MetricsConfig,
 }
 
 /// Packet capture (`[capture]`): frames streamed to trusted clients over
@@ -74,6 +76,14 @@ impl Default for CaptureConfig {
             max_captures: 4,
         }
     }
+}
+
+/// `[metrics]`: where the Prometheus text endpoint listens, if anywhere.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// A loopback address (`"127.0.0.1:9190"`); unset: no endpoint.
+    pub listen: Option<SocketAddr>,
 }
 
 /// This CSP node's identity.
@@ -407,9 +417,25 @@ impl ZmqConfig {
 pub struct ServicesConfig {
     /// Answer ping, uptime, memfree, buffer free and ident.
     pub enabled: bool,
-    /// Command run (through `sh -c`) on a reboot/shutdown request; without
-    /// it such requests are logged and ignored.
+    /// Command run (through `sh -c`) on a reboot/shutdown request that the
+    /// policy below lets through; without it such requests are refused.
     pub reboot_hook: Option<String>,
+    /// Act on reboot requests (port 4, magic 0x80078007) at all.
+    pub allow_reboot: bool,
+    /// Act on shutdown requests (port 4, magic 0xD1E5529A) at all.
+    pub allow_shutdown: bool,
+    /// Command run (through `sh -c`) to set the clock on a CMP clock request
+    /// with a non-zero time (`CSP_CLOCK_SEC`, `CSP_CLOCK_NSEC` in its
+    /// environment); without it clock setting is refused and only reading
+    /// is answered.
+    pub clock_hook: Option<String>,
+    /// Let reboot, shutdown and clock-set requests through without a valid
+    /// HMAC. Off by default: an unauthenticated peer can not reboot us.
+    pub allow_unauthenticated: bool,
+    /// File holding the keys of the daemon's own services (`hmac_key`,
+    /// `xtea_key`); it must be readable by the daemon's user only. Keys are
+    /// never written in this file or on the command line.
+    pub key_file: Option<PathBuf>,
     /// Service ports (0..=6) handed to applications. The others belong to
     /// the daemon while services are enabled: CSP_ANY never covers them and
     /// no application may bind them or send from them.
@@ -483,6 +509,11 @@ impl Default for ServicesConfig {
         ServicesConfig {
             enabled: true,
             reboot_hook: None,
+            allow_reboot: false,
+            allow_shutdown: false,
+            clock_hook: None,
+            allow_unauthenticated: false,
+            key_file: None,
             app_ports: Vec::new(),
         }
     }
@@ -664,6 +695,17 @@ impl Config {
         ] {
             if value.len() > max {
                 return Err(err(key, format!("longer than {max} bytes")));
+            }
+        }
+        if let Some(addr) = self.metrics.listen {
+            if !addr.ip().is_loopback() {
+                return Err(err(
+                    "metrics.listen",
+                    format!(
+                        "{addr} is not a loopback address; the endpoint is unauthenticated, \
+                         so a scraper elsewhere goes through a proxy or tunnel"
+                    ),
+                ));
             }
         }
         if let Some(addr) = self.ipc.tcp_listen {

@@ -30,7 +30,8 @@ use crate::capture::{Captures, LinkRef};
 use crate::client::{Client, Deadline, Queued, ReadOutcome, Request, Stream};
 use crate::config::Config;
 use crate::links::{Links, RoutePlan};
-use crate::services::{Answer, Services};
+use crate::metrics::MetricsServer;
+use crate::services::{Answer, NodeView, Request as ServiceRequest, Services};
 use crate::stats::Stats;
 use crate::udp::RxBatch;
 
@@ -38,6 +39,9 @@ const LISTENER: Token = Token(0);
 const TCP_LISTENER: Token = Token(1);
 const UDP: Token = Token(2);
 const SIGNALS: Token = Token(3);
+/// The metrics listener; its connections take the next
+/// [`crate::metrics::MAX_CONNS`] tokens, below [`FIRST_CLIENT`].
+const METRICS: Token = Token(8);
 /// Client tokens start here; everything below is a fixed source.
 const FIRST_CLIENT: usize = 16;
 /// Bytes read from one client per round of the loop, and datagrams from the
@@ -86,6 +90,7 @@ pub struct Daemon {
     tcp: Option<TcpListener>,
     /// The TCP endpoint's token check (with `tcp`).
     token_gate: Option<TokenGate>,
+    metrics: Option<MetricsServer>,
     clients: HashMap<Token, Client>,
     next_token: usize,
     apps: PortTable<ClientId, MAX_BINDINGS>,
@@ -102,6 +107,8 @@ pub struct Daemon {
     shutdown: bool,
     /// Sources whose read budget ran out: served again next round.
     again: Vec<Token>,
+    /// Clients with packets queued this round, written before the wait.
+    unflushed: Vec<Token>,
     /// When client deadlines are checked next.
     next_sweep: Instant,
     /// The UDP link's datagrams of one wakeup.
@@ -136,6 +143,13 @@ impl Daemon {
             ),
             None => None,
         };
+        let metrics = match cfg.metrics.listen {
+            Some(addr) => Some(
+                MetricsServer::bind(addr, poll.registry(), METRICS)
+                    .map_err(|e| format!("metrics.listen = \"{addr}\": {e}"))?,
+            ),
+            None => None,
+        };
         let mut links = Links::open(&cfg, plan.ifaces, poll.registry(), kiss_token, zmq_token)?;
         let routes = plan.table;
         if let Some(t) = tcp.as_mut() {
@@ -156,7 +170,11 @@ impl Daemon {
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
 
-        let services = Services::new(&cfg);
+        let keys = match &cfg.services.key_file {
+            Some(path) => crate::keys::load(path)?,
+            None => crate::keys::ServiceKeys::default(),
+        };
+        let services = Services::new(&cfg, keys);
         let captures = Captures::new(&cfg);
         socket_file.keep();
         // A ZMQ descriptor signalled before it was registered gives no
@@ -168,6 +186,7 @@ impl Daemon {
             socket_path,
             listener,
             token_gate: cfg.ipc.tcp_token.as_deref().map(TokenGate::new),
+            metrics,
             tcp,
             clients: HashMap::new(),
             next_token: FIRST_CLIENT,
@@ -182,6 +201,7 @@ impl Daemon {
             started: Instant::now(),
             shutdown: false,
             again,
+            unflushed: Vec::new(),
             next_sweep: Instant::now(),
             udp_rx: RxBatch::default(),
             cfg,
@@ -207,10 +227,17 @@ impl Daemon {
             self.socket_path.display()
         );
         while !self.shutdown {
+            // What this round queued leaves before the daemon waits.
+            self.stats.link_errors += self.links.flush();
+            for token in std::mem::take(&mut self.unflushed) {
+                self.flush_client(token);
+            }
             // Sleep until the next link timer (reconnect backoff) at most.
             // Sources that used up their budget go again at once.
             let timeout = if self.again.is_empty() {
-                let sweep = (!self.clients.is_empty()).then_some(self.next_sweep);
+                let metrics = self.metrics.as_ref().and_then(MetricsServer::deadline);
+                let busy = !self.clients.is_empty() || metrics.is_some();
+                let sweep = busy.then_some(self.next_sweep);
                 let deadline = match (self.links.deadline(), sweep) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
@@ -231,6 +258,9 @@ impl Daemon {
                     TCP_LISTENER => self.accept_tcp(),
                     UDP => self.on_udp(),
                     SIGNALS => self.on_signals(),
+                    token if self.metrics.as_ref().is_some_and(|m| m.owns(token)) => {
+                        self.on_metrics(token)
+                    }
                     token if token.0 >= ZMQ_TOKENS => self.on_zmq(token),
                     token if token.0 >= KISS_TOKENS => self.on_kiss(token),
                     token => self.on_client(token, event.is_readable(), event.is_writable()),
@@ -252,11 +282,26 @@ impl Daemon {
             let now = Instant::now();
             if now >= self.next_sweep {
                 self.expire_clients(now);
+                if let Some(m) = self.metrics.as_mut() {
+                    m.expire(self.poll.registry(), now);
+                }
                 self.next_sweep = now + DEADLINE_SWEEP;
             }
         }
         self.close();
         Ok(())
+    }
+
+    /// A scrape (or a stray connection) on the metrics endpoint: the same
+    /// numbers as STATS, as Prometheus text.
+    fn on_metrics(&mut self, token: Token) {
+        let Some(mut m) = self.metrics.take() else {
+            return;
+        };
+        m.on_event(self.poll.registry(), token, |own| {
+            crate::metrics::exposition(&self.control_records(Control::Stats), own)
+        });
+        self.metrics = Some(m);
     }
 
     fn on_signals(&mut self) {
@@ -277,6 +322,7 @@ impl Daemon {
         for client in self.clients.values_mut() {
             let _ = client.flush();
         }
+        self.stats.link_errors += self.links.flush();
         for client in self.clients.values_mut() {
             client.send_control(&Message::Bye(ByeReason::Shutdown));
             let _ = client.flush();
@@ -553,7 +599,7 @@ impl Daemon {
         c.name = if matches!(c.stream, Stream::Tcp(_)) {
             "tcp".into()
         } else {
-            name
+            crate::client::kept_name(&name)
         };
         let ack = Message::HelloAck {
             version: csp_ipc::VERSION,
@@ -716,7 +762,11 @@ impl Daemon {
                 continue; // runts were counted by the link
             };
             self.links.note_rx(from);
-            self.route(view.header(), view.payload(), Origin::Link { iface: None });
+            let origin = Origin::Link {
+                iface: None,
+                version,
+            };
+            self.route(view.header(), view.payload(), origin);
         }
         batch.clear();
         self.udp_rx = batch;
@@ -739,7 +789,11 @@ impl Daemon {
                 continue; // a KISS frame is at least a header and a CRC
             };
             self.links.note_kiss_rx(index);
-            self.route(view.header(), view.payload(), Origin::Link { iface: None });
+            let origin = Origin::Link {
+                iface: None,
+                version,
+            };
+            self.route(view.header(), view.payload(), origin);
         }
     }
 
@@ -765,7 +819,11 @@ impl Daemon {
                 continue; // runts were counted by the link
             };
             self.links.note_zmq_rx(index);
-            self.route(view.header(), view.payload(), Origin::Link { iface });
+            self.route(
+                view.header(),
+                view.payload(),
+                Origin::Link { iface, version },
+            );
         }
     }
 
@@ -775,6 +833,21 @@ impl Daemon {
         // does, and not forwarded: with no TTL a forwarded broadcast could
         // circle between daemons forever.
         let broadcast = header.dst.is_broadcast(Version::V2);
+        if broadcast && origin == Origin::Client {
+            // An application's broadcast (`csp ident --all`) also goes out
+            // on the route for the broadcast address, once: only broadcasts
+            // made here leave, never one that came in from a link.
+            if let Some(&route) = self.routes.lookup_route(header.dst) {
+                self.stats.forwarded += 1;
+                *self.route_hits.entry(route.prefix).or_default() += 1;
+                if !self
+                    .links
+                    .send(route.iface, route.via, &header, data, self.poll.registry())
+                {
+                    self.stats.link_errors += 1;
+                }
+            }
+        }
         if header.dst == self.node || header.dst == Addr::LOCAL || broadcast {
             return self.deliver_local(header, data, origin);
         }
@@ -783,7 +856,10 @@ impl Daemon {
             log::debug!("no route to {}", header.dst);
             return;
         };
-        if let Origin::Link { iface: Some(from) } = origin {
+        if let Origin::Link {
+            iface: Some(from), ..
+        } = origin
+        {
             if from == route.iface {
                 self.stats.same_link += 1;
                 log::trace!(
@@ -841,15 +917,44 @@ impl Daemon {
                 Queued::Dropped => self.stats.queue_dropped += 1,
                 Queued::TooLarge => self.stats.too_large += 1,
             }
-            self.flush_client(token);
+            // Written before the daemon waits, so that a burst for one
+            // application goes out in one `writev`; at once if its queue is
+            // half full, so deferring never makes the queue overflow.
+            let half = (self.cfg.ipc.queue_len / 2).max(1);
+            if self
+                .clients
+                .get(&token)
+                .is_some_and(|c| c.queued_packets() >= half)
+            {
+                self.flush_client(token);
+            } else if !self.unflushed.contains(&token) {
+                self.unflushed.push(token);
+            }
             return;
         }
         // Replies of our own services are never fed back into the services:
         // a request from a service port to a service port must not loop.
         if origin != Origin::Service && self.cfg.services.enabled {
-            let free = self.free_slots();
-            let uptime = self.started.elapsed().as_secs();
-            match self.services.answer(&header, data, uptime, free) {
+            let version = match origin {
+                Origin::Link { version, .. } => version,
+                _ => Version::V2,
+            };
+            let request = ServiceRequest {
+                header: &header,
+                data,
+                version,
+            };
+            let node = NodeView {
+                uptime_s: self.started.elapsed().as_secs(),
+                buf_free: self.free_slots(),
+                links: &self.links,
+                apps: if header.dport == csp_core::Port::PS {
+                    self.ps_lines()
+                } else {
+                    Vec::new()
+                },
+            };
+            match self.services.answer(request, &node) {
                 Answer::Reply(reply, body) => {
                     self.stats.service_replies += 1;
                     return self.route(reply, &body, Origin::Service);
@@ -860,6 +965,31 @@ impl Daemon {
             }
         }
         self.stats.no_listener += 1;
+    }
+
+    /// One line per connected application for the ps service, in
+    /// connection order: id, name (cut to 24 bytes), ports.
+    fn ps_lines(&self) -> Vec<String> {
+        let mut clients: Vec<_> = self.clients.iter().collect();
+        clients.sort_by_key(|(t, _)| t.0);
+        clients
+            .into_iter()
+            .map(|(token, c)| {
+                let mut name: String = c.name.chars().take(24).collect();
+                while name.len() > 24 {
+                    name.pop();
+                }
+                let ports: Vec<String> = c
+                    .bindings
+                    .iter()
+                    .map(|&(_, p)| match p {
+                        csp_ipc::PORT_ANY => "ANY".to_string(),
+                        p => p.to_string(),
+                    })
+                    .collect();
+                format!("{:>4} {name} ports {}", token.0, ports.join(","))
+            })
+            .collect()
     }
 
     /// Free packet slots across client queues: what "buffer free" reports.
@@ -926,6 +1056,15 @@ impl Daemon {
                 out.push(Record::new("capture_unavailable").arg(cap.unavailable));
                 out.push(Record::new("capture_frames").arg(cap.frames));
                 out.push(Record::new("capture_dropped").arg(cap.dropped));
+                for (name, n) in self.services.dropped.named() {
+                    out.push(Record::new(name).arg(n));
+                }
+                if let Some(m) = &self.metrics {
+                    out.push(Record::new("metrics_scrapes").arg(m.stats.scrapes));
+                    out.push(Record::new("metrics_bad_requests").arg(m.stats.bad_requests));
+                    out.push(Record::new("metrics_refused_busy").arg(m.stats.refused_busy));
+                    out.push(Record::new("metrics_timeouts").arg(m.stats.timeouts));
+                }
                 if let Some(g) = &self.token_gate {
                     out.push(Record::new("tcp_token_failures").arg(g.failures));
                     out.push(Record::new("tcp_throttled").arg(g.throttled));
@@ -941,6 +1080,7 @@ impl Daemon {
                     out.push(
                         Record::new("app")
                             .arg(token.0)
+                            .field("name", &c.name)
                             .field("rx", s.rx_packets)
                             .field("tx", s.tx_packets)
                             .field("dropped_overflow", s.dropped_overflow)
@@ -994,6 +1134,8 @@ enum Origin {
     /// to the interface it would be routed to (the ZMQ hub).
     Link {
         iface: Option<IfaceId>,
+        /// Header version of the link (XTEA exists on v1 links only).
+        version: Version,
     },
     Service,
 }

@@ -13,6 +13,7 @@ use std::time::Instant;
 use mio::{Registry, Token};
 
 use csp_core::route::{IfaceId, RouteTable};
+use csp_core::service::IfStats;
 use csp_core::{Header, Version};
 
 use crate::config::Config;
@@ -408,6 +409,13 @@ impl Links {
         }
     }
 
+    /// Send what the links batch (the UDP link's `sendmmsg` queue);
+    /// returns how many frames were dropped doing so. The daemon calls it
+    /// before it waits, so nothing queued waits with it.
+    pub fn flush(&mut self) -> u64 {
+        self.udp.as_mut().map_or(0, UdpLink::flush)
+    }
+
     /// Count a frame received from `from` against its interface, if any.
     pub fn note_rx(&mut self, from: SocketAddr) {
         if let Some(i) = self
@@ -459,6 +467,58 @@ impl Links {
         out
     }
 
+    /// The counters of the link called `name` (case-insensitive: `udp`, a
+    /// KISS, CAN or ZMQ link's name) as CMP interface statistics carry them;
+    /// `None` for a name no link has, which libcsp answers with no reply.
+    /// Counters are taken modulo 2^32, as libcsp's own u32 counters wrap.
+    pub fn if_stats(&self, name: &str) -> Option<IfStats> {
+        let w = |v: u64| v as u32;
+        if name.eq_ignore_ascii_case("udp") {
+            let s = self.udp.as_ref()?.stats;
+            return Some(IfStats {
+                tx: w(s.tx_frames),
+                rx: w(s.rx_frames),
+                tx_error: w(s.tx_errors),
+                rx_error: w(s.rx_errors),
+                txbytes: w(s.tx_bytes),
+                rxbytes: w(s.rx_bytes),
+                ..IfStats::default()
+            });
+        }
+        if let Some(k) = self.kiss.iter().find(|k| k.name.eq_ignore_ascii_case(name)) {
+            let (s, d) = (k.stats, k.kiss_stats());
+            let frame = [d.bad_crc, d.bad_escape, d.too_short, d.oversize]
+                .into_iter()
+                .map(u64::from)
+                .sum::<u64>();
+            return Some(IfStats {
+                tx: w(s.tx_frames),
+                rx: w(s.rx_frames),
+                tx_error: w(s.tx_errors),
+                rx_error: w(s.rx_too_long + frame),
+                drop: w(s.tx_queue_full),
+                frame: w(frame),
+                txbytes: w(s.tx_bytes),
+                rxbytes: w(s.rx_bytes),
+                ..IfStats::default()
+            });
+        }
+        let z = self
+            .zmq
+            .iter()
+            .find(|z| z.name.eq_ignore_ascii_case(name))?;
+        let s = z.stats;
+        Some(IfStats {
+            tx: w(s.tx_frames),
+            rx: w(s.rx_frames),
+            tx_error: w(s.tx_errors),
+            rx_error: w(s.rx_errors + s.rx_too_long),
+            txbytes: w(s.tx_bytes),
+            rxbytes: w(s.rx_bytes),
+            ..IfStats::default()
+        })
+    }
+
     /// Counter lines per link and interface, for `csp status` stats.
     pub fn describe_stats(&self) -> Vec<String> {
         let mut out = Vec::new();
@@ -471,13 +531,51 @@ impl Links {
         }
         for k in &self.kiss {
             let s = k.stats;
-            let d = k.kiss_stats();
+            // The stream's counters, then the framing's: KISS, or for a CAN
+            // link the slcan lines and the CFP reassembly.
+            let framing = match k.can_stats() {
+                Some((l, c)) => format!(
+                    "can_frames={} standard_frames={} slcan_acks={} slcan_refused={} \
+                     slcan_too_long={} slcan_malformed={} cfp_frames={} cfp_completed={} \
+                     cfp_lost={} cfp_out_of_order={} cfp_overlong={} cfp_orphans={} \
+                     cfp_no_slot={} cfp_timeouts={} cfp_duplicates={} cfp_malformed={}",
+                    l.frames,
+                    l.standard,
+                    l.acks,
+                    l.refused,
+                    l.too_long,
+                    l.malformed,
+                    c.frames,
+                    c.completed,
+                    c.lost,
+                    c.out_of_order,
+                    c.overlong,
+                    c.orphans,
+                    c.no_slot,
+                    c.timeouts,
+                    c.duplicates,
+                    c.malformed
+                ),
+                None => {
+                    let d = k.kiss_stats();
+                    format!(
+                        "garbage_bytes={} skipped_bytes={} bad_crc={} oversize={} \
+                         bad_escape={} too_short={} non_data_command={} crc_with_header={}",
+                        d.garbage_bytes,
+                        d.skipped_bytes,
+                        d.bad_crc,
+                        d.oversize,
+                        d.bad_escape,
+                        d.too_short,
+                        d.non_data_command,
+                        d.crc_with_header
+                    )
+                }
+            };
             out.push(format!(
                 "link {} state={} rx_frames={} rx_bytes={} tx_frames={} tx_bytes={} \
                  tx_queue_full={} tx_errors={} tx_retried={} connects={} disconnects={} \
-                 connect_failures={} rx_too_long={} garbage_bytes={} skipped_bytes={} \
-                 bad_crc={} oversize={} bad_escape={} too_short={} non_data_command={} \
-                 crc_with_header={}",
+                 connect_failures={} rx_too_long={} {framing}",
                 k.name,
                 k.state(),
                 s.rx_frames,
@@ -491,14 +589,6 @@ impl Links {
                 s.disconnects,
                 s.connect_failures,
                 s.rx_too_long,
-                d.garbage_bytes,
-                d.skipped_bytes,
-                d.bad_crc,
-                d.oversize,
-                d.bad_escape,
-                d.too_short,
-                d.non_data_command,
-                d.crc_with_header
             ));
         }
         for z in &self.zmq {

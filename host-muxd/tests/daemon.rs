@@ -1,15 +1,13 @@
 //! csp-muxd end to end: real process, real Unix sockets, real UDP on 127.0.0.1.
 
-mod common;
-
-use common::*;
 use csp_core::security::crc32c;
 use csp_core::Flags;
 use csp_ipc::{ByeReason, Control, ErrorCode, Message, Status, PORT_ANY, PORT_EPHEMERAL};
+use test_support::*;
 
 #[test]
 fn register_conflicts_wildcard_ephemeral_unregister() {
-    let d = Muxd::start(5, "", "");
+    let d = Muxd::start(MuxdConfig::node(5));
     let mut a = d.client("a");
     let mut b = d.client("b");
     assert_eq!(a.node, 5);
@@ -73,7 +71,7 @@ fn register_conflicts_wildcard_ephemeral_unregister() {
 
 #[test]
 fn loopback_between_two_clients_and_spoofing_refused() {
-    let d = Muxd::start(7, "", "");
+    let d = Muxd::start(MuxdConfig::node(7));
     let mut server = d.client("server");
     let mut client = d.client("client");
     server.register(0, 10);
@@ -116,7 +114,7 @@ fn loopback_between_two_clients_and_spoofing_refused() {
 
 #[test]
 fn builtin_services_answer() {
-    let d = Muxd::start(9, "", "");
+    let d = Muxd::start(MuxdConfig::node(9));
     let mut c = d.client("svc");
     let (_, _, eph) = c.register(0, PORT_EPHEMERAL);
 
@@ -161,14 +159,22 @@ fn forwarding_udp_to_udp_through_a_middle_daemon() {
     // A (1) -> B (2) -> C (3), each hop a UDP link on 127.0.0.1; B has no
     // clients and only forwards. C speaks v1 headers, so B re-emits.
     let (pa, pb, pc) = (free_udp_port(), free_udp_port(), free_udp_port());
-    let a = Muxd::start_on(1, pa, &format!("routes = [\"0/0 udp 127.0.0.1:{pb}\"]"), "");
-    let b = Muxd::start_on(
-        2,
-        pb,
-        &format!("routes = [\"1 udp 127.0.0.1:{pa}\", \"3 udp 127.0.0.1:{pc}\"]"),
-        "",
+    let a = Muxd::start(
+        MuxdConfig::node(1)
+            .udp(Udp::Port(pa))
+            .route(format!("0/0 udp 127.0.0.1:{pb}")),
     );
-    let c = Muxd::start_on(3, pc, &format!("routes = [\"0/0 udp 127.0.0.1:{pb}\"]"), "");
+    let b = Muxd::start(
+        MuxdConfig::node(2)
+            .udp(Udp::Port(pb))
+            .route(format!("1 udp 127.0.0.1:{pa}"))
+            .route(format!("3 udp 127.0.0.1:{pc}")),
+    );
+    let c = Muxd::start(
+        MuxdConfig::node(3)
+            .udp(Udp::Port(pc))
+            .route(format!("0/0 udp 127.0.0.1:{pb}")),
+    );
     let mut app_a = a.client("a");
     let mut app_c = c.client("c");
     app_c.register(0, 10);
@@ -216,11 +222,11 @@ fn forwarding_udp_to_udp_through_a_middle_daemon() {
 #[test]
 fn v1_link_header_version() {
     let (pa, pb) = (free_udp_port(), free_udp_port());
-    let _a = Muxd::start_on(
-        1,
-        pa,
-        &format!("routes = [\"0/0 udp 127.0.0.1:{pb}\"]"),
-        "version = 1",
+    let _a = Muxd::start(
+        MuxdConfig::node(1)
+            .udp(Udp::Port(pa))
+            .route(format!("0/0 udp 127.0.0.1:{pb}"))
+            .udp_keys("version = 1"),
     );
     // A raw UDP peer in B's place sees v1 headers.
     let peer = std::net::UdpSocket::bind(("127.0.0.1", pb)).unwrap();
@@ -250,9 +256,7 @@ fn v1_link_header_version() {
 fn queue_overflow_policies() {
     for (policy, oldest) in [("drop-oldest", true), ("drop-newest", false)] {
         let d = Muxd::start(
-            4,
-            "",
-            &format!("[ipc]\nqueue_len = 4\noverflow = \"{policy}\""),
+            MuxdConfig::node(4).extra(&format!("[ipc]\nqueue_len = 4\noverflow = \"{policy}\"")),
         );
         let mut slow = d.client("slow");
         slow.register(0, 10);
@@ -301,7 +305,7 @@ fn queue_overflow_policies() {
 
 #[test]
 fn bad_ipc_frames_get_errors_and_others_are_served() {
-    let d = Muxd::start(6, "", "");
+    let d = Muxd::start(MuxdConfig::node(6));
     let mut good = d.client("good");
     let (_, _, eph) = good.register(0, PORT_EPHEMERAL);
 
@@ -410,7 +414,7 @@ fn stale_socket_replaced_live_socket_refused() {
 
 #[test]
 fn sigterm_says_bye_and_removes_the_socket() {
-    let mut d = Muxd::start(8, "", "");
+    let mut d = Muxd::start(MuxdConfig::node(8));
     let mut c = d.client("c");
     c.register(0, 10);
     let status = d.terminate();
@@ -453,11 +457,9 @@ fn tcp_endpoint_needs_the_token() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let d = Muxd::start(
-        2,
-        "",
-        &format!("[ipc]\ntcp_listen = \"127.0.0.1:{port}\"\ntcp_token = \"s3cret-s3cret-s3cret\""),
-    );
+    let d = Muxd::start(MuxdConfig::node(2).extra(&format!(
+        "[ipc]\ntcp_listen = \"127.0.0.1:{port}\"\ntcp_token = \"s3cret-s3cret-s3cret\""
+    )));
     let hello = |token: &str| {
         let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
         s.set_read_timeout(Some(WAIT)).unwrap();
@@ -492,14 +494,10 @@ fn tcp_endpoint_needs_the_token() {
 fn reboot_request_runs_the_hook() {
     let marker = tempfile::tempdir().unwrap();
     let file = marker.path().join("rebooted");
-    let d = Muxd::start(
-        3,
-        "",
-        &format!(
-            "[services]\nreboot_hook = \"echo $CSP_REQUEST from $CSP_FROM > {}\"",
+    let d = Muxd::start(MuxdConfig::node(3).extra(&format!(
+            "[services]\nallow_shutdown = true\nallow_unauthenticated = true\nreboot_hook = \"echo $CSP_REQUEST from $CSP_FROM > {}\"",
             file.display()
-        ),
-    );
+        )));
     let mut c = d.client("op");
     let (_, _, eph) = c.register(0, PORT_EPHEMERAL);
     c.send_packet(3, eph, 3, 4, Flags::NONE, &0xD1E5_529Au32.to_be_bytes());
@@ -514,7 +512,11 @@ fn reboot_request_runs_the_hook() {
 #[test]
 fn broadcast_from_a_link_is_answered_locally() {
     let (pa, pb) = (free_udp_port(), free_udp_port());
-    let _d = Muxd::start_on(4, pa, &format!("routes = [\"0/0 udp 127.0.0.1:{pb}\"]"), "");
+    let _d = Muxd::start(
+        MuxdConfig::node(4)
+            .udp(Udp::Port(pa))
+            .route(format!("0/0 udp 127.0.0.1:{pb}")),
+    );
     let peer = std::net::UdpSocket::bind(("127.0.0.1", pb)).unwrap();
     peer.set_read_timeout(Some(WAIT)).unwrap();
     // Node 7 on the link pings the broadcast address.

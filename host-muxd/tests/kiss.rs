@@ -3,8 +3,6 @@
 //! as a serial device), and a daemon's pty spoken to by the test itself with
 //! csp-core's KISS codec. All on 127.0.0.1 and ptys; every wait is bounded.
 
-mod common;
-
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -14,10 +12,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::*;
 use csp_core::kiss::{encode, max_encoded_len, KissDecoder, FEND};
 use csp_core::{Flags, Header, Version};
 use csp_ipc::{Control, PORT_EPHEMERAL};
+use test_support::*;
 
 /// Bytes that need escaping on a KISS line, so every test frame exercises it.
 const AWKWARD: &[u8] = &[0xC0, 0xDB, 0xDC, 0xDD, 0xC0, 0xC0, 0xDB];
@@ -29,24 +27,16 @@ fn kiss_table(name: &str, body: &str) -> String {
 /// Daemons A (1, tcp-server) and B (2, tcp-client to `connect_port`, which
 /// is A's port unless a relay sits between).
 fn tcp_pair(version: u8, a_port: u16, connect_port: u16) -> (Muxd, Muxd) {
-    let a = Muxd::start(
-        1,
-        "routes = [\"2 kiss0\"]",
-        &kiss_table(
-            "kiss0",
-            &format!("mode = \"tcp-server\"\nlisten = \"127.0.0.1:{a_port}\"\nversion = {version}"),
+    let a = Muxd::start(MuxdConfig::node(1).route("2 kiss0").extra(&kiss_table(
+        "kiss0",
+        &format!("mode = \"tcp-server\"\nlisten = \"127.0.0.1:{a_port}\"\nversion = {version}"),
+    )));
+    let b = Muxd::start(MuxdConfig::node(2).route("0/0 KISS0").extra(&kiss_table(
+        "kiss0",
+        &format!(
+            "mode = \"tcp-client\"\nconnect = \"127.0.0.1:{connect_port}\"\nversion = {version}"
         ),
-    );
-    let b = Muxd::start(
-        2,
-        "routes = [\"0/0 KISS0\"]",
-        &kiss_table(
-            "kiss0",
-            &format!(
-                "mode = \"tcp-client\"\nconnect = \"127.0.0.1:{connect_port}\"\nversion = {version}"
-            ),
-        ),
-    );
+    )));
     (a, b)
 }
 
@@ -102,14 +92,10 @@ fn tcp_kiss_link_with_v1_headers() {
 #[test]
 fn tcp_client_backs_off_without_a_server() {
     let port = free_tcp_port(); // nobody listens here
-    let b = Muxd::start(
-        2,
-        "",
-        &kiss_table(
-            "up",
-            &format!("mode = \"tcp-client\"\nconnect = \"127.0.0.1:{port}\""),
-        ),
-    );
+    let b = Muxd::start(MuxdConfig::node(2).extra(&kiss_table(
+        "up",
+        &format!("mode = \"tcp-client\"\nconnect = \"127.0.0.1:{port}\""),
+    )));
     let mut c = b.client("c");
     std::thread::sleep(Duration::from_millis(1600));
     let stats = c.control(Control::Stats);
@@ -340,14 +326,10 @@ impl PtyPeer {
 fn pty_link_skips_garbage_and_bad_frames_but_not_their_neighbours() {
     let dir = tempfile::tempdir().unwrap();
     let pty = dir.path().join("kiss-a");
-    let a = Muxd::start(
-        1,
-        "routes = [\"5 radio\"]",
-        &kiss_table(
-            "radio",
-            &format!("mode = \"pty\"\npty_link = \"{}\"", pty.display()),
-        ),
-    );
+    let a = Muxd::start(MuxdConfig::node(1).route("5 radio").extra(&kiss_table(
+        "radio",
+        &format!("mode = \"pty\"\npty_link = \"{}\"", pty.display()),
+    )));
     let mut peer = PtyPeer::open(&pty, Version::V2);
     let mut app = a.client("app");
     app.register(0, 10);
@@ -424,25 +406,17 @@ fn pty_link_skips_garbage_and_bad_frames_but_not_their_neighbours() {
 fn pty_pair_joins_two_daemons_serial_mode_on_a_real_tty() {
     let dir = tempfile::tempdir().unwrap();
     let pty = dir.path().join("kiss-a");
-    let a = Muxd::start(
-        1,
-        "routes = [\"2 line\"]",
-        &kiss_table(
-            "line",
-            &format!("mode = \"pty\"\npty_link = \"{}\"", pty.display()),
+    let a = Muxd::start(MuxdConfig::node(1).route("2 line").extra(&kiss_table(
+        "line",
+        &format!("mode = \"pty\"\npty_link = \"{}\"", pty.display()),
+    )));
+    let b = Muxd::start(MuxdConfig::node(2).route("1 kiss0").extra(&kiss_table(
+        "kiss0",
+        &format!(
+            "mode = \"serial\"\ndevice = \"{}\"\nbaud = 9600",
+            pty.display()
         ),
-    );
-    let b = Muxd::start(
-        2,
-        "routes = [\"1 kiss0\"]",
-        &kiss_table(
-            "kiss0",
-            &format!(
-                "mode = \"serial\"\ndevice = \"{}\"\nbaud = 9600",
-                pty.display()
-            ),
-        ),
-    );
+    )));
     let mut app_a = a.client("a");
     let mut app_b = b.client("b");
     let (_, _, eph) = app_b.register(0, PORT_EPHEMERAL);
@@ -477,24 +451,16 @@ fn serial_link_reopens_after_the_far_side_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let pty = dir.path().join("kiss-a");
     let start_a = || {
-        Muxd::start(
-            1,
-            "routes = [\"2 line\"]",
-            &kiss_table(
-                "line",
-                &format!("mode = \"pty\"\npty_link = \"{}\"", pty.display()),
-            ),
-        )
+        Muxd::start(MuxdConfig::node(1).route("2 line").extra(&kiss_table(
+            "line",
+            &format!("mode = \"pty\"\npty_link = \"{}\"", pty.display()),
+        )))
     };
     let mut a = start_a();
-    let b = Muxd::start(
-        2,
-        "routes = [\"1 kiss0\"]",
-        &kiss_table(
-            "kiss0",
-            &format!("mode = \"serial\"\ndevice = \"{}\"", pty.display()),
-        ),
-    );
+    let b = Muxd::start(MuxdConfig::node(2).route("1 kiss0").extra(&kiss_table(
+        "kiss0",
+        &format!("mode = \"serial\"\ndevice = \"{}\"", pty.display()),
+    )));
     let mut app_b = b.client("b");
     let (_, _, eph) = app_b.register(0, PORT_EPHEMERAL);
     app_b.send_packet(2, eph, 1, 1, Flags::NONE, b"first");

@@ -3,10 +3,8 @@
 //! silent connections holding every client slot, a frame left half-sent,
 //! one application registering every port, and 1000 applications at once.
 
-mod common;
-
-use common::*;
 use csp_ipc::{Control, ErrorCode, Status, PORT_ANY, PORT_EPHEMERAL};
+use test_support::*;
 
 /// Until EOF (bounded by the read timeout of `Ipc`): what the daemon said
 /// before it closed the connection.
@@ -21,7 +19,8 @@ fn until_closed(c: &mut Ipc) -> Vec<Msg> {
 
 #[test]
 fn connections_without_hello_are_closed_and_their_slots_come_back() {
-    let d = Muxd::start(1, "", "[ipc]\nmax_clients = 65\nhello_timeout_ms = 300\n");
+    let d =
+        Muxd::start(MuxdConfig::node(1).extra("[ipc]\nmax_clients = 65\nhello_timeout_ms = 300\n"));
     // The daemon has seen the start-up probe connection go (a HELLO round
     // trip on a later connection), so 64 slots are free.
     drop(d.client("first"));
@@ -52,7 +51,7 @@ fn connections_without_hello_are_closed_and_their_slots_come_back() {
 
 #[test]
 fn a_frame_left_half_sent_closes_the_connection() {
-    let d = Muxd::start(1, "", "[ipc]\nframe_timeout_ms = 300\n");
+    let d = Muxd::start(MuxdConfig::node(1).extra("[ipc]\nframe_timeout_ms = 300\n"));
     let mut stalled = d.client("stalled");
     // A length prefix promising 10 bytes, then one byte, then nothing.
     stalled.send_raw(&[0, 10, 0x05]);
@@ -75,7 +74,7 @@ fn a_frame_left_half_sent_closes_the_connection() {
 
 #[test]
 fn one_application_can_not_take_every_port() {
-    let d = Muxd::start(1, "", "");
+    let d = Muxd::start(MuxdConfig::node(1));
     let mut hog = d.client("hog");
     // Everything it may ask for: CSP_ANY, every numbered port, every
     // ephemeral port. The default quotas stop it at 8 and 4.
@@ -114,16 +113,6 @@ fn one_application_can_not_take_every_port() {
     );
 }
 
-/// Resident set of a process, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no VmRSS in {status}"))
-}
-
 #[test]
 fn a_thousand_applications_each_hold_a_connection() {
     // This process holds 1000 sockets too: lift its soft descriptor limit
@@ -134,7 +123,7 @@ fn a_thousand_applications_each_hold_a_connection() {
         setrlimit(Resource::RLIMIT_NOFILE, hard.min(2048), hard).unwrap();
     }
     // The default configuration: max_clients and the port ranges as shipped.
-    let d = Muxd::start(1, "", "");
+    let d = Muxd::start(MuxdConfig::node(1));
     let before = rss_kib(d.child.id());
     let mut apps: Vec<Ipc> = (0..1000).map(|i| d.client(&format!("app{i}"))).collect();
     let after = rss_kib(d.child.id());

@@ -7,90 +7,11 @@
 //! RDP between pairs is not here: it needs the client library (host-lib),
 //! which does not exist on this branch yet.
 
-mod common;
-
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
 use csp_core::{Flags, Header, Version};
 use csp_ipc::{Control, PORT_EPHEMERAL};
-
-/// A hub: `csp-muxd --zmq-proxy` on two free loopback ports.
-struct Hub {
-    child: Child,
-    xsub: u16,
-    xpub: u16,
-}
-
-impl Hub {
-    fn start() -> Hub {
-        Hub::start_on(free_tcp_port(), free_tcp_port())
-    }
-
-    fn start_on(xsub: u16, xpub: u16) -> Hub {
-        let child = Command::new(env!("CARGO_BIN_EXE_csp-muxd"))
-            .args(["--zmq-proxy", "--xsub"])
-            .arg(format!("tcp://127.0.0.1:{xsub}"))
-            .arg("--xpub")
-            .arg(format!("tcp://127.0.0.1:{xpub}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut hub = Hub { child, xsub, xpub };
-        // Ready once both ports take connections.
-        let deadline = Instant::now() + WAIT;
-        for port in [xsub, xpub] {
-            while TcpStream::connect(("127.0.0.1", port)).is_err() {
-                assert!(
-                    hub.child.try_wait().unwrap().is_none(),
-                    "proxy exited early"
-                );
-                assert!(Instant::now() < deadline, "proxy not listening on {port}");
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }
-        hub
-    }
-
-    /// The `[[zmq]]` table of a node on this hub, plus `extra` keys.
-    fn table(&self, extra: &str) -> String {
-        format!(
-            "[[zmq]]\nname = \"zmqhub\"\npub_endpoint = \"tcp://127.0.0.1:{}\"\n\
-             sub_endpoint = \"tcp://127.0.0.1:{}\"\n{extra}\n",
-            self.xsub, self.xpub
-        )
-    }
-
-    /// Start daemon `addr` on this hub with a default route into it.
-    fn node(&self, addr: u16, extra: &str) -> Muxd {
-        Muxd::start(addr, "routes = [\"0/0 zmqhub\"]", &self.table(extra))
-    }
-
-    /// SIGTERM; the proxy must exit cleanly and soon.
-    fn terminate(&mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return s;
-            }
-            assert!(Instant::now() < deadline, "proxy ignored SIGTERM");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Hub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use test_support::*;
 
 /// Ping `to`'s built-in service from `from` until it answers (bounded):
 /// after this both directions between the two nodes are joined. Uses a
@@ -156,7 +77,10 @@ fn stats(node: &Muxd) -> String {
 fn three_daemons_on_one_proxy_reach_each_other() {
     let mut hub = Hub::start();
     let addrs = [11u16, 12, 13];
-    let nodes: Vec<Muxd> = addrs.iter().map(|&a| hub.node(a, "")).collect();
+    let nodes: Vec<Muxd> = addrs
+        .iter()
+        .map(|&a| hub.node(MuxdConfig::node(a), ""))
+        .collect();
     for (i, &a) in addrs.iter().enumerate() {
         for &b in &addrs {
             if a != b {
@@ -199,10 +123,10 @@ fn three_daemons_on_one_proxy_reach_each_other() {
 #[test]
 fn subscriptions_keep_other_nodes_traffic_away_unless_promiscuous() {
     let hub = Hub::start();
-    let sender = hub.node(21, "");
-    let plain = hub.node(22, "");
-    let promisc = hub.node(23, "promiscuous = true");
-    let gateway = hub.node(24, "subscribe = [30]");
+    let sender = hub.node(MuxdConfig::node(21), "");
+    let plain = hub.node(MuxdConfig::node(22), "");
+    let promisc = hub.node(MuxdConfig::node(23), "promiscuous = true");
+    let gateway = hub.node(MuxdConfig::node(24), "subscribe = [30]");
     for to in [22, 23, 24] {
         join(&sender, 21, to);
     }
@@ -263,8 +187,8 @@ fn subscriptions_keep_other_nodes_traffic_away_unless_promiscuous() {
 #[test]
 fn a_restarted_daemon_rejoins_and_traffic_resumes() {
     let hub = Hub::start();
-    let a = hub.node(11, "");
-    let mut b = hub.node(12, "");
+    let a = hub.node(MuxdConfig::node(11), "");
+    let mut b = hub.node(MuxdConfig::node(12), "");
     join(&a, 11, 12);
     let mut app_a = app(&a, 11);
     exchange(&mut app_a, &mut app(&b, 12), 5);
@@ -275,7 +199,7 @@ fn a_restarted_daemon_rejoins_and_traffic_resumes() {
     app_a
         .ipc
         .send_packet(11, 10, 12, 10, Flags::NONE, b"into the void");
-    let b = hub.node(12, "");
+    let b = hub.node(MuxdConfig::node(12), "");
     join(&a, 11, 12);
     join(&b, 12, 11);
     let mut app_b = app(&b, 12);
@@ -287,8 +211,8 @@ fn a_restarted_daemon_rejoins_and_traffic_resumes() {
 #[test]
 fn daemons_rejoin_a_restarted_proxy() {
     let mut hub = Hub::start();
-    let a = hub.node(11, "");
-    let b = hub.node(12, "");
+    let a = hub.node(MuxdConfig::node(11), "");
+    let b = hub.node(MuxdConfig::node(12), "");
     join(&a, 11, 12);
     exchange(&mut app(&a, 11), &mut app(&b, 12), 3);
     let (xsub, xpub) = (hub.xsub, hub.xpub);
@@ -304,12 +228,9 @@ fn daemons_rejoin_a_restarted_proxy() {
 #[test]
 fn daemons_started_before_the_proxy_join_it_when_it_comes() {
     let (xsub, xpub) = (free_tcp_port(), free_tcp_port());
-    let table = format!(
-        "[[zmq]]\nname = \"zmqhub\"\npub_endpoint = \"tcp://127.0.0.1:{xsub}\"\n\
-         sub_endpoint = \"tcp://127.0.0.1:{xpub}\"\n"
-    );
-    let a = Muxd::start(11, "routes = [\"0/0 zmqhub\"]", &table);
-    let b = Muxd::start(12, "routes = [\"0/0 zmqhub\"]", &table);
+    let table = hub::zmq_table(xsub, xpub, "");
+    let a = Muxd::start(MuxdConfig::node(11).route("0/0 zmqhub").extra(&table));
+    let b = Muxd::start(MuxdConfig::node(12).route("0/0 zmqhub").extra(&table));
     std::thread::sleep(Duration::from_millis(300));
     let _hub = Hub::start_on(xsub, xpub);
     join(&a, 11, 12);
@@ -322,7 +243,7 @@ fn version_1_hub_filters_on_the_receiving_side() {
     let hub = Hub::start();
     let nodes: Vec<Muxd> = [5u16, 6, 7]
         .iter()
-        .map(|&a| hub.node(a, "version = 1"))
+        .map(|&a| hub.node(MuxdConfig::node(a), "version = 1"))
         .collect();
     join(&nodes[0], 5, 6);
     join(&nodes[1], 6, 5);
@@ -352,35 +273,14 @@ fn version_1_hub_filters_on_the_receiving_side() {
 #[test]
 fn a_libcsp_style_peer_pings_a_daemon() {
     let hub = Hub::start();
-    let node = hub.node(11, "");
-    let ctx = zmq::Context::new();
-    let publisher = ctx.socket(zmq::PUB).unwrap();
-    let subscriber = ctx.socket(zmq::SUB).unwrap();
+    let node = hub.node(MuxdConfig::node(11), "");
     let me = 40u16;
-    for prio in 0..4u16 {
-        subscriber
-            .set_subscribe(&((prio << 14) | me).to_be_bytes())
-            .unwrap();
-    }
-    publisher
-        .connect(&format!("tcp://127.0.0.1:{}", hub.xsub))
-        .unwrap();
-    subscriber
-        .connect(&format!("tcp://127.0.0.1:{}", hub.xpub))
-        .unwrap();
-    subscriber.set_rcvtimeo(100).unwrap();
+    let peer = hub::Peer::v2(&hub, me);
     let ping = header(me, 33, 11, 1, Flags::NONE);
     let (bytes, n) = ping.to_bytes(Version::V2).unwrap();
     let mut frame = bytes[..n].to_vec();
     frame.extend_from_slice(b"from a libcsp node");
-    let deadline = Instant::now() + WAIT;
-    let reply = loop {
-        assert!(Instant::now() < deadline, "no answer from the daemon");
-        publisher.send(&frame, 0).unwrap();
-        if let Ok(msg) = subscriber.recv_bytes(0) {
-            break msg;
-        }
-    };
+    let reply = peer.request(&frame, |_| true);
     let h = Header::parse(&reply, Version::V2).unwrap();
     assert_eq!(
         (h.src.get(), h.sport.get(), h.dst.get(), h.dport.get()),
@@ -403,22 +303,13 @@ fn a_libcsp_style_peer_pings_a_daemon() {
 fn libcsp1_framing_with_a_1x_style_peer() {
     let hub = Hub::start();
     let node = Muxd::start(
-        11,
-        "routes = [\"0/0 zmqhub\", \"20 zmqhub 12\"]",
-        &hub.table("version = 1\nframing = \"libcsp1\""),
+        MuxdConfig::node(11)
+            .route("0/0 zmqhub")
+            .route("20 zmqhub 12")
+            .extra(&hub.table("version = 1\nframing = \"libcsp1\"")),
     );
-    let ctx = zmq::Context::new();
-    let publisher = ctx.socket(zmq::PUB).unwrap();
-    let subscriber = ctx.socket(zmq::SUB).unwrap();
     // The peer is node 12 and, as libcsp 1.x, subscribes to its address byte.
-    subscriber.set_subscribe(&[12]).unwrap();
-    publisher
-        .connect(&format!("tcp://127.0.0.1:{}", hub.xsub))
-        .unwrap();
-    subscriber
-        .connect(&format!("tcp://127.0.0.1:{}", hub.xpub))
-        .unwrap();
-    subscriber.set_rcvtimeo(100).unwrap();
+    let peer = hub::Peer::connect(&hub, &[vec![12]]);
     let message_1x = |hop: u8, h: &Header, data: &[u8]| {
         let (bytes, n) = h.to_bytes(Version::V1).unwrap();
         assert_eq!(n, 4);
@@ -428,14 +319,7 @@ fn libcsp1_framing_with_a_1x_style_peer() {
         m
     };
     let ping = message_1x(11, &header(12, 33, 11, 1, Flags::NONE), b"from libcsp 1.x");
-    let deadline = Instant::now() + WAIT;
-    let reply = loop {
-        assert!(Instant::now() < deadline, "no answer from the daemon");
-        publisher.send(&ping, 0).unwrap();
-        if let Ok(msg) = subscriber.recv_bytes(0) {
-            break msg;
-        }
-    };
+    let reply = peer.request(&ping, |_| true);
     assert_eq!(reply[0], 12, "next hop first");
     let mut word = reply[1..5].to_vec();
     word.reverse();
@@ -451,8 +335,10 @@ fn libcsp1_framing_with_a_1x_style_peer() {
     app11
         .ipc
         .send_packet(11, 10, 20, 7, Flags::NONE, b"for 20 via 12");
-    subscriber.set_rcvtimeo(WAIT.as_millis() as i32).unwrap();
-    let msg = subscriber.recv_bytes(0).unwrap();
+    peer.subscriber
+        .set_rcvtimeo(WAIT.as_millis() as i32)
+        .unwrap();
+    let msg = peer.recv().expect("the message via 12");
     let mut word = msg[1..5].to_vec();
     word.reverse();
     let h = Header::parse(&word, Version::V1).unwrap();
@@ -461,9 +347,9 @@ fn libcsp1_framing_with_a_1x_style_peer() {
 
     // Messages for another hop byte are not the daemon's.
     let other = message_1x(13, &header(12, 33, 11, 1, Flags::NONE), b"not for 11");
-    publisher.send(&other, 0).unwrap();
-    publisher.send(&ping, 0).unwrap();
-    let again = subscriber.recv_bytes(0).unwrap();
+    peer.send(&other);
+    peer.send(&ping);
+    let again = peer.recv().expect("the answer to the second ping");
     assert_eq!(&again[5..], b"from libcsp 1.x");
     let s = stats(&node);
     assert_eq!(link_stat(&s, "zmqhub", "rx_errors"), 0, "{s}");

@@ -7,16 +7,8 @@
 //! where it fails: CI must run the Python suite.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-
-/// target/<profile>/deps/<this test> -> (target dir, profile dir).
-fn target_dirs() -> (PathBuf, PathBuf) {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-    let target_dir = profile_dir.parent().unwrap().to_path_buf();
-    (target_dir, profile_dir)
-}
 
 fn ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true")
@@ -37,28 +29,6 @@ fn run(cmd: &mut Command, what: &str) {
     assert!(status.success(), "{what} failed ({status})");
 }
 
-/// Build csp-muxd and csp with this test's profile into its target dir,
-/// as host-lib's test harness builds the daemon.
-fn build_binaries(target_dir: &Path, profile_dir: &Path) -> (PathBuf, PathBuf) {
-    let profile = profile_dir.file_name().unwrap().to_string_lossy();
-    let profile = if profile == "debug" {
-        "dev".to_string()
-    } else {
-        profile.into_owned()
-    };
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    run(
-        Command::new(cargo)
-            .args(["build", "--quiet", "-p", "host-muxd", "--bin", "csp-muxd"])
-            .args(["-p", "host-lib", "--bin", "csp", "--profile", &profile])
-            .arg("--target-dir")
-            .arg(target_dir)
-            .current_dir(env!("CARGO_MANIFEST_DIR")),
-        "building csp-muxd and csp",
-    );
-    (profile_dir.join("csp-muxd"), profile_dir.join("csp"))
-}
-
 #[test]
 fn python_package_passes_its_pytest_suite() {
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
@@ -74,7 +44,7 @@ fn python_package_passes_its_pytest_suite() {
         }
         Err(e) => return skip(&format!("{python} not found ({e})")),
     }
-    let (target_dir, profile_dir) = target_dirs();
+    let target_dir = test_support::bins::target_dirs().target;
     let venv = target_dir.join("py-venv");
     let bin = venv.join("bin");
     if !bin.join("python").exists() {
@@ -96,7 +66,7 @@ fn python_package_passes_its_pytest_suite() {
             "pip install maturin pytest (from PyPI)",
         );
     }
-    let (muxd, csp) = build_binaries(&target_dir, &profile_dir);
+    let (muxd, csp) = (test_support::bins::muxd(), test_support::bins::csp());
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     run(
         Command::new(bin.join("maturin"))

@@ -24,13 +24,13 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, Command, Stdio};
 use std::sync::mpsc;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use csp_core::security::{crc_trailer, hmac_trailer, HmacKey};
 use csp_core::{Addr, Flags, Header, Port, Prio, Version};
 use csp_ipc::Message;
 use host_lib::{Bind, Client, ClientConfig, Control, Options};
+use test_support::{link_field as field, stat as counter};
 
 const WAIT: Duration = Duration::from_secs(10);
 const KEY: &[u8] = b"capture test key";
@@ -41,41 +41,12 @@ const APP_PORT: u8 = 10;
 
 // ---- processes -------------------------------------------------------------
 
-/// A binary of this workspace, built on first use into this test's own
-/// target directory and profile (the binaries belong to other packages).
-fn built_bin(package: &str, bin: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-    let target_dir = profile_dir.parent().unwrap().to_path_buf();
-    let profile = profile_dir.file_name().unwrap().to_string_lossy();
-    let profile = if profile == "debug" {
-        "dev".to_string()
-    } else {
-        profile.into_owned()
-    };
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "--quiet", "-p", package, "--bin", bin, "--profile"])
-        .arg(&profile)
-        .arg("--target-dir")
-        .arg(&target_dir)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("running cargo");
-    assert!(status.success(), "building {bin} failed");
-    let path = profile_dir.join(bin);
-    assert!(path.exists(), "{} missing after build", path.display());
-    path
-}
-
 fn muxd_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| built_bin("host-muxd", "csp-muxd"))
+    test_support::bins::muxd()
 }
 
 fn csp_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| built_bin("host-lib", "csp"))
+    test_support::bins::csp()
 }
 
 /// csp-muxd as node 1 with its UDP link on a loopback port the kernel
@@ -464,26 +435,6 @@ fn app(m: &Muxd) -> (Client, host_lib::Socket) {
     (c, sock)
 }
 
-/// Value of `key=...` on the first line starting with `prefix`.
-fn field(text: &str, prefix: &str, key: &str) -> String {
-    let line = text
-        .lines()
-        .find(|l| l.starts_with(prefix))
-        .unwrap_or_else(|| panic!("no line {prefix:?} in {text}"));
-    line.split_whitespace()
-        .find_map(|kv| kv.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
-        .unwrap_or_else(|| panic!("no {key} in {line}"))
-        .to_string()
-}
-
-/// Value of the counter `key N` in STATS.
-fn counter(text: &str, key: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix(' ')))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {key} in {text}"))
-}
-
 // ---- tests -------------------------------------------------------------------
 
 /// Three captures at once (every link; `--link udp`; `--link local`),
@@ -735,16 +686,9 @@ fn ctrl_c_and_a_stopping_daemon_leave_a_valid_file() {
     assert_eq!(lines.len(), 2, "{lines:?}");
 }
 
-/// Run `cmd` to its end, bounded: a process still running after WAIT is
-/// killed and the test fails. The exit code and stderr.
+/// `cmd` run to its end (bounded: killed after WAIT): exit code, stderr.
 fn run_bounded(cmd: &mut Command) -> (Option<i32>, String) {
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (code, err) = CaptureProc::new(child).finish();
+    let (code, _, err) = test_support::run_within(cmd, WAIT);
     (Some(code), err)
 }
 

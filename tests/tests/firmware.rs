@@ -29,6 +29,7 @@ use csp_core::security::{HmacKey, SecurityOptions};
 use csp_core::service::client::{self, Request};
 use csp_core::service::IfStats;
 use csp_core::{Addr, Flags, Header, Packet, Port, Prio, Version};
+use test_support::{free_tcp_port, run_within, wait_bounded, Muxd, MuxdConfig, Udp};
 
 /// The firmware's default build: address 10, header version 2, MTU 256.
 const VERSION: Version = Version::V2;
@@ -61,23 +62,6 @@ fn qemu_bin() -> std::ffi::OsString {
 
 fn ci() -> bool {
     std::env::var("CI").as_deref() == Ok("true")
-}
-
-/// Waits for `child` at most `limit`; kills it and says so if it overruns.
-fn wait_bounded(child: &mut Child, limit: Duration, what: &str) -> std::process::ExitStatus {
-    let start = Instant::now();
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return status,
-            Ok(None) if start.elapsed() < limit => sleep(Duration::from_millis(50)),
-            Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("{what} did not finish within {limit:?}");
-            }
-            Err(e) => panic!("{what}: waiting failed: {e}"),
-        }
-    }
 }
 
 /// The default firmware image (header v2), built once per test run.
@@ -608,10 +592,7 @@ fn echo_64k_connectionless_byte_exact() {
 /// Starts QEMU with UART0 on a free TCP port (QEMU listens there and holds
 /// the guest until a client connects).
 fn start_qemu(elf: &Path) -> (Child, u16) {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free local port")
-        .port();
+    let port = free_tcp_port();
     let qemu = Command::new(qemu_bin())
         .args(["-machine", "mps2-an386", "-nographic", "-monitor", "none"])
         .args(["-semihosting-config", "enable=on,target=native"])
@@ -811,54 +792,14 @@ fn rdp_pattern(len: usize) -> Vec<u8> {
 // The ground path: csp-muxd with a KISS tcp-client link to QEMU's socket.
 // ---------------------------------------------------------------------------
 
-/// `csp-muxd` and `csp` of this workspace, built once into this test's own
-/// target directory and profile (as host-lib's tests build the daemon).
-fn ground_bins() -> &'static (PathBuf, PathBuf) {
-    static BINS: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
-    BINS.get_or_init(|| {
-        // target/<profile>/deps/<test binary>
-        let exe = std::env::current_exe().unwrap();
-        let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-        let target_dir = profile_dir.parent().unwrap().to_path_buf();
-        let profile = profile_dir.file_name().unwrap().to_string_lossy();
-        let profile = if profile == "debug" {
-            "dev".to_string()
-        } else {
-            profile.into_owned()
-        };
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let started = Instant::now();
-        let mut child = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "host-muxd", "--bin", "csp-muxd"])
-            .args(["-p", "host-lib", "--bin", "csp", "--profile", &profile])
-            .arg("--target-dir")
-            .arg(&target_dir)
-            .current_dir(repo_root())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("run cargo to build csp-muxd and csp");
-        let status = wait_bounded(&mut child, BUILD_TIMEOUT, "csp-muxd build");
-        assert!(status.success(), "building csp-muxd and csp failed");
-        eprintln!(
-            "csp-muxd and csp built in {:.1} s",
-            started.elapsed().as_secs_f64()
-        );
-        let bins = (profile_dir.join("csp-muxd"), profile_dir.join("csp"));
-        assert!(bins.0.exists() && bins.1.exists(), "binaries missing");
-        bins
-    })
-}
-
 /// The daemon's address in these tests.
 const MUXD_ADDR: u16 = 1;
 
 /// QEMU running the firmware and csp-muxd linked to its UART.
 struct Ground {
     qemu: Child,
-    muxd: Child,
-    socket: PathBuf,
-    dir: tempfile::TempDir,
+    /// Killed, and its stderr shown if the test failed, when dropped.
+    muxd: Muxd,
     /// The relay between the daemon and QEMU, if the test wants to put
     /// bytes of its own on the link.
     tap: Option<Tap>,
@@ -866,33 +807,29 @@ struct Ground {
 
 impl Drop for Ground {
     fn drop(&mut self) {
-        for child in [&mut self.muxd, &mut self.qemu] {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        let _ = self.qemu.kill();
+        let _ = self.qemu.wait();
         if std::thread::panicking() {
             let mut out = String::new();
-            if let Some(s) = self.muxd.stderr.as_mut() {
-                let _ = s.read_to_string(&mut out);
-            }
             if let Some(s) = self.qemu.stdout.as_mut() {
                 let _ = s.read_to_string(&mut out);
             }
-            eprintln!("csp-muxd / qemu output:\n{out}");
+            eprintln!("qemu output:\n{out}");
         }
     }
 }
 
 impl Ground {
     /// The configuration README.md shows, with QEMU's port and no UDP.
-    fn config(qemu_port: u16, version: u8) -> String {
-        format!(
-            "routes = [\"{FW_ADDR} fw\"]\n\
-             [node]\naddress = {MUXD_ADDR}\n\
-             [udp]\nenabled = false\n\
-             [[kiss]]\nname = \"fw\"\nmode = \"tcp-client\"\nconnect = \"127.0.0.1:{qemu_port}\"\n\
-             version = {version}\n"
-        )
+    fn config(qemu_port: u16, version: u8) -> MuxdConfig {
+        MuxdConfig::node(MUXD_ADDR)
+            .udp(Udp::Off)
+            .route(format!("{FW_ADDR} fw"))
+            .extra(&format!(
+                "[[kiss]]\nname = \"fw\"\nmode = \"tcp-client\"\n\
+                 connect = \"127.0.0.1:{qemu_port}\"\nversion = {version}"
+            ))
+            .log("warn")
     }
 
     /// Boots the firmware and starts the daemon; `None` if skipped. Returns
@@ -910,46 +847,19 @@ impl Ground {
     /// As [`start`](Self::start), for an image whose header version is
     /// `version` (the link's version in the daemon's configuration).
     fn start_with(elf: &Path, version: u8, tapped: bool) -> Ground {
-        let (muxd_bin, _) = ground_bins();
         let (qemu, qemu_port) = start_qemu(elf);
         let tap = tapped.then(|| Tap::start(qemu_port));
         let port = tap.as_ref().map_or(qemu_port, |t| t.port);
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = dir.path().join("muxd.toml");
-        std::fs::write(&cfg, Self::config(port, version)).unwrap();
-        let socket = dir.path().join("muxd.sock");
-        let muxd = Command::new(muxd_bin)
-            .arg("--config")
-            .arg(&cfg)
-            .arg("--socket")
-            .arg(&socket)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start csp-muxd");
-        let mut g = Ground {
-            qemu,
-            muxd,
-            socket,
-            dir,
-            tap,
-        };
         // The daemon's socket, then the link: the daemon connects to QEMU
         // (retrying while QEMU is not listening yet), so the first pings
         // may go unanswered.
         let started = Instant::now();
-        let mut client = loop {
-            if let Ok(c) = host_lib::Client::connect(&g.socket) {
-                break c;
-            }
-            if let Ok(Some(status)) = g.muxd.try_wait() {
-                panic!("csp-muxd exited early: {status}");
-            }
-            assert!(started.elapsed() < BOOT_TIMEOUT, "csp-muxd socket missing");
-            sleep(Duration::from_millis(10));
+        let g = Ground {
+            qemu,
+            muxd: Muxd::start(Self::config(port, version)),
+            tap,
         };
+        let mut client = g.client();
         loop {
             if client.ping(FW_ADDR, 1, Duration::from_millis(300)).is_ok() {
                 break;
@@ -963,43 +873,18 @@ impl Ground {
             "qemu + csp-muxd: first ping answered {:.0} ms after start",
             started.elapsed().as_secs_f64() * 1000.0
         );
-        let _ = &g.dir;
         g
     }
 
     fn client(&self) -> host_lib::Client {
-        host_lib::Client::connect(&self.socket).expect("connect to csp-muxd")
+        host_lib::Client::connect(&self.muxd.socket).expect("connect to csp-muxd")
     }
 
     /// Runs `csp --socket S ARGS...` (bounded), returns (success, stdout).
     fn csp(&self, args: &[&str]) -> (bool, String) {
-        let (_, csp_bin) = ground_bins();
-        let mut child = Command::new(csp_bin)
-            .arg("--socket")
-            .arg(&self.socket)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run csp");
-        let status = wait_bounded(&mut child, Duration::from_secs(30), "csp");
-        let mut out = String::new();
-        child
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut out)
-            .unwrap();
-        let mut err = String::new();
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .unwrap();
+        let (code, out, err) = run_within(self.muxd.csp().args(args), Duration::from_secs(30));
         eprintln!("$ csp {}\n{out}{err}", args.join(" "));
-        (status.success(), out)
+        (code == 0, out)
     }
 }
 
@@ -1007,10 +892,9 @@ impl Ground {
     /// Runs `csp --socket S ARGS...` with `input` on stdin (bounded);
     /// returns the exit status, stdout's bytes and stderr.
     fn csp_with_stdin(&self, args: &[&str], input: &[u8]) -> (bool, Vec<u8>, String) {
-        let (_, csp_bin) = ground_bins();
-        let mut child = Command::new(csp_bin)
-            .arg("--socket")
-            .arg(&self.socket)
+        let mut child = self
+            .muxd
+            .csp()
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

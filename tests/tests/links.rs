@@ -24,17 +24,15 @@
 //! bounded; daemons and hub are killed on drop. Throughput is printed
 //! (`--nocapture`).
 
-use std::io::Read;
-use std::net::{TcpListener, TcpStream};
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use host_lib::{Client, ClientConfig, Conn, ConnOptions, Control, Error, Event, Listener};
+use host_lib::{Client, Conn, ConnOptions, Control, Error, Event, Listener};
+use test_support::junk::pattern;
+use test_support::{apps, free_tcp_port, retry_on_port_clash, Hub, Muxd, MuxdConfig, Udp};
 
 /// Bound of every single wait (a daemon starting, a ping, a handshake).
 const WAIT: Duration = Duration::from_secs(10);
@@ -72,259 +70,38 @@ fn secure() -> ConnOptions {
 
 // ---- processes -----------------------------------------------------------
 
-/// Path of the csp-muxd binary, built on first use into this test's own
-/// target directory and profile.
-fn muxd_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        // target/<profile>/deps/<test binary>
-        let exe = std::env::current_exe().unwrap();
-        let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-        let target_dir = profile_dir.parent().unwrap().to_path_buf();
-        let profile = profile_dir.file_name().unwrap().to_string_lossy();
-        let profile = if profile == "debug" {
-            "dev".to_string()
-        } else {
-            profile.into_owned()
-        };
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "host-muxd", "--bin", "csp-muxd"])
-            .arg("--profile")
-            .arg(&profile)
-            .arg("--target-dir")
-            .arg(&target_dir)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("running cargo to build csp-muxd");
-        assert!(status.success(), "building csp-muxd failed");
-        let bin = profile_dir.join("csp-muxd");
-        assert!(bin.exists(), "{} missing after build", bin.display());
-        bin
-    })
+/// Daemon `addr` with `routes` and link `tables`; no UDP link (nothing
+/// here uses it).
+fn try_daemon(addr: u16, routes: &[&str], tables: &str) -> Result<Muxd, String> {
+    let mut config = MuxdConfig::node(addr)
+        .udp(Udp::Off)
+        .extra(tables)
+        .log("warn");
+    for r in routes {
+        config = config.route(*r);
+    }
+    Muxd::try_start(config)
 }
 
-/// A free TCP port on 127.0.0.1 (bound and released).
-fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+fn daemon(addr: u16, routes: &[&str], tables: &str) -> Muxd {
+    try_daemon(addr, routes, tables).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// A csp-muxd process on a temp socket, with its config kept so it can be
-/// started again on the same socket.
-struct Daemon {
-    child: Child,
-    addr: u16,
-    socket: PathBuf,
-    config: PathBuf,
-    _dir: tempfile::TempDir,
+/// host-lib clients of a daemon.
+trait Apps {
+    /// An application (no reconnect).
+    fn app(&self, name: &str) -> Client;
 }
 
-impl Daemon {
-    /// Node `addr` with `routes` (TOML list items) and link `tables`; no
-    /// UDP link (nothing here uses it, and it would need a port).
-    fn start(addr: u16, routes: &str, tables: &str) -> Daemon {
-        retry_on_port_clash(|| Daemon::try_start(addr, routes, tables))
-    }
-
-    /// As [`start`](Self::start); a daemon that exits at once is `Err`
-    /// with what it said.
-    fn try_start(addr: u16, routes: &str, tables: &str) -> Result<Daemon, String> {
-        let dir = tempfile::tempdir().unwrap();
-        let socket = dir.path().join("muxd.sock");
-        let config = dir.path().join("muxd.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "routes = [{routes}]\n[node]\naddress = {addr}\n\
-                 [udp]\nenabled = false\n{tables}\n"
-            ),
-        )
-        .unwrap();
-        let child = spawn_muxd(&config, &socket);
-        let mut d = Daemon {
-            child,
-            addr,
-            socket,
-            config,
-            _dir: dir,
-        };
-        d.wait_ready()?;
-        Ok(d)
-    }
-
-    fn wait_ready(&mut self) -> Result<(), String> {
-        let deadline = Instant::now() + WAIT;
-        while UnixStream::connect(&self.socket).is_err() {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                let mut err = String::new();
-                if let Some(mut e) = self.child.stderr.take() {
-                    let _ = e.read_to_string(&mut err);
-                }
-                return Err(format!(
-                    "csp-muxd {} exited early ({status}): {err}",
-                    self.addr
-                ));
-            }
-            assert!(
-                Instant::now() < deadline,
-                "csp-muxd {} not ready",
-                self.addr
-            );
-            thread::sleep(Duration::from_millis(10));
-        }
-        Ok(())
-    }
-
-    /// SIGKILL (no goodbye) and a new process on the same config and socket.
-    fn restart(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.child = spawn_muxd(&self.config, &self.socket);
-        self.wait_ready().unwrap();
-    }
-
-    fn client(&self, name: &str) -> Client {
-        client_at(&self.socket, name, false)
-    }
-
-    /// Value of `key=N` on this daemon's STATS line for link `link`.
-    fn link_stat(&self, link: &str, key: &str) -> u64 {
-        let text = self.client("stats").control(Control::Stats).unwrap();
-        let prefix = format!("link {link} ");
-        let line = text
-            .lines()
-            .find(|l| l.starts_with(&prefix))
-            .unwrap_or_else(|| panic!("no {prefix:?} in {text}"));
-        line.split_whitespace()
-            .find_map(|kv| kv.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no {key} in {line}"))
+impl Apps for Muxd {
+    fn app(&self, name: &str) -> Client {
+        apps::client(self, name, false)
     }
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Run `start` again (a few times at most) while what it starts finds its
-/// port taken: a port found free and released can be taken again before
-/// the daemon binds it, by any process (outgoing connections of daemons
-/// running in parallel take ports from the same range).
-fn retry_on_port_clash<T>(mut start: impl FnMut() -> Result<T, String>) -> T {
-    let mut last = String::new();
-    for _ in 0..5 {
-        match start() {
-            Ok(t) => return t,
-            Err(e) if e.contains("in use") => last = e,
-            Err(e) => panic!("{e}"),
-        }
-    }
-    panic!("ports kept clashing: {last}")
-}
-
-fn spawn_muxd(config: &Path, socket: &Path) -> Child {
-    Command::new(muxd_bin())
-        .arg("--config")
-        .arg(config)
-        .arg("--socket")
-        .arg(socket)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-fn client_at(socket: &Path, name: &str, reconnect: bool) -> Client {
-    Client::with_config(ClientConfig {
-        socket: Some(socket.to_path_buf()),
-        name: name.into(),
-        reconnect,
-        ..ClientConfig::default()
-    })
-    .unwrap()
-}
-
-/// A hub: `csp-muxd --zmq-proxy` on two free loopback ports.
-struct Hub {
-    child: Child,
-    xsub: u16,
-    xpub: u16,
-}
-
-impl Hub {
-    fn start() -> Hub {
-        retry_on_port_clash(Hub::try_start)
-    }
-
-    fn try_start() -> Result<Hub, String> {
-        let (xsub, xpub) = (free_tcp_port(), free_tcp_port());
-        let child = Command::new(muxd_bin())
-            .args(["--zmq-proxy", "--xsub"])
-            .arg(format!("tcp://127.0.0.1:{xsub}"))
-            .arg("--xpub")
-            .arg(format!("tcp://127.0.0.1:{xpub}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut hub = Hub { child, xsub, xpub };
-        let deadline = Instant::now() + WAIT;
-        for port in [xsub, xpub] {
-            while TcpStream::connect(("127.0.0.1", port)).is_err() {
-                hub.exited()?;
-                assert!(Instant::now() < deadline, "proxy not listening on {port}");
-                thread::sleep(Duration::from_millis(10));
-            }
-        }
-        // Someone else may have answered on a port the proxy failed to bind.
-        thread::sleep(Duration::from_millis(20));
-        hub.exited()?;
-        Ok(hub)
-    }
-
-    /// `Err` with what the proxy said if it exited.
-    fn exited(&mut self) -> Result<(), String> {
-        match self.child.try_wait().unwrap() {
-            None => Ok(()),
-            Some(status) => {
-                let mut err = String::new();
-                if let Some(mut e) = self.child.stderr.take() {
-                    let _ = e.read_to_string(&mut err);
-                }
-                Err(format!("proxy exited early ({status}): {err}"))
-            }
-        }
-    }
-
-    /// Daemon `addr` on this hub, everything routed into it.
-    fn node(&self, addr: u16) -> Daemon {
-        Daemon::start(
-            addr,
-            "\"0/0 zmqhub\"",
-            &format!(
-                "[[zmq]]\nname = \"zmqhub\"\npub_endpoint = \"tcp://127.0.0.1:{}\"\n\
-                 sub_endpoint = \"tcp://127.0.0.1:{}\"\n",
-                self.xsub, self.xpub
-            ),
-        )
-    }
-}
-
-impl Drop for Hub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Daemon `addr` on `hub`, everything routed into it.
+fn hub_node(hub: &Hub, addr: u16) -> Muxd {
+    hub.node(MuxdConfig::node(addr).udp(Udp::Off).log("warn"), "")
 }
 
 // ---- the echo server -------------------------------------------------------
@@ -366,8 +143,8 @@ struct Served {
 }
 
 impl EchoServer {
-    fn start(d: &Daemon) -> EchoServer {
-        let mut c = client_at(&d.socket, "echo", true);
+    fn start(d: &Muxd) -> EchoServer {
+        let mut c = apps::client(d, "echo", true);
         let listeners: Vec<Listener> = vec![
             c.listen(PLAIN_PORT, ConnOptions::default()).unwrap(),
             c.listen(SECURE_PORT, secure()).unwrap(),
@@ -449,20 +226,6 @@ impl Drop for EchoServer {
 }
 
 // ---- the client side -----------------------------------------------------
-
-/// Data that differs from one byte to the next (a shifted, lost or
-/// duplicated segment shows).
-fn pattern(len: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2_654_435_761) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
-}
 
 /// Ping `dst` until it answers (bounded): over a hub the first frames may
 /// be lost while subscriptions travel (the slow joiner).
@@ -600,20 +363,20 @@ fn kiss_table_v(version: u8, body: &str) -> String {
 }
 
 /// Daemons A (node 1, tcp-server) and B (node 2, tcp-client to A).
-fn tcp_kiss_pair() -> (Daemon, Daemon) {
+fn tcp_kiss_pair() -> (Muxd, Muxd) {
     tcp_kiss_pair_v(2)
 }
 
 /// As [`tcp_kiss_pair`], with CSP header `version` on the line.
-fn tcp_kiss_pair_v(version: u8) -> (Daemon, Daemon) {
+fn tcp_kiss_pair_v(version: u8) -> (Muxd, Muxd) {
     let (a, port) = retry_on_port_clash(|| {
         let port = free_tcp_port();
         let listen = format!("mode = \"tcp-server\"\nlisten = \"127.0.0.1:{port}\"");
-        Daemon::try_start(1, "\"2 kiss0\"", &kiss_table_v(version, &listen)).map(|a| (a, port))
+        try_daemon(1, &["2 kiss0"], &kiss_table_v(version, &listen)).map(|a| (a, port))
     });
-    let b = Daemon::start(
+    let b = daemon(
         2,
-        "\"1 kiss0\"",
+        &["1 kiss0"],
         &kiss_table_v(
             version,
             &format!("mode = \"tcp-client\"\nconnect = \"127.0.0.1:{port}\""),
@@ -623,16 +386,16 @@ fn tcp_kiss_pair_v(version: u8) -> (Daemon, Daemon) {
 }
 
 /// Daemon A (node 1) makes a pty; B (node 2) opens it as a serial device.
-fn pty_kiss_pair(dir: &Path) -> (Daemon, Daemon) {
+fn pty_kiss_pair(dir: &Path) -> (Muxd, Muxd) {
     let pty = dir.join("kiss-a");
-    let a = Daemon::start(
+    let a = daemon(
         1,
-        "\"2 kiss0\"",
+        &["2 kiss0"],
         &kiss_table(&format!("mode = \"pty\"\npty_link = \"{}\"", pty.display())),
     );
-    let b = Daemon::start(
+    let b = daemon(
         2,
-        "\"1 kiss0\"",
+        &["1 kiss0"],
         &kiss_table(&format!(
             "mode = \"serial\"\ndevice = \"{}\"\nbaud = 115200",
             pty.display()
@@ -642,16 +405,16 @@ fn pty_kiss_pair(dir: &Path) -> (Daemon, Daemon) {
 }
 
 /// Ping both ways, then echo in both directions, plain and with CRC+HMAC.
-fn kiss_exchange(a: &Daemon, b: &Daemon, len: usize, tag: &str) {
+fn kiss_exchange(a: &Muxd, b: &Muxd, len: usize, tag: &str) {
     link_exchange(a, b, "kiss0", len, tag)
 }
 
 /// As [`kiss_exchange`], over the stream link called `link` on both daemons.
-fn link_exchange(a: &Daemon, b: &Daemon, link: &str, len: usize, tag: &str) {
+fn link_exchange(a: &Muxd, b: &Muxd, link: &str, len: usize, tag: &str) {
     let echo_a = EchoServer::start(a);
     let echo_b = EchoServer::start(b);
-    let mut ca = a.client("a");
-    let mut cb = b.client("b");
+    let mut ca = a.app("a");
+    let mut cb = b.app("b");
     // The first ping waits for the link; the largest that fits after.
     ping_until_answered(&mut ca, 2, 8);
     ping_until_answered(&mut cb, 1, 8);
@@ -673,7 +436,13 @@ fn link_exchange(a: &Daemon, b: &Daemon, link: &str, len: usize, tag: &str) {
     let echoed = echo_a.echoed.load(Ordering::Relaxed) + echo_b.echoed.load(Ordering::Relaxed);
     assert_eq!(echoed, 6 * len, "every byte echoed once");
     for d in [a, b] {
-        assert_eq!(d.link_stat(link, "bad_crc"), 0);
+        // The framing's own error counter: KISS's CRC, or CFP's losses.
+        let framing = if tag.contains("slcan") {
+            "cfp_lost"
+        } else {
+            "bad_crc"
+        };
+        assert_eq!(d.link_stat(link, framing), 0, "{framing}");
         assert_eq!(d.link_stat(link, "tx_errors"), 0, "nothing over max_frame");
         assert_eq!(d.link_stat(link, "tx_queue_full"), 0);
     }
@@ -705,8 +474,8 @@ fn tcp_kiss_link_rejoins_after_either_daemon_restarts_and_rdp_works_again() {
         // to the daemons that were killed.
         let _echo_a = EchoServer::start(&a);
         let _echo_b = EchoServer::start(&b);
-        let mut ca = a.client("a");
-        let mut cb = b.client("b");
+        let mut ca = a.app("a");
+        let mut cb = b.app("b");
         ping_until_answered(&mut ca, 2, 8);
         ping_until_answered(&mut cb, 1, 8);
         let what = format!("tcp kiss, {round}");
@@ -741,17 +510,17 @@ fn pty_pair_carries_ping_and_rdp_echo_both_ways() {
 
 /// Daemon A (node 1) makes a pty; B (node 2) opens it as its slcan
 /// adapter: CSP over CFP (`version`) as slcan lines.
-fn pty_can_pair(dir: &Path, version: u8) -> (Daemon, Daemon) {
+fn pty_can_pair(dir: &Path, version: u8) -> (Muxd, Muxd) {
     let pty = dir.join("can-a");
     let table = |body: String| format!("[[can]]\nname = \"can0\"\nversion = {version}\n{body}\n");
-    let a = Daemon::start(
+    let a = daemon(
         1,
-        "\"2 can0\"",
+        &["2 can0"],
         &table(format!("pty_link = \"{}\"", pty.display())),
     );
-    let b = Daemon::start(
+    let b = daemon(
         2,
-        "\"1 can0\"",
+        &["1 can0"],
         &table(format!("device = \"{}\"", pty.display())),
     );
     (a, b)
@@ -779,7 +548,7 @@ fn slcan_pty_pair_carries_ping_and_rdp_echo_both_ways() {
 fn a_segment_one_byte_over_the_kiss_frame_never_arrives() {
     let (a, b) = tcp_kiss_pair();
     let _echo_b = EchoServer::start(&b);
-    let mut ca = a.client("a");
+    let mut ca = a.app("a");
     ping_until_answered(&mut ca, 2, 8);
     let over = secure().with_segment(KISS_MAX_SECURE_SEGMENT + 1);
     let conn = connect_retry(&mut ca, 2, SECURE_PORT, over);
@@ -805,9 +574,9 @@ fn three_daemons_on_a_hub_rdp_echo_between_every_pair_and_after_a_restart() {
     let started = Instant::now();
     let hub = Hub::start();
     let addrs = [21u16, 22, 23];
-    let mut nodes: Vec<Daemon> = addrs.iter().map(|&a| hub.node(a)).collect();
+    let mut nodes: Vec<Muxd> = addrs.iter().map(|&a| hub_node(&hub, a)).collect();
     let echo: Vec<EchoServer> = nodes.iter().map(EchoServer::start).collect();
-    let mut clients: Vec<Client> = nodes.iter().map(|d| d.client("app")).collect();
+    let mut clients: Vec<Client> = nodes.iter().map(|d| d.app("app")).collect();
 
     for (i, c) in clients.iter_mut().enumerate() {
         for &to in &addrs {
@@ -840,7 +609,7 @@ fn three_daemons_on_a_hub_rdp_echo_between_every_pair_and_after_a_restart() {
     // Node 23 is killed and started again on the same hub; its echo
     // server reconnects and registers its listeners again by itself.
     nodes[2].restart();
-    let mut c23 = nodes[2].client("app again");
+    let mut c23 = nodes[2].app("app again");
     for (i, c) in clients.iter_mut().take(2).enumerate() {
         ping_until_answered(c, 23, 100);
         ping_until_answered(&mut c23, addrs[i], 100);
@@ -882,10 +651,10 @@ fn three_daemons_on_a_hub_rdp_echo_between_every_pair_and_after_a_restart() {
 #[test]
 fn rdp_connect_retried_across_the_slow_joiner_then_large_segments() {
     let hub = Hub::start();
-    let a = hub.node(31);
-    let b = hub.node(32);
+    let a = hub_node(&hub, 31);
+    let b = hub_node(&hub, 32);
     let echo_b = EchoServer::start(&b);
-    let mut ca = a.client("app");
+    let mut ca = a.app("app");
     echo_report(
         "zmq 31 -> 32 at once",
         &mut ca,
@@ -898,8 +667,8 @@ fn rdp_connect_retried_across_the_slow_joiner_then_large_segments() {
     // segment and window, both ways.
     echo_report("zmq 31 -> 32", &mut ca, 32, BIG_PORT, big(), 1024 * 1024);
     if std::env::var("LINKS_DEBUG").is_ok() {
-        eprintln!("A: {}", a.client("s").control(Control::Stats).unwrap());
-        eprintln!("B: {}", b.client("s").control(Control::Stats).unwrap());
+        eprintln!("A: {}", a.app("s").control(Control::Stats).unwrap());
+        eprintln!("B: {}", b.app("s").control(Control::Stats).unwrap());
         eprintln!("client A: {:?}", ca.rdp_counters());
     }
     assert_eq!(echo_b.events.daemon_errors.load(Ordering::Relaxed), 0);

@@ -1,6 +1,8 @@
 //! KISS on a byte stream (a UART, a USB CDC port): the decoder in front of
 //! [`Node::handle_frame`], the encoder behind [`Node::poll_transmit`].
 
+#[cfg(any(feature = "embedded-io", feature = "embedded-hal-nb"))]
+use super::PortError;
 use crate::kiss::{Encoder, KissDecoder, KissError, KissStats};
 use crate::node::RxDrop;
 #[cfg(any(feature = "embedded-io", feature = "embedded-hal-nb"))]
@@ -22,17 +24,6 @@ pub enum PortRx {
     /// The node dropped the frame (counted by the node; the reason is for
     /// logging).
     NodeDropped(RxDrop),
-}
-
-/// A link error of the serial device, as the HAL reports it.
-#[cfg(any(feature = "embedded-io", feature = "embedded-hal-nb"))]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum PortError<E> {
-    /// Reading or writing the device failed. On transmit, the frame being
-    /// written is lost (RDP retransmits; connectionless traffic may be lost
-    /// on any link) and counted as the interface's `tx_error`.
-    Link(E),
 }
 
 /// A KISS interface of a [`Node`]: owns the receive state of one serial

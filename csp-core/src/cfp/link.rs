@@ -65,17 +65,35 @@ impl<const SLOTS: usize, const MTU: usize> CanLink<SLOTS, MTU> {
         frame: &'a [u8],
         via: Option<Addr>,
     ) -> Result<Fragments<'a>, CfpError> {
+        let frames = self.fragments(frame, via, self.counter)?;
+        self.counter = self.counter.wrapping_add(1);
+        Ok(frames)
+    }
+
+    /// The counter the next [`transmit`](Self::transmit) puts in its frames.
+    pub fn counter(&self) -> u16 {
+        self.counter
+    }
+
+    /// The CAN frames of a packet [`transmit`](Self::transmit) took when
+    /// [`counter`](Self::counter) was `counter`, again and without moving the
+    /// counter on: for a driver whose controller took only part of them and
+    /// that resumes the rest later (skipping those sent).
+    pub fn fragments<'a>(
+        &self,
+        frame: &'a [u8],
+        via: Option<Addr>,
+        counter: u16,
+    ) -> Result<Fragments<'a>, CfpError> {
         let version = self.version();
         let header = Header::parse(frame, version)?;
         let data = frame.get(version.header_len()..).unwrap_or_default();
         let link = TxLink {
             via,
             iface_addr: self.addr,
-            counter: self.counter,
+            counter,
         };
-        let frames = fragment(version, &header, data, link)?;
-        self.counter = self.counter.wrapping_add(1);
-        Ok(frames)
+        fragment(version, &header, data, link)
     }
 
     /// One CAN frame from the bus, received at `now`. When it completes a

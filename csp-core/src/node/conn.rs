@@ -101,7 +101,9 @@ impl<
     pub(super) fn conn_id(&self, index: usize) -> ConnId {
         ConnId {
             index: index as u8,
-            gen: self.conn_gen[index],
+            // Callers pass a slot index; one out of range would get an id
+            // that `slot_ref` refuses (no generation matches it).
+            gen: self.conn_gen.get(index).copied().unwrap_or_default(),
         }
     }
 
@@ -219,7 +221,9 @@ impl<
         {
             s.conns = s.conns.saturating_sub(1);
         }
-        self.conn_gen[index] = self.conn_gen[index].wrapping_add(1);
+        if let Some(generation) = self.conn_gen.get_mut(index) {
+            *generation = generation.wrapping_add(1);
+        }
         csp_debug!("node: connection slot {} freed", index);
     }
 }

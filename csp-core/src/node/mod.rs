@@ -542,13 +542,17 @@ impl<
     /// transmit errors (over the MTU, header not representable), drops and
     /// authentication (HMAC) failures of frames from it.
     pub fn iface_stats(&self, id: IfaceId) -> Option<&IfStats> {
-        self.iface_stats[..self.ifaces.len()].get(usize::from(id.0))
+        let i = usize::from(id.0);
+        self.iface_stats.get(i).filter(|_| i < self.ifaces.len())
     }
 
     /// The counters of an interface, writable: the link layer adds its own
     /// (`frame` errors of the KISS decoder, `irq`).
     pub fn iface_stats_mut(&mut self, id: IfaceId) -> Option<&mut IfStats> {
-        self.iface_stats[..self.ifaces.len()].get_mut(usize::from(id.0))
+        let i = usize::from(id.0);
+        self.iface_stats
+            .get_mut(i)
+            .filter(|_| i < self.ifaces.len())
     }
 
     /// The routing table.

@@ -148,8 +148,10 @@ impl<
         mut packet: Packet<PKT>,
         version: Version,
     ) -> Result<(), RxDrop> {
-        let sock = self.sockets[i]
-            .as_ref()
+        let sock = self
+            .sockets
+            .get(i)
+            .and_then(Option::as_ref)
             .ok_or(RxDrop::NoSocket(packet.header.dport))?;
         if !sock.opts.connectionless {
             return Err(RxDrop::ConnectionlessRefused);
@@ -215,7 +217,11 @@ impl<
             return Err(RxDrop::NoConnection);
         };
         let l = usize::from(l);
-        let sock = *self.sockets[l].as_ref().ok_or(RxDrop::NoConnection)?;
+        let sock = *self
+            .sockets
+            .get(l)
+            .and_then(Option::as_ref)
+            .ok_or(RxDrop::NoConnection)?;
         if !sock.opts.rdp {
             return Err(RxDrop::RdpRefused);
         }
@@ -295,7 +301,11 @@ impl<
         if from_src >= self.syn.half_open_per_source {
             return Err(RxDrop::BacklogFull);
         }
-        let conns = self.sockets[l].as_ref().map_or(0, |s| s.conns);
+        let conns = self
+            .sockets
+            .get(l)
+            .and_then(Option::as_ref)
+            .map_or(0, |s| s.conns);
         let listener_full = of_listener >= self.syn.half_open_per_listener
             || (max_conns != 0 && conns >= max_conns);
         if listener_full {

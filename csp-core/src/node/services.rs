@@ -86,7 +86,13 @@ impl<
                 if header.src == Addr::LOCAL || header.src.is_broadcast(version) {
                     header.src = self.addr;
                 }
-                let reply = Packet::with_data(header, &out[..r.len])
+                let reply = out
+                    .get(..r.len)
+                    .ok_or(PacketError::TooLong {
+                        len: r.len,
+                        capacity: out.len(),
+                    })
+                    .and_then(|data| Packet::with_data(header, data))
                     .map_err(|e| RxDrop::ReplyFailed(e.into()))?;
                 let security = SecurityOptions {
                     crc: flags.contains(Flags::CRC32),

@@ -77,7 +77,8 @@ impl<
     pub(super) fn socket_id(&self, index: usize) -> SocketId {
         SocketId {
             index: index as u8,
-            gen: self.socket_gen[index],
+            // As `conn_id`: an index out of range gets an id no lookup takes.
+            gen: self.socket_gen.get(index).copied().unwrap_or_default(),
         }
     }
 
@@ -126,7 +127,11 @@ impl<
             .min_by_key(|(_, e)| e.seq)
             .map(|(k, _)| k)
             .ok_or(NodeError::WouldBlock)?;
-        let entry = self.rx[at].as_ref().ok_or(NodeError::WouldBlock)?;
+        let entry = self
+            .rx
+            .get(at)
+            .and_then(Option::as_ref)
+            .ok_or(NodeError::WouldBlock)?;
         let data = entry.packet.data();
         let got = buf.len();
         let out = buf.get_mut(..data.len()).ok_or(NodeError::BufferTooSmall {

@@ -132,7 +132,10 @@ impl<
                 flags: Flags::RDP,
             };
             let security = slot.security;
-            let Ok(packet) = Packet::<PKT>::with_data(header, &buf[..t.len]) else {
+            let Some(Ok(packet)) = buf
+                .get(..t.len)
+                .map(|data| Packet::<PKT>::with_data(header, data))
+            else {
                 bump(&mut self.counters.tx_dropped);
                 return Pulled::Progress;
             };

@@ -6,7 +6,7 @@ use ::crc::NoTable;
 use ::crc::Table;
 use ::crc::{Crc, CRC_32_ISCSI};
 
-use super::{covered_header, push_trailer, split_trailer, Cover, SecurityError, Trailer};
+use super::{covered_header, emitted, push_trailer, split_trailer, Cover, SecurityError, Trailer};
 use crate::header::Version;
 use crate::packet::Packet;
 
@@ -71,7 +71,7 @@ pub fn append_crc<const N: usize>(
     cover: Cover,
 ) -> Result<(), SecurityError> {
     let header = covered_header(packet, cover)?;
-    let trailer = crc_trailer(header.as_ref().map(|(b, n)| &b[..*n]), packet.data());
+    let trailer = crc_trailer(header.as_ref().map(emitted), packet.data());
     push_trailer(packet, &trailer)
 }
 
@@ -93,13 +93,7 @@ pub fn verify_crc<const N: usize>(
     };
     let (body, trailer) = split_trailer(packet.data(), Trailer::Crc32)?;
     let body_len = body.len();
-    let cover = check(
-        version,
-        header.as_ref().map(|(b, n)| &b[..*n]),
-        body,
-        trailer,
-        accept,
-    )?;
+    let cover = check(version, header.as_ref().map(emitted), body, trailer, accept)?;
     packet.truncate(body_len);
     Ok(cover)
 }

@@ -7,7 +7,7 @@ use ::hmac::{Hmac, Mac};
 use sha1::{Digest, Sha1};
 
 use super::HMAC_LEN;
-use super::{covered_header, push_trailer, split_trailer, Cover, SecurityError, Trailer};
+use super::{covered_header, emitted, push_trailer, split_trailer, Cover, SecurityError, Trailer};
 use crate::header::MAX_HEADER_LEN;
 use crate::packet::Packet;
 
@@ -132,7 +132,7 @@ pub fn verify_hmac<const N: usize>(
 }
 
 fn header_slice(header: &Option<([u8; MAX_HEADER_LEN], usize)>) -> Option<&[u8]> {
-    header.as_ref().map(|(b, n)| &b[..*n])
+    header.as_ref().map(emitted)
 }
 
 /// `Ok` if `trailer` is the HMAC of `header` (if covered) and `body`.

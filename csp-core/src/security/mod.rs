@@ -170,6 +170,13 @@ fn covered_header<const N: usize>(
     }
 }
 
+/// The emitted bytes of a header from [`Header::to_bytes`](crate::header::Header::to_bytes).
+/// `get`, not indexing: the length is at most the array's, and firmware
+/// images then carry no panic path for it.
+fn emitted((bytes, len): &([u8; MAX_HEADER_LEN], usize)) -> &[u8] {
+    bytes.get(..*len).unwrap_or_default()
+}
+
 /// `BufferFull` if `extra` more bytes do not fit `packet`.
 fn ensure_room<const N: usize>(packet: &Packet<N>, extra: usize) -> Result<(), SecurityError> {
     if packet.remaining() < extra {
@@ -396,9 +403,9 @@ impl SecurityOptions {
         // A header that cannot be emitted for this version can still carry a
         // data-only CRC; only the header-covering checks need it.
         let header = packet.header.to_bytes(version);
-        let header_bytes = header.as_ref().ok().map(|(b, n)| &b[..*n]);
+        let header_bytes = header.as_ref().ok().map(emitted);
         let required_header = || match &header {
-            Ok((b, n)) => Ok(&b[..*n]),
+            Ok(h) => Ok(emitted(h)),
             Err(e) => Err(SecurityError::Header(*e)),
         };
         let data = packet.data();
@@ -419,7 +426,8 @@ impl SecurityOptions {
             end = body.len();
         }
         if let Some(key) = hmac_key {
-            let (body, trailer) = split_trailer(&data[..end], Trailer::Hmac)?;
+            let (body, trailer) =
+                split_trailer(data.get(..end).unwrap_or_default(), Trailer::Hmac)?;
             let covered = if self.cover_header {
                 Some(required_header()?)
             } else {

@@ -146,13 +146,17 @@ pub fn xtea_decrypt_packet<const N: usize>(
             got,
         });
     };
-    let data = packet.data_mut();
-    let mut n = [0u8; XTEA_NONCE_LEN];
-    n.copy_from_slice(&data[body..]);
-    let nonce = u32::from_be_bytes(n);
-    xtea_crypt(key, [nonce, 1], &mut data[..body]);
-    packet.truncate(body);
-    Ok(nonce)
+    if let Some((data, n)) = packet.data_mut().split_last_chunk_mut::<XTEA_NONCE_LEN>() {
+        let nonce = u32::from_be_bytes(*n);
+        xtea_crypt(key, [nonce, 1], data);
+        packet.truncate(body);
+        return Ok(nonce);
+    }
+    Err(SecurityError::TooShort {
+        trailer: Trailer::Xtea,
+        needed: XTEA_NONCE_LEN,
+        got,
+    })
 }
 
 #[cfg(test)]

@@ -165,7 +165,10 @@ fn put_text_truncated(field: &mut [u8], s: &str) {
     while !s.is_char_boundary(n) {
         n -= 1;
     }
-    field[..n].copy_from_slice(&s.as_bytes()[..n]);
+    // `n` fits both (`get` keeps a panic path out of firmware images).
+    if let (Some(to), Some(from)) = (field.get_mut(..n), s.as_bytes().get(..n)) {
+        to.copy_from_slice(from);
+    }
 }
 
 /// Fills the interface name field, refusing a name that does not fit with its
@@ -182,8 +185,12 @@ fn put_iface(field: &mut [u8], name: &str) -> Result<(), ServiceError> {
     Ok(())
 }
 
+/// The big-endian word at `at`; callers check the length first (`need`), and
+/// a word past the end reads as 0 instead of panicking.
 fn be32(b: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+    b.get(at..)
+        .and_then(<[u8]>::first_chunk::<4>)
+        .map_or(0, |w| u32::from_be_bytes(*w))
 }
 
 fn need(body: &[u8], len: usize) -> Result<(), ServiceError> {
@@ -225,7 +232,10 @@ impl<'a> Ident<'a> {
             (self.date, DATE_LEN),
             (self.time, TIME_LEN),
         ] {
-            put_text_truncated(&mut out[at..at + len], s);
+            // `head` checked that `out` holds the whole message.
+            if let Some(field) = out.get_mut(at..at + len) {
+                put_text_truncated(field, s);
+            }
             at += len;
         }
         Ok(IDENT_LEN)

@@ -114,6 +114,9 @@ pub enum ServiceError {
     MemTooLong(u8),
     /// A ping reply that is not the echo of the request.
     PingMismatch,
+    /// A CMP reply that should echo the request (interface name, route,
+    /// poke) differs from it.
+    EchoMismatch,
 }
 
 impl fmt::Display for ServiceError {
@@ -141,6 +144,7 @@ impl fmt::Display for ServiceError {
             ServiceError::ValueTooLarge => write!(f, "value does not fit the message field"),
             ServiceError::MemTooLong(n) => write!(f, "peek/poke of {n} bytes, at most 200"),
             ServiceError::PingMismatch => write!(f, "ping reply differs from the request"),
+            ServiceError::EchoMismatch => write!(f, "CMP reply does not echo the request"),
         }
     }
 }

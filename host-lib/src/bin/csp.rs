@@ -5,6 +5,9 @@
 mod bench;
 #[path = "csp/capture.rs"]
 mod capture;
+// The standard services (ping, ps, ident, reboot, CMP, ...), with --json.
+#[path = "csp/services.rs"]
+mod services;
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -14,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
 use host_lib::{
-    Bind, Client, ClientConfig, Conn, ConnOptions, Control, Error, Event, Listener, Options, Socket,
+    Bind, Client, ClientConfig, Conn, ConnOptions, ConnState, Control, Error, Event, Listener,
+    Options, Socket,
 };
 
 /// Talk CSP through csp-muxd: ping and query nodes, send and listen for
@@ -26,7 +30,8 @@ use host_lib::{
     version,
     after_help = "Examples:\n  csp ping 1                     # the daemon's own node (csp-muxd default address)\n  \
 csp ping -c 10 -s 100 --crc 5  # 10 pings of 100 bytes to node 5 with CRC32\n  \
-csp ident 5\n  csp send 5 10 hello\n  csp listen 10\n  csp status\n  \
+csp ident 5\n  csp ident --all                # every node that answers a broadcast\n  \
+csp cmp ifstat 1 udp           # the daemon's UDP link counters\n  csp send 5 10 hello\n  csp listen 10\n  csp status\n  \
 csp listen --rdp --echo 10     # an RDP echo server on the daemon's node\n  \
 echo hello | csp rdp 1 10      # stdin over an RDP connection, answers to stdout\n\n\
 Exit status: 0 success, 1 failure (no reply, daemon not running, ...), 2 usage error."
@@ -82,47 +87,8 @@ struct Global {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Ping a node: one line per reply with its round-trip time, then a summary.
-    #[command(
-        after_help = "Examples:\n  csp ping 1\n  csp ping -c 3 -s 64 5\n  csp ping --crc --hmac-key secret 5"
-    )]
-    Ping {
-        /// Node address.
-        addr: u16,
-        /// Pings to send.
-        #[arg(short = 'c', long, default_value_t = 4)]
-        count: u32,
-        /// Payload bytes per ping.
-        #[arg(short = 's', long, default_value_t = 10)]
-        size: usize,
-        /// Milliseconds between pings.
-        #[arg(short = 'i', long, default_value_t = 1000)]
-        interval: u64,
-    },
-    /// Ask a node how long it has been up.
-    #[command(after_help = "Example:\n  csp uptime 1")]
-    Uptime {
-        /// Node address.
-        addr: u16,
-    },
-    /// Ask a node who it is (CMP ident: hostname, model, revision, date).
-    #[command(after_help = "Example:\n  csp ident 1")]
-    Ident {
-        /// Node address.
-        addr: u16,
-    },
-    /// Ask a node how much memory it has free.
-    #[command(after_help = "Example:\n  csp memfree 1")]
-    Memfree {
-        /// Node address.
-        addr: u16,
-    },
-    /// Ask a node how many packet buffers it has free.
-    #[command(after_help = "Example:\n  csp buffree 1")]
-    Buffree {
-        /// Node address.
-        addr: u16,
-    },
+    #[command(flatten)]
+    Service(services::ServiceCommand),
     /// Send one packet (connectionless) from an ephemeral port.
     #[command(after_help = "Examples:\n  csp send 5 10 hello\n  \
 echo -n hello | csp send 5 10 -\n  csp send --hex 5 10 'de ad be ef'\n  \
@@ -365,41 +331,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             let idle = idle.map(Duration::from_millis);
             listen_rdp(&mut client, &listener, count, idle, raw, echo)
         }
-        Command::Ping {
-            addr,
-            count,
-            size,
-            interval,
-        } => ping(&mut connect(g)?, addr, count, size, interval, timeout),
-        Command::Uptime { addr } => {
-            let s = connect(g)?.uptime(addr, timeout)?;
-            outln!(
-                "node {addr} up {s} s ({} d {:02}:{:02}:{:02})",
-                s / 86_400,
-                s / 3600 % 24,
-                s / 60 % 60,
-                s % 60
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Ident { addr } => {
-            let id = connect(g)?.ident(addr, timeout)?;
-            outln!("hostname: {}", id.hostname);
-            outln!("model:    {}", id.model);
-            outln!("revision: {}", id.revision);
-            outln!("date:     {} {}", id.date, id.time);
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Memfree { addr } => {
-            let n = connect(g)?.memfree(addr, timeout)?;
-            outln!("node {addr}: {n} bytes free");
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Buffree { addr } => {
-            let n = connect(g)?.buffree(addr, timeout)?;
-            outln!("node {addr}: {n} buffers free");
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Service(c) => services::run(g, c),
         Command::Send {
             addr,
             port,
@@ -680,6 +612,9 @@ struct Served {
     echo: Vec<u8>,
     /// The peer closed: end once the echo backlog is sent.
     peer_closed: bool,
+    /// Our close is under way (`start_close`); it ends when the connection
+    /// state says so, never by waiting here.
+    closing: bool,
 }
 
 /// Accept connections and print (or echo) what each sends until it
@@ -716,6 +651,7 @@ fn listen_rdp(
                 peer: format!("{a}:{p}"),
                 echo: Vec::new(),
                 peer_closed: false,
+                closing: false,
             });
             last = Instant::now();
         }
@@ -761,17 +697,33 @@ fn listen_rdp(
                     Err(e) => failure = Some(e),
                 }
             }
-            let done = failure.is_some() || (s.peer_closed && s.echo.is_empty());
-            if !done {
+            // Closing never waits: a peer that closed and then went silent
+            // holds up nobody (its close ends by the RDP timeouts).
+            if failure.is_none() && s.peer_closed && s.echo.is_empty() && !s.closing {
+                match client.start_close(&s.conn) {
+                    Ok(()) => s.closing = true,
+                    Err(e) => failure = Some(e),
+                }
+            }
+            let outcome = match (failure, s.closing) {
+                (Some(e), _) => Some(Err(e)),
+                (None, true) => match client.conn_state(&s.conn) {
+                    Ok(ConnState::Closed(_)) => Some(Ok(())),
+                    Ok(ConnState::Failed(reason)) => Some(Err(Error::ConnectionFailed { reason })),
+                    Ok(_) => None,
+                    Err(e) => Some(Err(e)),
+                },
+                (None, false) => None,
+            };
+            let Some(outcome) = outcome else {
                 i += 1;
                 continue;
-            }
+            };
             let s = conns.swap_remove(i);
             ended += 1;
-            // A failed connection closes at once; a closed one waits for
-            // the peer to acknowledge the last of its echo.
-            let closed = client.close_conn(s.conn, Some(CLOSE_TIMEOUT));
-            match failure.map_or(closed, Err) {
+            // Ended either way: this only releases the handle and port.
+            let _ = client.close_conn(s.conn, Some(Duration::ZERO));
+            match outcome {
                 Ok(()) => errln!("{} closed", s.peer),
                 Err(e) => errln!("csp: {}: {e}", s.peer),
             }
@@ -794,58 +746,6 @@ fn listen_rdp(
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn ping(
-    client: &mut Client,
-    addr: u16,
-    count: u32,
-    size: usize,
-    interval: u64,
-    timeout: Duration,
-) -> Result<ExitCode, Error> {
-    outln!("PING node {addr}: {size} data bytes");
-    let mut rtts = Vec::new();
-    for seq in 1..=count {
-        let started = Instant::now();
-        match client.ping(addr, size, timeout) {
-            Ok(rtt) => {
-                outln!(
-                    "{size} bytes from {addr}: seq={seq} time={:.3} ms",
-                    rtt.as_secs_f64() * 1e3
-                );
-                rtts.push(rtt);
-            }
-            Err(Error::Timeout) => outln!("no reply from {addr}: seq={seq}"),
-            Err(e) => return Err(e),
-        }
-        if seq < count {
-            let wait = Duration::from_millis(interval).saturating_sub(started.elapsed());
-            std::thread::sleep(wait);
-        }
-    }
-    let received = rtts.len() as u32;
-    let loss = if count == 0 {
-        0.0
-    } else {
-        100.0 * f64::from(count - received) / f64::from(count)
-    };
-    outln!("--- node {addr} ping statistics ---");
-    outln!("{count} sent, {received} received, {loss:.0}% loss");
-    if let (Some(min), Some(max)) = (rtts.iter().min(), rtts.iter().max()) {
-        let avg = rtts.iter().sum::<Duration>() / received;
-        outln!(
-            "rtt min/avg/max = {:.3}/{:.3}/{:.3} ms",
-            min.as_secs_f64() * 1e3,
-            avg.as_secs_f64() * 1e3,
-            max.as_secs_f64() * 1e3
-        );
-    }
-    Ok(if received > 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
 }
 
 fn read_data(arg: Option<&str>, hex: bool) -> Result<Vec<u8>, Error> {

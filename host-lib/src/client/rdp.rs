@@ -344,6 +344,19 @@ impl Rdp {
         moved
     }
 
+    /// Move everything the node still holds for each connection into the
+    /// connection's buffer, past [`RX_BUFFER`] (by at most what the node's
+    /// receive queue holds): RDP acknowledged it, so it is the
+    /// application's even when the node is about to be dropped.
+    fn take_all_received(&mut self) {
+        for e in self.conns.values_mut() {
+            let Some(id) = e.node else { continue };
+            while let Ok(n) = self.node.recv_conn(id, &mut self.segment) {
+                e.rx.extend(&self.segment[..n]);
+            }
+        }
+    }
+
     /// Forget connections whose owner left them and that are over; the
     /// sockets they held, to give back to the daemon.
     fn reap(&mut self, now: csp_core::time::Instant, release: &mut Vec<Socket>) {
@@ -506,6 +519,8 @@ impl Client {
         let Some(rdp) = self.rdp.as_mut() else {
             return;
         };
+        // What RDP acknowledged must stay readable: it would go with the node.
+        rdp.take_all_received();
         let why = format!("csp-muxd went away ({reason})");
         let mut events = Vec::new();
         let mut gone = Vec::new();
@@ -984,12 +999,12 @@ impl Client {
 
     // ---- closing and state -----------------------------------------------
 
-    /// Close: RDP's close (after everything sent is acknowledged), then the
-    /// source port goes back to the daemon. `Ok` means the connection ended
-    /// with all data acknowledged; [`Error::ConnectionFailed`] that it did
-    /// not. After `timeout` ([`Error::Timeout`]) the close finishes in the
-    /// background; the handle is gone either way.
-    pub fn close_conn(&mut self, conn: Conn, timeout: Option<Duration>) -> Result<()> {
+    /// Begin RDP's close (after everything sent is acknowledged) without
+    /// waiting: the handle stays, [`Client::conn_state`] tells when it is
+    /// `Closed` (or `Failed`), and [`Client::close_conn`] then releases it
+    /// at once. For event loops serving many connections, where one peer's
+    /// slow close must not hold up the others.
+    pub fn start_close(&mut self, conn: &Conn) -> Result<()> {
         let now = self.core_now(Instant::now());
         let rdp = self.rdp.as_mut().ok_or(Error::UnknownConn)?;
         let Rdp { node, conns, .. } = rdp;
@@ -999,6 +1014,16 @@ impl Client {
             let _ = node.close(now, id);
         }
         self.after_app_call();
+        Ok(())
+    }
+
+    /// Close: RDP's close (after everything sent is acknowledged), then the
+    /// source port goes back to the daemon. `Ok` means the connection ended
+    /// with all data acknowledged; [`Error::ConnectionFailed`] that it did
+    /// not. After `timeout` ([`Error::Timeout`]) the close finishes in the
+    /// background; the handle is gone either way.
+    pub fn close_conn(&mut self, conn: Conn, timeout: Option<Duration>) -> Result<()> {
+        self.start_close(&conn)?;
         let deadline = timeout.map(|t| Instant::now() + t);
         let result = self.wait_for(deadline, |c| match c.conn_state(&conn) {
             Ok(ConnState::Closed(_)) => Some(Ok(())),

@@ -6,6 +6,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
+
+use test_support::run_within;
 
 /// tshark's path, or None (skip) when it is not installed; under CI=true a
 /// missing tshark fails the test.
@@ -29,6 +32,9 @@ pub fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../contrib/wireshark/csp.lua")
 }
 
+/// Bound of one tshark run (it loads its dissectors first; a busy machine).
+pub const TSHARK_WAIT: Duration = Duration::from_secs(120);
+
 /// Runs tshark on `file` and returns, per packet, each field's value.
 pub fn dissect(
     tshark: &Path,
@@ -48,15 +54,13 @@ pub fn dissect(
     for f in fields {
         cmd.arg("-e").arg(f);
     }
-    let out = cmd.output().expect("run tshark");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "tshark failed: {stderr}");
+    let (code, stdout, stderr) = run_within(&mut cmd, TSHARK_WAIT);
+    assert_eq!(code, 0, "tshark failed: {stderr}");
     assert!(
         !stderr.to_lowercase().contains("lua"),
         "tshark reported a Lua problem: {stderr}"
     );
-    String::from_utf8(out.stdout)
-        .unwrap()
+    stdout
         .lines()
         .map(|line| {
             fields

@@ -1,135 +1,16 @@
-//! Test harness: start `csp-muxd` as a real process on free loopback ports
-//! and temp socket paths, and talk to it with a minimal blocking IPC client
-//! built on the csp-ipc codec. Every wait is bounded.
-#![allow(dead_code)]
+//! A minimal blocking IPC client on the csp-ipc codec, for tests that
+//! speak the daemon's protocol frame by frame (host-lib's `Client` is the
+//! real one). Every read is bounded by [`WAIT`].
 
 use std::io::{Read, Write};
-use std::net::UdpSocket;
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
 use csp_core::{Addr, Flags, Header, Port, Prio, Version};
 use csp_ipc::{Message, Status};
 
-pub const WAIT: Duration = Duration::from_secs(10);
-
-/// A free UDP port on 127.0.0.1 (bound and released; loopback only).
-pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-pub struct Muxd {
-    pub child: Child,
-    pub socket: PathBuf,
-    pub udp_port: u16,
-    pub dir: tempfile::TempDir,
-}
-
-impl Muxd {
-    /// Start a daemon with node `addr`, UDP on a free port, and `extra` TOML
-    /// appended to the generated config (routes must come before tables, so
-    /// `top` goes first).
-    pub fn start(addr: u16, top: &str, extra: &str) -> Muxd {
-        // A port picked free can be taken by another process before the
-        // daemon binds it: retry with a fresh one (bounded).
-        for _ in 0..4 {
-            match Self::try_start_on(addr, free_udp_port(), top, extra) {
-                Ok(m) => return m,
-                Err(e) if e.contains("in use") => continue,
-                Err(e) => panic!("{e}"),
-            }
-        }
-        Self::start_on(addr, free_udp_port(), top, extra)
-    }
-
-    pub fn start_on(addr: u16, udp_port: u16, top: &str, extra: &str) -> Muxd {
-        Self::try_start_on(addr, udp_port, top, extra).unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    fn try_start_on(addr: u16, udp_port: u16, top: &str, extra: &str) -> Result<Muxd, String> {
-        let dir = tempfile::tempdir().unwrap();
-        let socket = dir.path().join("muxd.sock");
-        let config = format!(
-            "{top}\n[node]\naddress = {addr}\n[udp]\nbind = \"127.0.0.1:{udp_port}\"\n{extra}\n"
-        );
-        let cfg_path = dir.path().join("muxd.toml");
-        std::fs::write(&cfg_path, config).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_csp-muxd"))
-            .arg("--config")
-            .arg(&cfg_path)
-            .arg("--socket")
-            .arg(&socket)
-            .env("RUST_LOG", "debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut m = Muxd {
-            child,
-            socket,
-            udp_port,
-            dir,
-        };
-        m.wait_ready()?;
-        Ok(m)
-    }
-
-    fn wait_ready(&mut self) -> Result<(), String> {
-        let deadline = Instant::now() + WAIT;
-        while Instant::now() < deadline {
-            if UnixStream::connect(&self.socket).is_ok() {
-                return Ok(());
-            }
-            if let Some(status) = self.child.try_wait().unwrap() {
-                let mut err = String::new();
-                self.child
-                    .stderr
-                    .take()
-                    .unwrap()
-                    .read_to_string(&mut err)
-                    .unwrap();
-                return Err(format!("csp-muxd exited early ({status}): {err}"));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Err(format!(
-            "csp-muxd did not open {} in time",
-            self.socket.display()
-        ))
-    }
-
-    pub fn client(&self, name: &str) -> Ipc {
-        Ipc::connect(&self.socket, name)
-    }
-
-    /// SIGTERM and wait (bounded) for the exit status.
-    pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return s;
-            }
-            assert!(Instant::now() < deadline, "csp-muxd ignored SIGTERM");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Muxd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use crate::WAIT;
 
 /// An owned copy of a decoded message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -290,6 +171,7 @@ impl Ipc {
     }
 }
 
+/// A v2 header, normal priority.
 pub fn header(src: u16, sport: u8, dst: u16, dport: u8, flags: Flags) -> Header {
     Header {
         prio: Prio::Normal,
@@ -298,55 +180,6 @@ pub fn header(src: u16, sport: u8, dst: u16, dport: u8, flags: Flags) -> Header 
         dport: Port::new(dport).unwrap(),
         sport: Port::new(sport).unwrap(),
         flags,
-    }
-}
-
-/// Value of `key N` in a STATS/STATUS text.
-pub fn stat(text: &str, key: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix(' ')))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {key} in {text}"))
-}
-
-/// A free TCP port on 127.0.0.1 (bound and released; loopback only).
-pub fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Value of `key=N` on the STATS line `link NAME ...`.
-pub fn link_stat(text: &str, link: &str, key: &str) -> u64 {
-    link_field(text, &format!("link {link} "), key)
-        .parse()
-        .unwrap_or_else(|_| panic!("{key} of {link} not a number in {text}"))
-}
-
-/// Value of `key=...` on the first line starting with `prefix`.
-pub fn link_field(text: &str, prefix: &str, key: &str) -> String {
-    let line = text
-        .lines()
-        .find(|l| l.starts_with(prefix))
-        .unwrap_or_else(|| panic!("no line {prefix:?} in {text}"));
-    line.split_whitespace()
-        .find_map(|kv| kv.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
-        .unwrap_or_else(|| panic!("no {key} in {line}"))
-        .to_string()
-}
-
-/// Poll STATUS until KISS link `name` is up (bounded by WAIT).
-pub fn wait_link_up(ipc: &mut Ipc, name: &str) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let status = ipc.control(csp_ipc::Control::Status);
-        if link_field(&status, &format!("link {name} kiss "), "state") == "up" {
-            return;
-        }
-        assert!(Instant::now() < deadline, "link {name} not up: {status}");
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
