@@ -753,6 +753,54 @@ fn euid() -> u32 {
     std::fs::metadata("/proc/self").map_or(u32::MAX, |m| m.uid())
 }
 
+const TCP_TOKEN: &str = "capture-test-token-0123456789";
+
+/// A daemon with a TCP endpoint too (token [`TCP_TOKEN`]) and `extra`
+/// TOML after it; its TCP address.
+fn tcp_daemon(peer: &UdpSocket, extra: &str) -> (Muxd, std::net::SocketAddr) {
+    // A port found free can be taken before the daemon binds it: retry.
+    (0..5)
+        .find_map(|_| {
+            let tcp = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap();
+            let toml =
+                format!("[ipc]\ntcp_listen = \"{tcp}\"\ntcp_token = \"{TCP_TOKEN}\"\n{extra}");
+            std::panic::catch_unwind(|| Muxd::start(peer.local_addr().unwrap().port(), &toml))
+                .ok()
+                .map(|m| (m, tcp))
+        })
+        .expect("daemon with a TCP endpoint")
+}
+
+/// With `capture.allow_tcp` a TCP client (token holder) captures.
+#[test]
+fn allow_tcp_lets_a_tcp_client_capture() {
+    let peer = peer_socket();
+    let (m, tcp) = tcp_daemon(&peer, "[capture]\nallow_tcp = true\n");
+    let file = m.dir.path().join("tcp.pcapng");
+    let child = Command::new(csp_bin())
+        .args(["--tcp", &tcp.to_string(), "--tcp-token", TCP_TOKEN])
+        .args(["capture", "--link", "local", "-c", "2", "-w"])
+        .arg(&file)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut cap = CaptureProc::new(child);
+    cap.wait_started();
+    m.client("pinger").ping(1, 10, WAIT).unwrap();
+    let (code, err) = cap.finish();
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("2 frames captured, 0 dropped by the daemon"),
+        "{err}"
+    );
+    assert!(file.exists());
+}
+
 /// Refused: a TCP client (capture.allow_tcp is off), another user (when
 /// the test runs as root and can be uid 65534); a link the daemon does
 /// not have. Each is a clear error, no file is created, and the refusals
@@ -760,20 +808,8 @@ fn euid() -> u32 {
 #[test]
 fn untrusted_clients_and_unknown_links_are_refused() {
     let peer = peer_socket();
-    let token = "capture-test-token-0123456789";
-    // A port found free can be taken before the daemon binds it: retry.
-    let (m, tcp) = (0..5)
-        .find_map(|_| {
-            let tcp = std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap();
-            let extra = format!("[ipc]\ntcp_listen = \"{tcp}\"\ntcp_token = \"{token}\"\n");
-            std::panic::catch_unwind(|| Muxd::start(peer.local_addr().unwrap().port(), &extra))
-                .ok()
-                .map(|m| (m, tcp))
-        })
-        .expect("daemon with a TCP endpoint");
+    let token = TCP_TOKEN;
+    let (m, tcp) = tcp_daemon(&peer, "");
     let dir = m.dir.path().to_path_buf();
 
     let file = dir.join("tcp.pcapng");
