@@ -409,3 +409,70 @@ fn listen_into_a_closed_pipe_ends_quietly() {
         "nothing but the start line on stderr"
     );
 }
+
+/// `--rdpopt` (and `CSP_RDPOPT`) in libcsp's csp_rdp_set_opt order set
+/// what `csp rdp` asks for in its SYN; a command's own --window wins. Seen
+/// on the wire: an application bound to the port receives the SYN as it
+/// was sent.
+#[test]
+fn rdpopt_sets_the_options_of_the_syn() {
+    let d = Muxd::start(MuxdConfig::node(1));
+    let mut observer = d.client("observer");
+    assert_eq!(observer.register(0, 12).0, csp_ipc::Status::Ok);
+    let syn = |observer: &mut Ipc, args: &[&str], env: Option<&str>| {
+        let mut cmd = d.csp();
+        cmd.args(["rdp", "--connect-timeout", "300"])
+            .args(args)
+            .args(["1", "12"])
+            .stdin(Stdio::null());
+        if let Some(v) = env {
+            cmd.env("CSP_RDPOPT", v);
+        }
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let (_, data) = observer.recv_packet();
+        let (options, header) = csp_rdp::header::RdpHeader::split(&data).unwrap();
+        assert!(
+            header.flags().contains(csp_rdp::header::Flags::SYN),
+            "{data:?}"
+        );
+        // The connection is never answered: let csp give up.
+        finish(child);
+        // Its retransmitted SYNs, if any, are not what is looked at next.
+        while observer
+            .recv_packet_within(Duration::from_millis(50))
+            .is_some()
+        {}
+        csp_rdp::header::SynOptions::parse(options).unwrap()
+    };
+    let o = syn(&mut observer, &["--rdpopt", "7,12345,1500,1,300,3"], None);
+    assert_eq!(
+        (
+            o.window,
+            o.conn_timeout_ms,
+            o.packet_timeout_ms,
+            o.delayed_acks,
+            o.ack_timeout_ms,
+            o.ack_delay_count
+        ),
+        (7, 12345, 1500, 1, 300, 3)
+    );
+    let o = syn(&mut observer, &[], Some("5,20000,2000,0,100,2"));
+    assert_eq!((o.window, o.conn_timeout_ms, o.delayed_acks), (5, 20000, 0));
+    // A command's own flag wins over the defaults.
+    let o = syn(
+        &mut observer,
+        &["--rdpopt", "7,12345,1500,1,300,3", "--window", "9"],
+        None,
+    );
+    assert_eq!((o.window, o.conn_timeout_ms), (9, 12345));
+    // Bad defaults are a usage error naming the field.
+    let (code, _, err) = run(d
+        .csp()
+        .args(["--rdpopt", "4,10000,1000,2,250,2", "rdp", "1", "12"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("delayed acks"), "{err}");
+}

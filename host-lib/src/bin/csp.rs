@@ -5,6 +5,9 @@
 mod bench;
 #[path = "csp/capture.rs"]
 mod capture;
+// --rdpopt: libcsp's csp_rdp_set_opt numbers as defaults for connections.
+#[path = "csp/rdpopt.rs"]
+mod rdpopt;
 // The standard services (ping, ps, ident, reboot, CMP, ...), with --json.
 #[path = "csp/services.rs"]
 mod services;
@@ -83,6 +86,19 @@ struct Global {
     /// How long to wait for a reply, in milliseconds.
     #[arg(long, global = true, value_name = "MS", default_value_t = 1000)]
     timeout: u64,
+    /// RDP options for every connection this command makes, in the order
+    /// of libcsp's csp_rdp_set_opt (csh's rdpopt): window, connection
+    /// timeout ms, packet timeout ms, delayed acks (0/1), ack timeout ms,
+    /// ack delay count, e.g. 4,10000,1000,1,250,2. A command's own
+    /// --window or --conn-timeout wins over it.
+    #[arg(
+        long,
+        global = true,
+        env = "CSP_RDPOPT",
+        value_name = "W,CONN,PKT,DELAYED,ACK,COUNT",
+        value_parser = rdpopt::parse
+    )]
+    rdpopt: Option<rdpopt::RdpOpt>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -166,16 +182,18 @@ The other end: `csp listen --rdp PORT` (add --echo to send everything back).")]
         /// CRC and HMAC; up to 1024 between local applications).
         #[arg(long, value_name = "BYTES", default_value_t = host_lib::rdp::DEFAULT_SEGMENT)]
         segment: usize,
-        /// RDP window: segments in flight (libcsp's default 4; up to 32).
-        #[arg(long, value_name = "N", default_value_t = host_lib::rdp::DEFAULT_WINDOW)]
-        window: u16,
+        /// RDP window: segments in flight, up to 32 [default: from --rdpopt,
+        /// else libcsp's 4].
+        #[arg(long, value_name = "N")]
+        window: Option<u16>,
         /// Give up connecting after this many milliseconds.
         #[arg(long, value_name = "MS", default_value_t = 5000)]
         connect_timeout: u64,
         /// RDP connection timeout: the connection fails after this long
-        /// without a word from the peer (even an idle one).
-        #[arg(long, value_name = "MS", default_value_t = 10_000)]
-        conn_timeout: u64,
+        /// without a word from the peer (even an idle one) [default: from
+        /// --rdpopt, else 10000].
+        #[arg(long, value_name = "MS")]
+        conn_timeout: Option<u64>,
         /// After the end of stdin, keep reading answers until none came for
         /// this long [default: --timeout].
         #[arg(long, value_name = "MS")]
@@ -247,6 +265,16 @@ fn main() -> ExitCode {
     }
 }
 
+/// Options of every RDP connection: the trailers of `options`, then
+/// --rdpopt (or CSP_RDPOPT) if given.
+fn conn_options(g: &Global) -> Result<ConnOptions, Error> {
+    let opts = ConnOptions::from_options(&options(g))?;
+    Ok(match g.rdpopt {
+        Some(o) => o.apply(opts),
+        None => opts,
+    })
+}
+
 fn options(g: &Global) -> Options {
     let mut o = Options::NONE;
     o.crc = g.crc;
@@ -291,10 +319,13 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             conn_timeout,
             linger,
         } => {
-            let opts = ConnOptions::from_options(&options(g))?
-                .with_segment(segment)
-                .with_window(window)
-                .with_conn_timeout(Duration::from_millis(conn_timeout));
+            let mut opts = conn_options(g)?.with_segment(segment);
+            if let Some(w) = window {
+                opts = opts.with_window(w);
+            }
+            if let Some(t) = conn_timeout {
+                opts = opts.with_conn_timeout(Duration::from_millis(t));
+            }
             let mut client = connect(g)?;
             let conn = client.connect_to(
                 addr,
@@ -323,7 +354,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 errln!("csp: --rdp needs a port number 0..=63, not {port:?}");
                 return Ok(ExitCode::from(2));
             };
-            let opts = ConnOptions::from_options(&options(g))?;
+            let opts = conn_options(g)?;
             // A listener outlives a daemon restart; its connections fail.
             let mut client = connect_with(g, true)?;
             let listener = client.listen(port, opts)?;

@@ -74,9 +74,10 @@ enum Mode {
         /// Bytes to send.
         #[arg(long, default_value_t = 1_000_000)]
         bytes: u64,
-        /// RDP window (segments in flight, 1..=32).
-        #[arg(long, default_value_t = host_lib::rdp::DEFAULT_WINDOW)]
-        window: u16,
+        /// RDP window (segments in flight, 1..=32) [default: from --rdpopt,
+        /// else 4].
+        #[arg(long)]
+        window: Option<u16>,
         /// User bytes per segment (1..=1024).
         #[arg(long, default_value_t = host_lib::rdp::DEFAULT_SEGMENT)]
         segment: usize,
@@ -118,7 +119,7 @@ pub fn run(g: &Global, bench: Bench) -> Result<ExitCode, Error> {
             let mut client = super::connect_with(g, true)?;
             let idle = idle.map(Duration::from_millis);
             return if rdp {
-                let opts = ConnOptions::from_options(&super::options(g))?;
+                let opts = super::conn_options(g)?;
                 let listener = client.listen(port, opts)?;
                 eprintln!("bench: RDP sink on {}:{port}", client.node());
                 serve_rdp(&mut client, &listener, idle)
@@ -154,9 +155,10 @@ pub fn run(g: &Global, bench: Bench) -> Result<ExitCode, Error> {
             window,
             segment,
         } => {
-            let opts = ConnOptions::from_options(&super::options(g))?
-                .with_window(window)
-                .with_segment(segment);
+            let mut opts = super::conn_options(g)?.with_segment(segment);
+            if let Some(w) = window {
+                opts = opts.with_window(w);
+            }
             let mut client = super::connect(g)?;
             rdp(&mut client, addr, port, bytes, opts, timeout, bench.json)?
         }
