@@ -239,6 +239,14 @@ impl Captures {
                 }
             }
         };
+        // The links and the start go out whole or not at all.
+        let answers = filter.map_or(self.links.len(), |_| 1) + 1;
+        if client.control_room() < answers {
+            return unavailable(
+                &mut self.stats,
+                "too many replies are waiting for this connection".into(),
+            );
+        }
         for (id, l) in self.links.iter().enumerate() {
             if filter.is_some_and(|f| usize::from(f) != id) {
                 continue;

@@ -414,6 +414,12 @@ impl Client {
         self.capture_queue.push_back(frame);
     }
 
+    /// Control frames this client can still be sent before it counts as
+    /// not reading ([`Client::send_control`] refuses past that).
+    pub fn control_room(&self) -> usize {
+        MAX_CONTROL_FRAMES.saturating_sub(self.control_queue.len())
+    }
+
     /// Capture frames waiting to be written.
     pub fn queued_captures(&self) -> usize {
         self.capture_queue.len()
