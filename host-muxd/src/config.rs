@@ -272,6 +272,8 @@ pub struct CanConfig {
     /// Serial device of the adapter (slcan); without it, with `pty_link`,
     /// the daemon creates a pty.
     pub device: Option<PathBuf>,
+    /// The Linux CAN network interface (socketcan), e.g. `can0`.
+    pub interface: Option<String>,
     /// Serial line speed to the adapter.
     pub baud: u32,
     /// Where to put a symlink to the created pty.
@@ -294,6 +296,7 @@ impl Default for CanConfig {
             name: String::new(),
             mode: CanMode::Slcan,
             device: None,
+            interface: None,
             baud: 115_200,
             pty_link: None,
             bitrate: None,
@@ -446,6 +449,12 @@ pub struct ServicesConfig {
 pub const LAST_SERVICE_PORT: u8 = csp_core::Port::UPTIME.get();
 
 impl Config {
+    /// The `[[can]]` tables in socketcan mode, in config order (slcan ones
+    /// run as stream links, see [`KissConfig::framing`]).
+    pub fn socketcan_links(&self) -> impl Iterator<Item = &CanConfig> {
+        self.can.iter().filter(|c| c.mode == CanMode::Socketcan)
+    }
+
     /// Whether `port` of the node's address is one of the daemon's own
     /// service ports, out of every application's reach.
     pub fn daemon_owns_port(&self, port: u8) -> bool {
@@ -620,7 +629,7 @@ impl Config {
         config.validate_can(text, path)?;
         // A CAN link over slcan is a stream link with another framing.
         let cans = std::mem::take(&mut config.can);
-        for c in &cans {
+        for c in cans.iter().filter(|c| c.mode == CanMode::Slcan) {
             config.kiss.push(KissConfig {
                 name: c.name.clone(),
                 mode: if c.device.is_some() {
@@ -868,9 +877,39 @@ impl Config {
                 return Err(err("name", "another link has this name".into()));
             }
             if c.mode == CanMode::Socketcan {
+                match c.interface.as_deref() {
+                    None | Some("") => {
+                        return Err(err(
+                            "interface",
+                            "socketcan needs the CAN network interface, e.g. interface = \"can0\""
+                                .into(),
+                        ))
+                    }
+                    // Linux names are at most IFNAMSIZ - 1 bytes.
+                    Some(i) if i.len() > 15 || i.contains(['/', ' ']) => {
+                        return Err(err("interface", format!("{i:?} is not an interface name")))
+                    }
+                    Some(_) => {}
+                }
+                for (key, set) in [
+                    ("device", c.device.is_some()),
+                    ("pty_link", c.pty_link.is_some()),
+                    ("bitrate", c.bitrate.is_some()),
+                ] {
+                    if set {
+                        return Err(err(
+                            key,
+                            format!(
+                                "{key} is for slcan; a socketcan interface is set up with \
+                                 `ip link` (e.g. ip link set can0 type can bitrate 1000000)"
+                            ),
+                        ));
+                    }
+                }
+            } else if c.interface.is_some() {
                 return Err(err(
-                    "mode",
-                    "socketcan is not implemented yet; use \"slcan\"".into(),
+                    "interface",
+                    "interface is for mode = \"socketcan\"".into(),
                 ));
             }
             if c.device.is_some() && c.pty_link.is_some() {
@@ -879,7 +918,7 @@ impl Config {
                     "give `device` (an adapter) or `pty_link` (a pty we create), not both".into(),
                 ));
             }
-            if crate::kiss::baud_rate(c.baud).is_none() {
+            if c.mode == CanMode::Slcan && crate::kiss::baud_rate(c.baud).is_none() {
                 return Err(err("baud", format!("{} is not a standard rate", c.baud)));
             }
             if let Some(kbit) = c.bitrate {

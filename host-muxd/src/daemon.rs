@@ -66,6 +66,13 @@ fn zmq_token(i: usize) -> Token {
     Token(ZMQ_TOKENS + 2 * i)
 }
 
+/// SocketCAN link `i` is registered under `SOCKETCAN_TOKENS + i`.
+const SOCKETCAN_TOKENS: usize = ZMQ_TOKENS + usize::MAX / 8;
+
+fn socketcan_token(i: usize) -> Token {
+    Token(SOCKETCAN_TOKENS + i)
+}
+
 /// How often client deadlines (HELLO, half-sent frame) are checked: a check
 /// looks at every client, so it runs on this period rather than every loop
 /// round, and deadlines are met within this much.
@@ -150,7 +157,14 @@ impl Daemon {
             ),
             None => None,
         };
-        let mut links = Links::open(&cfg, plan.ifaces, poll.registry(), kiss_token, zmq_token)?;
+        let mut links = Links::open(
+            &cfg,
+            plan.ifaces,
+            poll.registry(),
+            kiss_token,
+            zmq_token,
+            socketcan_token,
+        )?;
         let routes = plan.table;
         if let Some(t) = tcp.as_mut() {
             poll.registry()
@@ -261,6 +275,7 @@ impl Daemon {
                     token if self.metrics.as_ref().is_some_and(|m| m.owns(token)) => {
                         self.on_metrics(token)
                     }
+                    token if token.0 >= SOCKETCAN_TOKENS => self.on_socketcan(token),
                     token if token.0 >= ZMQ_TOKENS => self.on_zmq(token),
                     token if token.0 >= KISS_TOKENS => self.on_kiss(token),
                     token => self.on_client(token, event.is_readable(), event.is_writable()),
@@ -269,6 +284,7 @@ impl Daemon {
             for token in std::mem::take(&mut self.again) {
                 match token {
                     UDP => self.on_udp(),
+                    token if token.0 >= SOCKETCAN_TOKENS => self.on_socketcan(token),
                     token if token.0 >= ZMQ_TOKENS => self.on_zmq(token),
                     token => self.on_client(token, true, false),
                 }
@@ -789,6 +805,29 @@ impl Daemon {
                 continue; // a KISS frame is at least a header and a CRC
             };
             self.links.note_kiss_rx(index);
+            let origin = Origin::Link {
+                iface: None,
+                version,
+            };
+            self.route(view.header(), view.payload(), origin);
+        }
+    }
+
+    fn on_socketcan(&mut self, token: Token) {
+        let index = token.0 - SOCKETCAN_TOKENS;
+        let mut frames = Vec::new();
+        let Some(link) = self.links.socketcan.get_mut(index) else {
+            return;
+        };
+        let version = link.version;
+        if link.on_event(self.poll.registry(), Instant::now(), &mut frames) {
+            self.read_again(token);
+        }
+        for frame in frames {
+            let Ok(view) = HeaderView::new_checked(&frame, version) else {
+                continue; // CFP puts a whole header first
+            };
+            self.links.note_socketcan_rx(index);
             let origin = Origin::Link {
                 iface: None,
                 version,

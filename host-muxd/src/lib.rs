@@ -14,6 +14,7 @@ pub mod links;
 pub mod metrics;
 pub mod services;
 pub mod slcan;
+pub mod socketcan;
 pub mod stats;
 pub mod udp;
 pub mod zmqhub;

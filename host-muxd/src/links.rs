@@ -18,6 +18,7 @@ use csp_core::{Header, Version};
 
 use crate::config::Config;
 use crate::kiss::KissLink;
+use crate::socketcan::SocketCanLink;
 use crate::udp::UdpLink;
 use crate::zmqhub::ZmqLink;
 
@@ -37,6 +38,12 @@ pub enum IfaceKind {
     /// A ZMQ hub link.
     Zmq {
         /// Index into the config's `[[zmq]]` tables (and [`Links::zmq`]).
+        link: usize,
+    },
+    /// A SocketCAN link.
+    SocketCan {
+        /// Index into [`Links::socketcan`] (the socketcan `[[can]]` tables
+        /// in config order).
         link: usize,
     },
 }
@@ -112,6 +119,17 @@ impl<const N: usize> RoutePlan<N> {
             }
             plan.ifaces
                 .push(Iface::new(z.name.clone(), IfaceKind::Zmq { link }));
+        }
+        for (link, c) in cfg.socketcan_links().enumerate() {
+            if u8::try_from(plan.ifaces.len()).is_err() {
+                return Err(RouteConfigError {
+                    key: "can",
+                    at: 0,
+                    message: "too many links".into(),
+                });
+            }
+            plan.ifaces
+                .push(Iface::new(c.name.clone(), IfaceKind::SocketCan { link }));
         }
         let udp_default = match cfg.udp.peer {
             Some(peer) if cfg.udp.enabled => plan.udp_iface(peer),
@@ -212,6 +230,8 @@ pub struct Links {
     pub kiss: Vec<KissLink>,
     /// The ZMQ hub links, in config order.
     pub zmq: Vec<ZmqLink>,
+    /// The SocketCAN links, in config order.
+    pub socketcan: Vec<SocketCanLink>,
     ifaces: Vec<Iface>,
 }
 
@@ -225,6 +245,7 @@ impl Links {
         registry: &Registry,
         kiss_token: impl Fn(usize) -> Token,
         zmq_token: impl Fn(usize) -> Token,
+        socketcan_token: impl Fn(usize) -> Token,
     ) -> std::io::Result<Links> {
         let version = if cfg.udp.version == 1 {
             Version::V1
@@ -259,10 +280,19 @@ impl Links {
                 .map(|(i, z)| ZmqLink::open(z, cfg.node.address, &ctx, zmq_token(i), registry))
                 .collect::<std::io::Result<Vec<_>>>()?
         };
+        let socketcan = cfg
+            .socketcan_links()
+            .enumerate()
+            .map(|(i, c)| {
+                SocketCanLink::open(c, cfg.node.address, socketcan_token(i), registry)
+                    .map_err(|e| std::io::Error::new(e.kind(), format!("[[can]] {}: {e}", c.name)))
+            })
+            .collect::<std::io::Result<Vec<_>>>()?;
         Ok(Links {
             udp,
             kiss,
             zmq,
+            socketcan,
             ifaces,
         })
     }
@@ -329,6 +359,27 @@ impl Links {
                 }
                 ok
             }
+            IfaceKind::SocketCan { link } => {
+                let Some(can) = self.socketcan.get_mut(link) else {
+                    iface.tx_errors += 1;
+                    return false;
+                };
+                let Ok((bytes, n)) = header.to_bytes(can.version) else {
+                    iface.tx_errors += 1;
+                    can.stats.tx_errors += 1;
+                    return false;
+                };
+                let mut frame = Vec::with_capacity(n + data.len());
+                frame.extend_from_slice(&bytes[..n]);
+                frame.extend_from_slice(data);
+                let ok = can.send(&frame, via, registry);
+                if ok {
+                    iface.tx_frames += 1;
+                } else {
+                    iface.tx_errors += 1;
+                }
+                ok
+            }
             IfaceKind::Zmq { link } => {
                 let Some(zmq) = self.zmq.get_mut(link) else {
                     iface.tx_errors += 1;
@@ -386,6 +437,18 @@ impl Links {
         }
     }
 
+    /// Count a frame received on SocketCAN link `link` against its
+    /// interface.
+    pub fn note_socketcan_rx(&mut self, link: usize) {
+        if let Some(i) = self
+            .ifaces
+            .iter_mut()
+            .find(|i| i.kind == IfaceKind::SocketCan { link })
+        {
+            i.rx_frames += 1;
+        }
+    }
+
     /// Count a frame received on KISS link `link` against its interface.
     pub fn note_kiss_rx(&mut self, link: usize) {
         if let Some(i) = self
@@ -399,13 +462,20 @@ impl Links {
 
     /// The earliest time a link wants its timer run.
     pub fn deadline(&self) -> Option<Instant> {
-        self.kiss.iter().filter_map(KissLink::deadline).min()
+        let kiss = self.kiss.iter().filter_map(KissLink::deadline);
+        let can = self.socketcan.iter().filter_map(SocketCanLink::deadline);
+        kiss.chain(can).min()
     }
 
     /// Run the links' timers that are due.
     pub fn on_timers(&mut self, registry: &Registry, now: Instant) {
         for k in &mut self.kiss {
             k.on_timer(registry, now);
+        }
+        for c in &mut self.socketcan {
+            if c.deadline().is_some_and(|d| d <= now) {
+                c.on_timer(now);
+            }
         }
     }
 
@@ -461,6 +531,15 @@ impl Links {
                 z.subscription_count()
             ));
         }
+        for c in &self.socketcan {
+            out.push(format!(
+                "{} can mode=socketcan interface={} version={:?} queued={}",
+                c.name,
+                c.interface,
+                c.version,
+                c.queued()
+            ));
+        }
         for i in &self.ifaces {
             out.push(format!("iface {}", i.name));
         }
@@ -500,6 +579,26 @@ impl Links {
                 frame: w(frame),
                 txbytes: w(s.tx_bytes),
                 rxbytes: w(s.rx_bytes),
+                ..IfStats::default()
+            });
+        }
+        if let Some(c) = self
+            .socketcan
+            .iter()
+            .find(|c| c.name.eq_ignore_ascii_case(name))
+        {
+            let (s, f) = (c.stats, c.cfp_stats());
+            let frame = u64::from(f.out_of_order)
+                + u64::from(f.overlong)
+                + u64::from(f.orphans)
+                + u64::from(f.malformed);
+            return Some(IfStats {
+                tx: w(s.tx_packets),
+                rx: w(s.rx_packets),
+                tx_error: w(s.tx_errors),
+                rx_error: w(s.rx_errors + frame),
+                drop: w(s.tx_queue_full + u64::from(f.lost)),
+                frame: w(frame),
                 ..IfStats::default()
             });
         }
@@ -605,6 +704,35 @@ impl Links {
                 s.tx_frames,
                 s.tx_bytes,
                 s.tx_errors
+            ));
+        }
+        for c in &self.socketcan {
+            let (s, f) = (c.stats, c.cfp_stats());
+            out.push(format!(
+                "link {} rx_frames={} tx_frames={} tx_queue_full={} tx_errors={} \
+                 can_frames={} can_tx_frames={} not_cfp_frames={} rx_errors={} \
+                 cfp_frames={} cfp_completed={} cfp_lost={} cfp_out_of_order={} \
+                 cfp_overlong={} cfp_orphans={} cfp_no_slot={} cfp_timeouts={} \
+                 cfp_duplicates={} cfp_malformed={}",
+                c.name,
+                s.rx_packets,
+                s.tx_packets,
+                s.tx_queue_full,
+                s.tx_errors,
+                s.rx_frames,
+                s.tx_frames,
+                s.rx_not_cfp,
+                s.rx_errors,
+                f.frames,
+                f.completed,
+                f.lost,
+                f.out_of_order,
+                f.overlong,
+                f.orphans,
+                f.no_slot,
+                f.timeouts,
+                f.duplicates,
+                f.malformed
             ));
         }
         for i in &self.ifaces {
