@@ -35,6 +35,8 @@ pub enum LinkRef {
     Kiss(usize),
     /// `[[zmq]]` link `i`.
     Zmq(usize),
+    /// SocketCAN link `i` (the socketcan `[[can]]` tables in config order).
+    SocketCan(usize),
     /// The IPC socket: DATA from and to applications (v2 headers).
     Local,
 }
@@ -126,6 +128,13 @@ impl Captures {
                 link: LinkRef::Zmq(i),
                 name: z.name.clone(),
                 version: z.header_version(),
+            });
+        }
+        for (i, c) in cfg.socketcan_links().enumerate() {
+            links.push(CaptureLink {
+                link: LinkRef::SocketCan(i),
+                name: c.name.clone(),
+                version: version(c.version),
             });
         }
         links.push(CaptureLink {

@@ -828,6 +828,7 @@ impl Daemon {
                 continue; // CFP puts a whole header first
             };
             self.links.note_socketcan_rx(index);
+            self.tap(LinkRef::SocketCan(index), Direction::Inbound, &[&frame]);
             let origin = Origin::Link {
                 iface: None,
                 version,

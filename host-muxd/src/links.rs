@@ -414,6 +414,9 @@ impl Links {
             IfaceKind::Udp { .. } => Some((LinkRef::Udp, self.udp.as_ref()?.version)),
             IfaceKind::Kiss { link } => Some((LinkRef::Kiss(link), self.kiss.get(link)?.version)),
             IfaceKind::Zmq { link } => Some((LinkRef::Zmq(link), self.zmq.get(link)?.version)),
+            IfaceKind::SocketCan { link } => {
+                Some((LinkRef::SocketCan(link), self.socketcan.get(link)?.version))
+            }
         }
     }
 
