@@ -20,35 +20,40 @@ fn can_pair(version: u8, dir: &std::path::Path) -> (Muxd, Muxd) {
     (a, b)
 }
 
+/// Node 2's application pings node 1's service through the link, then
+/// every length up to libcsp's 249-byte test maximum goes from node 2's
+/// application to node 1's port 10 and back with CRC32.
+fn ping_and_every_size(a: &Muxd, b: &Muxd, version: u8) {
+    let mut app_a = a.client("a");
+    let mut app_b = b.client("b");
+    let (_, _, eph) = app_b.register(0, PORT_EPHEMERAL);
+    app_a.register(0, 10);
+
+    let ping = vec![0xA5; 100];
+    app_b.send_packet(2, eph, 1, 1, Flags::NONE, &ping);
+    let (h, data) = app_b.recv_packet();
+    assert_eq!((h.src.get(), h.sport.get(), data), (1, 1, ping));
+
+    for len in (0..=249usize).step_by(7).chain([249]) {
+        let payload: Vec<u8> = (0..len).map(|i| (i * 13 + len) as u8).collect();
+        app_b.send_packet(2, eph, 1, 10, Flags::NONE, &payload);
+        let (h, data) = app_a.recv_packet();
+        assert_eq!((h.src.get(), data.len()), (2, len), "v{version} len {len}");
+        assert_eq!(data, payload, "v{version} len {len}");
+        app_a.send_packet(1, 10, 2, eph, Flags::CRC32, &payload);
+        let (h, data) = app_b.recv_packet();
+        assert_eq!(data, payload, "v{version} reply len {len}");
+        assert!(h.flags.contains(Flags::CRC32));
+    }
+}
+
 #[test]
 fn slcan_pty_pair_carries_ping_and_packets_of_every_size() {
     for version in [1u8, 2] {
         let dir = tempfile::tempdir().unwrap();
         let (a, b) = can_pair(version, dir.path());
-        let mut app_a = a.client("a");
-        let mut app_b = b.client("b");
-        let (_, _, eph) = app_b.register(0, PORT_EPHEMERAL);
-        app_a.register(0, 10);
-
-        // B pings A's service through the CAN link.
-        let ping = vec![0xA5; 100];
-        app_b.send_packet(2, eph, 1, 1, Flags::NONE, &ping);
-        let (h, data) = app_b.recv_packet();
-        assert_eq!((h.src.get(), h.sport.get(), data), (1, 1, ping));
-
-        // Every length up to libcsp's 249-byte test maximum, both ways.
-        for len in (0..=249usize).step_by(7).chain([249]) {
-            let payload: Vec<u8> = (0..len).map(|i| (i * 13 + len) as u8).collect();
-            app_b.send_packet(2, eph, 1, 10, Flags::NONE, &payload);
-            let (h, data) = app_a.recv_packet();
-            assert_eq!((h.src.get(), data.len()), (2, len), "v{version} len {len}");
-            assert_eq!(data, payload, "v{version} len {len}");
-            app_a.send_packet(1, 10, 2, eph, Flags::CRC32, &payload);
-            let (h, data) = app_b.recv_packet();
-            assert_eq!(data, payload, "v{version} reply len {len}");
-            assert!(h.flags.contains(Flags::CRC32));
-        }
-        let status = app_b.control(Control::Status);
+        ping_and_every_size(&a, &b, version);
+        let status = b.control(Control::Status);
         assert!(
             status.contains(&format!(
                 "link can0 can mode=slcan at={}@115200 state=up",
@@ -442,28 +447,8 @@ fn socketcan_link_carries_ping_and_packets_of_every_size() {
         };
         let a = Muxd::start(MuxdConfig::node(1).route("2 bus").extra(&link("bus")));
         let b = Muxd::start(MuxdConfig::node(2).route("1 bus").extra(&link("bus")));
-        let mut app_a = a.client("a");
-        let mut app_b = b.client("b");
-        let (_, _, eph) = app_b.register(0, PORT_EPHEMERAL);
-        app_a.register(0, 10);
-        let ping = vec![0x5A; 100];
-        app_b.send_packet(2, eph, 1, 1, Flags::NONE, &ping);
-        let (h, data) = app_b.recv_packet();
-        assert_eq!((h.src.get(), h.sport.get(), data), (1, 1, ping));
-        for len in (0..=249usize).step_by(7).chain([249]) {
-            let payload: Vec<u8> = (0..len).map(|i| (i * 13 + len) as u8).collect();
-            app_b.send_packet(2, eph, 1, 10, Flags::NONE, &payload);
-            let (h, data) = app_a.recv_packet();
-            assert_eq!(
-                (h.src.get(), data),
-                (2, payload.clone()),
-                "v{version} len {len}"
-            );
-            app_a.send_packet(1, 10, 2, eph, Flags::CRC32, &payload);
-            let (_, data) = app_b.recv_packet();
-            assert_eq!(data, payload, "v{version} reply len {len}");
-        }
-        let stats = app_b.control(Control::Stats);
+        ping_and_every_size(&a, &b, version);
+        let stats = b.control(Control::Stats);
         assert_eq!(link_stat(&stats, "bus", "cfp_lost"), 0, "{stats}");
         assert_eq!(link_stat(&stats, "bus", "tx_queue_full"), 0, "{stats}");
     }
