@@ -13,7 +13,7 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
 use csp_core::cfp::{CanLink, CfpStats};
@@ -147,7 +147,7 @@ pub struct SocketCanLink {
     epoch: Instant,
     max_frame: usize,
     /// Frames of whole packets waiting for the socket, a packet's frames
-    /// together; `queue_len` packets at most (`packet_ends` marks them).
+    /// together; `queue_len` packets at most (`packet_frames` counts them).
     pending: VecDeque<[u8; CAN_FRAME_LEN]>,
     /// How many of `pending` each queued packet has left, oldest first.
     packet_frames: VecDeque<usize>,
@@ -227,7 +227,7 @@ impl SocketCanLink {
     /// Register the descriptor with the poll (readable; writable while
     /// frames wait).
     pub fn register(&mut self, registry: &Registry) -> io::Result<()> {
-        let fd = self.endpoint.as_fd().as_raw_fd_compat();
+        let fd = self.endpoint.as_fd().as_raw_fd();
         registry.register(&mut SourceFd(&fd), self.token, Interest::READABLE)
     }
 
@@ -353,7 +353,7 @@ impl SocketCanLink {
             } else {
                 Interest::READABLE
             };
-            let fd = self.endpoint.as_fd().as_raw_fd_compat();
+            let fd = self.endpoint.as_fd().as_raw_fd();
             if registry
                 .reregister(&mut SourceFd(&fd), self.token, interest)
                 .is_ok()
@@ -389,19 +389,6 @@ impl SocketCanLink {
     pub fn on_timer(&mut self, now: Instant) {
         let at = self.core_now(now);
         self.can.handle_timeout(at);
-    }
-}
-
-/// `AsRawFd` for a borrowed descriptor (mio's `SourceFd` and nix's read
-/// take the number).
-trait RawFdCompat {
-    fn as_raw_fd_compat(&self) -> std::os::fd::RawFd;
-}
-
-impl RawFdCompat for BorrowedFd<'_> {
-    fn as_raw_fd_compat(&self) -> std::os::fd::RawFd {
-        use std::os::fd::AsRawFd;
-        self.as_raw_fd()
     }
 }
 
