@@ -847,8 +847,13 @@ fn untrusted_clients_and_unknown_links_are_refused() {
         use std::os::unix::process::CommandExt;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         std::fs::set_permissions(&m.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+        // A copy of the tool that user can run: the build's own directory
+        // may sit under a checkout only its owner can enter (mktemp -d).
+        let csp_copy = dir.join("csp");
+        std::fs::copy(csp_bin(), &csp_copy).unwrap();
+        std::fs::set_permissions(&csp_copy, std::fs::Permissions::from_mode(0o755)).unwrap();
         let (code, err) = run_bounded(
-            Command::new(csp_bin())
+            Command::new(&csp_copy)
                 .uid(65534)
                 .gid(65534)
                 .arg("--socket")
