@@ -18,8 +18,9 @@ use core::fmt;
 pub mod record;
 
 /// Protocol version spoken by this crate; HELLO carries it and the daemon
-/// refuses any other.
-pub const VERSION: u16 = 1;
+/// refuses any other. 2: CONTROL_REPLY pages with a `more` byte and
+/// records, and the CAPTURE messages (version 1 had one text reply).
+pub const VERSION: u16 = 2;
 
 /// Bytes in front of every frame's type byte (the length field).
 pub const LEN_PREFIX: usize = 2;

@@ -241,7 +241,11 @@ fn guessing_the_tcp_token_is_slowed_down() {
     let hello = |name: &str| -> Option<String> {
         let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
         s.set_read_timeout(Some(WAIT)).unwrap();
-        let bytes = csp_ipc::encode_to_vec(&csp_ipc::Message::Hello { version: 1, name }).unwrap();
+        let bytes = csp_ipc::encode_to_vec(&csp_ipc::Message::Hello {
+            version: csp_ipc::VERSION,
+            name,
+        })
+        .unwrap();
         let _ = s.write_all(&bytes);
         let mut got = Vec::new();
         let mut buf = [0u8; 256];

@@ -341,6 +341,17 @@ fn bad_ipc_frames_get_errors_and_others_are_served() {
             .unwrap(),
             ErrorCode::BadVersion,
         ),
+        (
+            // A client of the first protocol (one text CONTROL_REPLY) would
+            // misread paged replies: refused, not half served.
+            "version 1",
+            csp_ipc::encode_to_vec(&Message::Hello {
+                version: 1,
+                name: "x",
+            })
+            .unwrap(),
+            ErrorCode::BadVersion,
+        ),
     ];
     for (what, bytes, code) in cases {
         let mut bad = Ipc::raw(&d.socket);
@@ -466,7 +477,7 @@ fn tcp_endpoint_needs_the_token() {
         use std::io::{Read, Write};
         s.write_all(
             &csp_ipc::encode_to_vec(&Message::Hello {
-                version: 1,
+                version: csp_ipc::VERSION,
                 name: token,
             })
             .unwrap(),
