@@ -6,20 +6,12 @@
 //! python3 or venv the test says so and passes, except under `CI=true`
 //! where it fails: CI must run the Python suite.
 
-use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 
-fn ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
 /// Skip with a reason, or fail under CI.
 fn skip(why: &str) {
-    assert!(!ci(), "CI=true and the Python tests can not run: {why}");
-    // Straight to the stderr handle: the test harness captures (and, for a
-    // passing test, hides) what eprintln! prints.
-    let _ = writeln!(std::io::stderr(), "SKIPPED host-py pytest: {why}");
+    test_support::skip_unless_ci("host-py pytest", why);
 }
 
 fn run(cmd: &mut Command, what: &str) {

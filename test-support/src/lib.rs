@@ -17,6 +17,7 @@
 //!   floods.
 //! - [`stats`]: values out of the daemon's STATS/STATUS text.
 //! - [`process`]: bounded waits for child processes.
+//! - [`skip`]: a test whose tool is missing skips, or fails under CI=true.
 //!
 //! Everything runs on 127.0.0.1, Unix sockets and temp directories, and
 //! every wait is bounded by [`WAIT`] (or a bound the caller passes).
@@ -32,6 +33,7 @@ pub mod junk;
 pub mod muxd;
 pub mod ports;
 pub mod process;
+pub mod skip;
 pub mod stats;
 
 pub use hub::Hub;
@@ -39,6 +41,7 @@ pub use ipc::{header, Ipc, Msg};
 pub use muxd::{Muxd, MuxdConfig, Udp};
 pub use ports::{free_tcp_port, free_udp_port, retry_on_port_clash};
 pub use process::{finish, finish_within, rss_kib, run, run_within, wait_bounded};
+pub use skip::{say_skipped, skip_unless_ci};
 pub use stats::{link_field, link_stat, stat, wait_link_up};
 
 /// Bound of every single wait: a daemon starting, a reply, a child exiting.

@@ -864,7 +864,10 @@ fn untrusted_clients_and_unknown_links_are_refused() {
         assert!(err.contains("you are uid 65534"), "{err}");
         refused += 1;
     } else {
-        eprintln!("SKIP: not root, so no other uid to be refused (the TCP case ran)");
+        test_support::say_skipped(
+            "refusing another uid's capture",
+            "not root, so no other uid to be refused (the TCP case ran)",
+        );
     }
     let stats = m.stats();
     assert_eq!(counter(&stats, "capture_refused"), refused, "{stats}");
