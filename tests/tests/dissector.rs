@@ -31,7 +31,7 @@ use csp_core::{kiss, sfp, Addr, Flags, Header, Port, Prio, Version};
 use csp_rdp::{Flags as RdpFlags, Options as RdpOptions, RdpHeader};
 use serde_json::Value;
 
-use pcap::{Pcap, Pcapng, LINKTYPE_USER0, LINKTYPE_USER1};
+use pcap::{Pcap, Pcapng};
 use tshark::{dissect, tshark};
 
 /// Bound of every socket read.
@@ -489,8 +489,8 @@ fn raw_frames_in_pcapng_one_interface_per_link() {
     let v2 = v2_cases();
     let v1 = v1_cases();
     let mut ng = Pcapng::new();
-    let udp = ng.interface(LINKTYPE_USER0, "udp0");
-    let kiss = ng.interface(LINKTYPE_USER1, "kiss-v1");
+    let udp = ng.interface(2, "udp0");
+    let kiss = ng.interface(1, "kiss-v1");
     let mut all = Vec::new();
     // Interleaved, so each packet must be dissected by its interface's type.
     for (i, c) in v2.into_iter().enumerate() {
@@ -617,8 +617,8 @@ fn truncated_and_odd_frames_never_raise_lua_errors() {
     let Some(tshark) = tshark() else { return };
     let dir = tempfile::tempdir().unwrap();
     let mut ng = Pcapng::new();
-    let v2_if = ng.interface(LINKTYPE_USER0, "udp0");
-    let v1_if = ng.interface(LINKTYPE_USER1, "kiss-v1");
+    let v2_if = ng.interface(2, "udp0");
+    let v1_if = ng.interface(1, "kiss-v1");
     let mut packets = 0;
     for (iface, cases) in [(v2_if, v2_cases()), (v1_if, v1_cases())] {
         for c in &cases {

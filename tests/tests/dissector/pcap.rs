@@ -1,16 +1,13 @@
-//! Just enough of the pcap and pcapng file formats to write the captures the
-//! dissector test opens: classic pcap with raw IPv4 packets (UDP datagrams
-//! and TCP segments as they arrived on loopback), and pcapng with one
-//! interface per link carrying raw CSP frames (the daemon's capture format).
+//! The captures the dissector test opens: classic pcap with raw IPv4
+//! packets (UDP datagrams and TCP segments as they arrived on loopback),
+//! written here (just enough of the format), and pcapng with one interface
+//! per link carrying raw CSP frames, written by host-lib's pcapng writer
+//! (the daemon's capture format).
 
 use std::net::SocketAddrV4;
 
 /// LINKTYPE_RAW: each packet starts with an IPv4 header.
 const LINKTYPE_RAW: u32 = 101;
-/// LINKTYPE_USER0 / USER1: raw CSP frames, v2 (by the dissector's
-/// preference) and always v1.
-pub const LINKTYPE_USER0: u16 = 147;
-pub const LINKTYPE_USER1: u16 = 148;
 
 /// A classic pcap file of raw IPv4 packets.
 pub struct Pcap {
@@ -93,79 +90,56 @@ fn ipv4_checksum(header: &[u8]) -> u16 {
     !(sum as u16)
 }
 
-/// A pcapng file: one section, interfaces added before their packets.
+/// A pcapng file in memory, written by host-lib's pcapng writer (the one
+/// `csp capture` uses): one interface per link, whose CSP header version
+/// picks the link type (USER0 for v2, USER1 for v1).
 pub struct Pcapng {
-    bytes: Vec<u8>,
-    interfaces: u32,
+    writer: host_lib::pcapng::Writer<Vec<u8>>,
+    packets: u64,
 }
 
 impl Pcapng {
     pub fn new() -> Pcapng {
-        let mut ng = Pcapng {
-            bytes: Vec::new(),
-            interfaces: 0,
-        };
-        let mut shb = Vec::new();
-        shb.extend_from_slice(&0x1a2b_3c4du32.to_le_bytes());
-        shb.extend_from_slice(&1u16.to_le_bytes());
-        shb.extend_from_slice(&0u16.to_le_bytes());
-        shb.extend_from_slice(&(-1i64).to_le_bytes()); // section length unknown
-        ng.block(0x0a0d_0d0a, &shb);
-        ng
+        Pcapng {
+            writer: host_lib::pcapng::Writer::new(Vec::new(), "dissector test")
+                .expect("writing to memory"),
+            packets: 0,
+        }
     }
 
-    /// Adds an interface (one per link) and returns its id.
-    pub fn interface(&mut self, linktype: u16, name: &str) -> u32 {
-        let mut idb = Vec::new();
-        idb.extend_from_slice(&linktype.to_le_bytes());
-        idb.extend_from_slice(&0u16.to_le_bytes());
-        idb.extend_from_slice(&65535u32.to_le_bytes());
-        push_option(&mut idb, 2, name.as_bytes()); // if_name
-        push_option(&mut idb, 0, &[]); // opt_endofopt
-        self.block(1, &idb);
-        self.interfaces += 1;
-        self.interfaces - 1
+    /// Adds an interface (one per link) for frames with CSP header
+    /// `version` and returns its id.
+    pub fn interface(&mut self, version: u8, name: &str) -> u32 {
+        let interface = host_lib::pcapng::Interface {
+            name,
+            description: "",
+            version,
+        };
+        self.writer
+            .interface(&interface)
+            .expect("writing to memory")
     }
 
     /// An enhanced packet block; `inbound` sets the direction flag.
     pub fn packet(&mut self, interface: u32, inbound: bool, frame: &[u8]) {
-        let mut epb = Vec::new();
-        epb.extend_from_slice(&interface.to_le_bytes());
-        let t = self.bytes.len() as u32;
-        epb.extend_from_slice(&0u32.to_le_bytes());
-        epb.extend_from_slice(&t.to_le_bytes());
-        epb.extend_from_slice(&(frame.len() as u32).to_le_bytes());
-        epb.extend_from_slice(&(frame.len() as u32).to_le_bytes());
-        epb.extend_from_slice(frame);
-        pad4(&mut epb);
-        let flags: u32 = if inbound { 1 } else { 2 };
-        push_option(&mut epb, 2, &flags.to_le_bytes()); // epb_flags: direction
-        push_option(&mut epb, 0, &[]);
-        self.block(6, &epb);
-    }
-
-    fn block(&mut self, kind: u32, body: &[u8]) {
-        let total = (12 + body.len()) as u32;
-        self.bytes.extend_from_slice(&kind.to_le_bytes());
-        self.bytes.extend_from_slice(&total.to_le_bytes());
-        self.bytes.extend_from_slice(body);
-        self.bytes.extend_from_slice(&total.to_le_bytes());
+        use host_lib::pcapng::Direction;
+        self.packets += 1;
+        let packet = host_lib::pcapng::Packet {
+            interface,
+            // Apart by a microsecond each, in order.
+            time_ns: self.packets * 1000,
+            data: frame,
+            orig_len: frame.len() as u32,
+            direction: if inbound {
+                Direction::Inbound
+            } else {
+                Direction::Outbound
+            },
+        };
+        self.writer.packet(&packet).expect("writing to memory");
     }
 
     pub fn into_bytes(self) -> Vec<u8> {
-        self.bytes
-    }
-}
-
-fn push_option(out: &mut Vec<u8>, code: u16, value: &[u8]) {
-    out.extend_from_slice(&code.to_le_bytes());
-    out.extend_from_slice(&(value.len() as u16).to_le_bytes());
-    out.extend_from_slice(value);
-    pad4(out);
-}
-
-fn pad4(out: &mut Vec<u8>) {
-    while out.len() % 4 != 0 {
-        out.push(0);
+        self.writer.into_inner().expect("writing to memory")
     }
 }
