@@ -11,18 +11,14 @@ use csp_core::Flags;
 use csp_ipc::{Control, PORT_EPHEMERAL};
 use test_support::*;
 
-/// A daemon with the endpoint on a free loopback port. A port picked free
-/// may be taken before the daemon binds it: retry with another (bounded).
+/// A daemon with the endpoint on a free loopback port (another is tried
+/// if that one is taken before the daemon binds it).
 fn start_with_metrics(addr: u16) -> (Muxd, u16) {
-    for _ in 0..4 {
+    retry_on_port_clash(|| {
         let port = free_tcp_port();
         let extra = format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n");
-        match std::panic::catch_unwind(|| Muxd::start(MuxdConfig::node(addr).extra(&extra))) {
-            Ok(d) => return (d, port),
-            Err(_) => continue,
-        }
-    }
-    panic!("could not start csp-muxd with a metrics port");
+        Muxd::try_start(MuxdConfig::node(addr).extra(&extra)).map(|d| (d, port))
+    })
 }
 
 /// Send `request` and read the whole response (the server closes).

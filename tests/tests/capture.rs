@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::UdpSocket;
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, ChildStderr, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -30,9 +30,8 @@ use csp_core::security::{crc_trailer, hmac_trailer, HmacKey};
 use csp_core::{Addr, Flags, Header, Port, Prio, Version};
 use csp_ipc::Message;
 use host_lib::{Bind, Client, ClientConfig, Control, Options};
-use test_support::{link_field as field, stat as counter};
+use test_support::{link_field as field, retry_on_port_clash, stat as counter, MuxdConfig, WAIT};
 
-const WAIT: Duration = Duration::from_secs(10);
 const KEY: &[u8] = b"capture test key";
 /// The remote node behind the UDP link (the test's UDP socket).
 const REMOTE: u16 = 5;
@@ -41,72 +40,51 @@ const APP_PORT: u8 = 10;
 
 // ---- processes -------------------------------------------------------------
 
-fn muxd_bin() -> &'static Path {
-    test_support::bins::muxd()
-}
-
 fn csp_bin() -> &'static Path {
     test_support::bins::csp()
 }
 
-/// csp-muxd as node 1 with its UDP link on a loopback port the kernel
-/// picks, a route to node 5 at `peer`, and `extra` TOML.
+/// csp-muxd as node 1 (test-support's daemon: ready when it answers
+/// HELLO, stderr in a file, killed on drop) with its UDP link on a
+/// loopback port the kernel picks, a route to node 5 at `peer`, and
+/// `extra` TOML; its clients here are host-lib's.
 struct Muxd {
-    child: Child,
-    socket: PathBuf,
+    inner: test_support::Muxd,
+    /// Where the UDP link is bound.
     udp: std::net::SocketAddr,
-    dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Muxd {
+    type Target = test_support::Muxd;
+    fn deref(&self) -> &test_support::Muxd {
+        &self.inner
+    }
+}
+
+impl std::ops::DerefMut for Muxd {
+    fn deref_mut(&mut self) -> &mut test_support::Muxd {
+        &mut self.inner
+    }
 }
 
 impl Muxd {
     fn start(peer: u16, extra: &str) -> Muxd {
-        Muxd::start_with(peer, "", extra)
+        Muxd::try_start_with(peer, &[], extra).unwrap_or_else(|e| panic!("{e}"))
     }
 
-    /// As `start`, with more route entries (`, "7 radio"`).
-    fn start_with(peer: u16, routes: &str, extra: &str) -> Muxd {
-        let dir = tempfile::tempdir().unwrap();
-        let socket = dir.path().join("muxd.sock");
-        let config = dir.path().join("muxd.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "routes = [\"{REMOTE} udp 127.0.0.1:{peer}\"{routes}]\n[node]\naddress = 1\n\
-                 [udp]\nbind = \"127.0.0.1:0\"\n{extra}\n"
-            ),
-        )
-        .unwrap();
-        let mut child = Command::new(muxd_bin())
-            .arg("--config")
-            .arg(&config)
-            .arg("--socket")
-            .arg(&socket)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + WAIT;
-        while UnixStream::connect(&socket).is_err() {
-            if let Some(status) = child.try_wait().unwrap() {
-                let mut err = String::new();
-                let _ = child.stderr.take().unwrap().read_to_string(&mut err);
-                panic!("csp-muxd exited early ({status}): {err}");
-            }
-            assert!(Instant::now() < deadline, "csp-muxd not ready");
-            std::thread::sleep(Duration::from_millis(10));
+    /// As `start`, with more routes (`"7 radio"`); `Err` (with what the
+    /// daemon said) if it exits early, e.g. on a port taken meanwhile.
+    fn try_start_with(peer: u16, routes: &[&str], extra: &str) -> Result<Muxd, String> {
+        let mut config = MuxdConfig::node(1)
+            .route(format!("{REMOTE} udp 127.0.0.1:{peer}"))
+            .extra(extra)
+            .log("warn");
+        for r in routes {
+            config = config.route(*r);
         }
-        let mut m = Muxd {
-            child,
-            socket,
-            udp: "127.0.0.1:0".parse().unwrap(),
-            dir,
-        };
-        // Where the UDP link is bound: STATUS says (`link udp bind=...`).
-        let status = m.client("status").control(Control::Status).unwrap();
-        m.udp = field(&status, "link udp ", "bind").parse().unwrap();
-        m
+        let inner = test_support::Muxd::try_start(config)?;
+        let udp = std::net::SocketAddr::from(([127, 0, 0, 1], inner.udp_port()));
+        Ok(Muxd { inner, udp })
     }
 
     fn client(&self, name: &str) -> Client {
@@ -136,13 +114,6 @@ impl Muxd {
             .spawn()
             .unwrap();
         CaptureProc::new(child)
-    }
-}
-
-impl Drop for Muxd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -508,21 +479,17 @@ fn kiss_v1_frames_are_captured_without_their_framing() {
     };
     let peer = peer_socket();
     // A port found free may be taken before the daemon binds it: retry.
-    let (m, listen) = (0..5)
-        .find_map(|_| {
-            let listen = std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap();
-            let kiss = format!(
-                "[[kiss]]\nname = \"radio\"\nmode = \"tcp-server\"\nlisten = \"{listen}\"\nversion = 1\n"
-            );
-            let port = peer.local_addr().unwrap().port();
-            std::panic::catch_unwind(|| Muxd::start_with(port, ", \"7 radio\"", &kiss))
-                .ok()
-                .map(|m| (m, listen))
-        })
-        .expect("daemon with a KISS tcp-server link");
+    let (m, listen) = retry_on_port_clash(|| {
+        let listen = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let kiss = format!(
+            "[[kiss]]\nname = \"radio\"\nmode = \"tcp-server\"\nlisten = \"{listen}\"\nversion = 1\n"
+        );
+        let port = peer.local_addr().unwrap().port();
+        Muxd::try_start_with(port, &["7 radio"], &kiss).map(|m| (m, listen))
+    });
     let mut radio = std::net::TcpStream::connect(listen).unwrap();
     radio.set_read_timeout(Some(WAIT)).unwrap();
     let mut c = m.client("status");
@@ -759,19 +726,14 @@ const TCP_TOKEN: &str = "capture-test-token-0123456789";
 /// TOML after it; its TCP address.
 fn tcp_daemon(peer: &UdpSocket, extra: &str) -> (Muxd, std::net::SocketAddr) {
     // A port found free can be taken before the daemon binds it: retry.
-    (0..5)
-        .find_map(|_| {
-            let tcp = std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap();
-            let toml =
-                format!("[ipc]\ntcp_listen = \"{tcp}\"\ntcp_token = \"{TCP_TOKEN}\"\n{extra}");
-            std::panic::catch_unwind(|| Muxd::start(peer.local_addr().unwrap().port(), &toml))
-                .ok()
-                .map(|m| (m, tcp))
-        })
-        .expect("daemon with a TCP endpoint")
+    retry_on_port_clash(|| {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let toml = format!("[ipc]\ntcp_listen = \"{tcp}\"\ntcp_token = \"{TCP_TOKEN}\"\n{extra}");
+        Muxd::try_start_with(peer.local_addr().unwrap().port(), &[], &toml).map(|m| (m, tcp))
+    })
 }
 
 /// With `capture.allow_tcp` a TCP client (token holder) captures.
