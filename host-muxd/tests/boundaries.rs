@@ -118,19 +118,6 @@ fn control_replies_are_paged_for_a_thousand_applications() {
     assert_eq!(big.register(0, 21).0, Status::Ok);
 }
 
-/// Run csp-muxd on `config` with `--socket socket` until it exits (bounded:
-/// killed after WAIT); its exit code and stderr.
-fn run_to_exit(dir: &std::path::Path, socket: &std::path::Path, config: &str) -> (i32, String) {
-    let cfg = dir.join(format!("c{}.toml", free_udp_port()));
-    std::fs::write(&cfg, config).unwrap();
-    let (code, _, err) = run(std::process::Command::new(env!("CARGO_BIN_EXE_csp-muxd"))
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--socket")
-        .arg(socket));
-    (code, err)
-}
-
 /// Start-up used to bind the TCP endpoint after the socket with no
 /// clean-up: "Address already in use" with no key nor address, and the
 /// socket file left behind.

@@ -456,17 +456,11 @@ fn socketcan_link_carries_ping_and_packets_of_every_size() {
 fn socketcan_on_a_missing_interface_stops_start_up_and_names_it() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("muxd.sock");
-    let cfg = dir.path().join("muxd.toml");
-    std::fs::write(
-        &cfg,
+    let (code, err) = run_to_exit(
+        dir.path(),
+        &socket,
         "[udp]\nbind = \"127.0.0.1:0\"\n[[can]]\nname = \"bus\"\nmode = \"socketcan\"\ninterface = \"nocan9\"\n",
-    )
-    .unwrap();
-    let (code, _, err) = run(std::process::Command::new(bins::muxd())
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--socket")
-        .arg(&socket));
+    );
     assert_eq!(code, 1, "{err}");
     assert!(
         err.contains("[[can]] bus") && err.contains("\"nocan9\""),

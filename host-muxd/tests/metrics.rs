@@ -183,24 +183,15 @@ fn a_busy_metrics_port_stops_start_up_and_names_the_key() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("muxd.toml");
     let socket = dir.path().join("muxd.sock");
-    std::fs::write(
-        &cfg,
-        format!(
+    let (code, err) = run_to_exit(
+        dir.path(),
+        &socket,
+        &format!(
             "[node]\naddress = 6\n[udp]\nbind = \"127.0.0.1:0\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n"
         ),
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_csp-muxd"))
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--socket")
-        .arg(&socket)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    );
+    assert_ne!(code, 0, "{err}");
     assert!(
         err.contains(&format!("metrics.listen = \"127.0.0.1:{port}\"")),
         "{err}"

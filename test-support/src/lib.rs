@@ -38,7 +38,7 @@ pub mod stats;
 
 pub use hub::Hub;
 pub use ipc::{header, Ipc, Msg};
-pub use muxd::{Muxd, MuxdConfig, Udp};
+pub use muxd::{run_to_exit, Muxd, MuxdConfig, Udp};
 pub use ports::{free_tcp_port, free_udp_port, retry_on_port_clash};
 pub use process::{finish, finish_within, rss_kib, run, run_within, wait_bounded};
 pub use skip::{say_skipped, skip_unless_ci};

@@ -355,6 +355,28 @@ impl Muxd {
     }
 }
 
+/// Run csp-muxd on the configuration text `config` with `--socket socket`
+/// until it exits (bounded: killed after [`WAIT`]), for start-ups that must
+/// fail: its exit code and stderr. The config file is written into `dir`
+/// under a name of its own.
+pub fn run_to_exit(dir: &std::path::Path, socket: &std::path::Path, config: &str) -> (i32, String) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
+    let cfg = dir.join(format!(
+        "run-to-exit-{}.toml",
+        RUNS.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::write(&cfg, config).expect("writing the config");
+    let (code, _, err) = crate::process::run(
+        Command::new(crate::bins::muxd())
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--socket")
+            .arg(socket),
+    );
+    (code, err)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
