@@ -78,6 +78,9 @@ pub struct UdpLink {
     pub stats: LinkStats,
     /// Frames queued by [`UdpLink::send_parts`] until [`UdpLink::flush`].
     tx: TxBatch,
+    /// Frames dropped by a batch `send_parts` sent when it filled, not yet
+    /// reported by [`UdpLink::flush`].
+    dropped_unreported: u64,
 }
 
 impl UdpLink {
@@ -88,6 +91,7 @@ impl UdpLink {
             version,
             stats: LinkStats::default(),
             tx: TxBatch::default(),
+            dropped_unreported: 0,
         })
     }
 
@@ -173,27 +177,26 @@ impl UdpLink {
     /// Queue `header | data` for `peer` as one frame; it leaves with the
     /// next [`UdpLink::flush`] (at the latest before the daemon sleeps), or
     /// at once when [`TX_BATCH`] frames are waiting.
-    pub fn send_parts(&mut self, header: &[u8], data: &[u8], peer: SocketAddr) -> bool {
+    pub fn send_parts(&mut self, header: &[u8], data: &[u8], peer: SocketAddr) {
         let at = self.tx.buf.len();
         self.tx.buf.extend_from_slice(header);
         self.tx.buf.extend_from_slice(data);
         self.tx.frames.push((at, header.len() + data.len(), peer));
         if self.tx.frames.len() >= TX_BATCH {
-            self.flush();
+            self.dropped_unreported += self.send_queued();
         }
-        true
     }
 
-    /// Send one frame to `peer` now (after whatever is queued).
-    pub fn send(&mut self, frame: &[u8], peer: SocketAddr) -> bool {
-        self.send_parts(&[], frame, peer);
-        self.flush() == 0
+    /// Send every queued frame. Returns how many frames were dropped since
+    /// the last call (here, or by a full batch `send_parts` sent).
+    pub fn flush(&mut self) -> u64 {
+        self.send_queued() + std::mem::take(&mut self.dropped_unreported)
     }
 
-    /// Send every queued frame, `sendmmsg` at a time. A full socket buffer
+    /// Send the queued frames, `sendmmsg` at a time. A full socket buffer
     /// drops what it can not take (UDP semantics; the loop never blocks)
     /// and counts it. Returns how many frames were dropped.
-    pub fn flush(&mut self) -> u64 {
+    fn send_queued(&mut self) -> u64 {
         use nix::sys::socket::{sendmmsg, ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage};
         use std::io::IoSlice;
         use std::os::fd::AsRawFd;
@@ -271,7 +274,8 @@ mod tests {
         b.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let a_addr = a.local_addr().unwrap();
 
-        assert!(a.send(&[1, 2, 3, 4, 5, 6, 7], b.local_addr().unwrap()));
+        a.send_parts(&[1, 2, 3, 4, 5, 6], &[7], b.local_addr().unwrap());
+        assert_eq!(a.flush(), 0);
         let mut buf = [0u8; 64];
         let (n, from) = b.recv_from(&mut buf).unwrap();
         assert_eq!((&buf[..n], from), (&[1u8, 2, 3, 4, 5, 6, 7][..], a_addr));
@@ -358,7 +362,7 @@ mod tests {
         // header and data together.
         let to = b.local_addr().unwrap();
         b.set_nonblocking(true).unwrap();
-        assert!(a.send_parts(&[1, 2, 3, 4, 5, 6], b"data", to));
+        a.send_parts(&[1, 2, 3, 4, 5, 6], b"data", to);
         let mut buf = [0u8; 64];
         assert!(b.recv_from(&mut buf).is_err(), "sent before the flush");
         assert_eq!(a.flush(), 0);
