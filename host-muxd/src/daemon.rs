@@ -799,18 +799,7 @@ impl Daemon {
         }
         let version = link.version;
         link.on_event(token, self.poll.registry(), Instant::now(), &mut frames);
-        for frame in frames {
-            self.tap(LinkRef::Kiss(index), Direction::Inbound, &[&frame]);
-            let Ok(view) = HeaderView::new_checked(&frame, version) else {
-                continue; // a KISS frame is at least a header and a CRC
-            };
-            self.links.note_kiss_rx(index);
-            let origin = Origin::Link {
-                iface: None,
-                version,
-            };
-            self.route(view.header(), view.payload(), origin);
-        }
+        self.route_from_link(LinkRef::Kiss(index), frames, version, None);
     }
 
     fn on_socketcan(&mut self, token: Token) {
@@ -823,18 +812,7 @@ impl Daemon {
         if link.on_event(self.poll.registry(), Instant::now(), &mut frames) {
             self.read_again(token);
         }
-        for frame in frames {
-            let Ok(view) = HeaderView::new_checked(&frame, version) else {
-                continue; // CFP puts a whole header first
-            };
-            self.links.note_socketcan_rx(index);
-            self.tap(LinkRef::SocketCan(index), Direction::Inbound, &[&frame]);
-            let origin = Origin::Link {
-                iface: None,
-                version,
-            };
-            self.route(view.header(), view.payload(), origin);
-        }
+        self.route_from_link(LinkRef::SocketCan(index), frames, version, None);
     }
 
     fn on_zmq(&mut self, token: Token) {
@@ -853,12 +831,27 @@ impl Daemon {
         if link.recv_all(ZMQ_READ_BUDGET, |f| frames.push(f.to_vec())) {
             self.read_again(token);
         }
+        self.route_from_link(LinkRef::Zmq(index), frames, version, iface);
+    }
+
+    /// The frames a stream, hub or CAN link received: each captured,
+    /// counted against the link's interface and routed with the link's
+    /// header version (`iface` for links a frame can come back to, see
+    /// [`Origin::Link`]). One shorter than a header was counted by its
+    /// link and goes no further.
+    fn route_from_link(
+        &mut self,
+        link: LinkRef,
+        frames: Vec<Vec<u8>>,
+        version: Version,
+        iface: Option<IfaceId>,
+    ) {
         for frame in frames {
-            self.tap(LinkRef::Zmq(index), Direction::Inbound, &[&frame]);
+            self.tap(link, Direction::Inbound, &[&frame]);
             let Ok(view) = HeaderView::new_checked(&frame, version) else {
-                continue; // runts were counted by the link
+                continue;
             };
-            self.links.note_zmq_rx(index);
+            self.links.note_link_rx(link);
             self.route(
                 view.header(),
                 view.payload(),

@@ -428,36 +428,17 @@ impl Links {
         u8::try_from(i).ok().map(IfaceId)
     }
 
-    /// Count a frame received on ZMQ link `link` against its interface.
-    pub fn note_zmq_rx(&mut self, link: usize) {
-        if let Some(i) = self
-            .ifaces
-            .iter_mut()
-            .find(|i| i.kind == IfaceKind::Zmq { link })
-        {
-            i.rx_frames += 1;
-        }
-    }
-
-    /// Count a frame received on SocketCAN link `link` against its
-    /// interface.
-    pub fn note_socketcan_rx(&mut self, link: usize) {
-        if let Some(i) = self
-            .ifaces
-            .iter_mut()
-            .find(|i| i.kind == IfaceKind::SocketCan { link })
-        {
-            i.rx_frames += 1;
-        }
-    }
-
-    /// Count a frame received on KISS link `link` against its interface.
-    pub fn note_kiss_rx(&mut self, link: usize) {
-        if let Some(i) = self
-            .ifaces
-            .iter_mut()
-            .find(|i| i.kind == IfaceKind::Kiss { link })
-        {
+    /// Count a frame received on `link` against its interface (UDP
+    /// frames count by sender: [`Links::note_rx`]).
+    pub fn note_link_rx(&mut self, link: crate::capture::LinkRef) {
+        use crate::capture::LinkRef;
+        let kind = match link {
+            LinkRef::Kiss(link) => IfaceKind::Kiss { link },
+            LinkRef::Zmq(link) => IfaceKind::Zmq { link },
+            LinkRef::SocketCan(link) => IfaceKind::SocketCan { link },
+            LinkRef::Udp | LinkRef::Local => return,
+        };
+        if let Some(i) = self.ifaces.iter_mut().find(|i| i.kind == kind) {
             i.rx_frames += 1;
         }
     }
